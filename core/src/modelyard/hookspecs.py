@@ -1,0 +1,69 @@
+"""The plugin contract. An engine plugin implements these hooks; see tests/example_engine for a template."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from .engine import LoadedModel
+from .specs import EngineInfo, Estimate, Family, Hardware, Match, ModelSpec
+
+hookspec = pluggy.HookspecMarker("modelyard")
+hookimpl = pluggy.HookimplMarker("modelyard")
+
+
+@hookspec
+def register_engines(register: Callable[[EngineInfo], None]) -> None:
+    """Declare the engines this plugin provides by calling ``register(EngineInfo(...))`` once each.
+
+    Must be cheap: do not import the engine library or torch. When the library is missing, register
+    the engine with ``available=False`` and an ``unavailable_reason`` that says how to install it.
+    A name registered twice (by any plugins) is an error that names both plugins.
+    """
+
+
+@hookspec
+def register_families(register: Callable[[Family], None]) -> None:
+    """Optionally contribute model families to the catalog by calling ``register(family)``."""
+
+
+@hookspec
+def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match] | None:
+    """Say, for each engine this plugin registered, whether it can run ``spec`` at ``quantization``
+    on ``hardware``. Collect-all: every plugin answers. Return one ``Match`` per engine: yes, or no
+    with a reason a user can act on (missing library, wrong format, no CUDA device, unsupported
+    architecture...). Must be pure: no I/O, decide from the arguments and the plugin's own state.
+    """
+
+
+@hookspec(firstresult=True)
+def estimate_resources(
+    engine: str,
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    params: dict[str, Any],
+    hardware: Hardware,
+) -> Estimate | None:
+    """Estimate the memory to serve ``spec`` on ``engine`` with launch ``params`` (context length,
+    parallel slots, dtype...), and its placement (e.g. llama.cpp GPU layers). firstresult: the plugin
+    owning ``engine`` answers; others return None. ``modelyard.resources`` has the shared arithmetic.
+    """
+
+
+@hookspec(firstresult=True)
+def load_model(
+    engine: str,
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    params: dict[str, Any],
+    path: Path,
+) -> LoadedModel | None:
+    """Load the weights at ``path`` (a file for GGUF, else a directory) in this runner process and
+    return the handle that serves requests. firstresult: the plugin owning ``engine`` answers;
+    others return None. Reject unknown ``params`` with an ``InvalidRequest`` naming close matches.
+    """

@@ -1,0 +1,157 @@
+"""Finding and loading engine plugins, and the registry of the engines they declare.
+
+Plugins are modules registered in the ``modelyard.engines`` entry-point group. Environment:
+
+- ``MODELYARD_PLUGINS``: comma-separated allow-list of entry-point names; only these load.
+- ``MODELYARD_BLOCK_PLUGINS``: comma-separated entry-point names never to load.
+- ``MODELYARD_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points at all (tests register by hand).
+
+A plugin that fails to import is recorded with its error and reported by ``modelyard plugins``;
+it never takes the process down.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import traceback
+from collections.abc import Iterable
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pluggy
+
+from . import hookspecs
+from .errors import ModelyardError
+from .specs import EngineInfo
+
+ENTRY_POINT_GROUP = "modelyard.engines"
+
+
+class PluginConflict(ModelyardError):
+    status = 500
+
+
+class PluginInfo(msgspec.Struct, omit_defaults=True):
+    name: str
+    distribution: str | None = None
+    version: str | None = None
+    hooks: list[str] = []
+    engines: list[str] = []
+    error: str | None = None
+
+
+def _env_list(name: str) -> set[str]:
+    return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
+
+
+def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+class PluginManager:
+    """The pluggy manager plus what modelyard needs around it: load errors and the engine registry."""
+
+    def __init__(self) -> None:
+        self.pm = pluggy.PluginManager("modelyard")
+        self.pm.add_hookspecs(hookspecs)
+        self.failed: dict[str, str] = {}
+        self._engines: dict[str, EngineInfo] | None = None
+
+    @property
+    def hook(self) -> Any:
+        return self.pm.hook
+
+    def load_entry_points(self) -> None:
+        if os.environ.get("MODELYARD_DISABLE_PLUGIN_AUTOLOAD", "").lower() in ("1", "true", "yes"):
+            return
+        allow, block = _env_list("MODELYARD_PLUGINS"), _env_list("MODELYARD_BLOCK_PLUGINS")
+        for ep in _entry_points():
+            if (allow and ep.name not in allow) or ep.name in block or self.pm.has_plugin(ep.name):
+                continue
+            try:
+                module = ep.load()
+            except Exception as exc:  # a broken plugin is reported, not fatal
+                self.failed[ep.name] = f"{type(exc).__name__}: {exc}"
+                continue
+            self.register(module, name=ep.name)
+
+    def register(self, plugin: ModuleType | object, name: str | None = None) -> None:
+        self.pm.register(plugin, name=name)
+        # A hook implementation whose name matches no hookspec is a typo: fail loudly, now.
+        self.pm.check_pending()
+        self._engines = None
+
+    def unregister(self, name: str) -> None:
+        self.pm.unregister(name=name)
+        self._engines = None
+
+    def engines(self) -> dict[str, EngineInfo]:
+        """Every engine the loaded plugins declare, by name (as registered)."""
+        if self._engines is None:
+            self._engines = self._collect_engines()
+        return self._engines
+
+    def _collect_engines(self) -> dict[str, EngineInfo]:
+        engines: dict[str, EngineInfo] = {}
+        owners: dict[str, str] = {}
+        for impl in self.pm.hook.register_engines.get_hookimpls():
+            plugin_name = impl.plugin_name
+
+            def register(info: EngineInfo, _owner: str = plugin_name) -> None:
+                key = info.name.lower()
+                if key in owners:
+                    raise PluginConflict(
+                        f"engine {info.name!r} is registered by both plugin {owners[key]!r} "
+                        f"and plugin {_owner!r}; block one with MODELYARD_BLOCK_PLUGINS"
+                    )
+                owners[key] = _owner
+                engines[info.name] = info
+
+            impl.function(register=register)
+        return engines
+
+    def engine(self, name: str) -> EngineInfo | None:
+        """Look an engine up case-insensitively ("llama.cpp", "vllm", "Transformers"...)."""
+        for info in self.engines().values():
+            if info.name.lower() == name.lower():
+                return info
+        return None
+
+    def describe(self) -> list[PluginInfo]:
+        """What is installed: each plugin with its distribution, version, hooks and engines."""
+        dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
+        owners: dict[str, list[str]] = {}
+        for impl in self.pm.hook.register_engines.get_hookimpls():
+            found: list[EngineInfo] = []
+            impl.function(register=found.append)
+            owners[impl.plugin_name] = [info.name for info in found]
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            dist = dists.get(id(plugin))
+            callers = self.pm.get_hookcallers(plugin) or []
+            infos.append(
+                PluginInfo(
+                    name=name,
+                    distribution=dist.project_name if dist else None,
+                    version=dist.version if dist else None,
+                    hooks=sorted(caller.name for caller in callers),
+                    engines=owners.get(name, []),
+                )
+            )
+        infos.extend(PluginInfo(name=name, error=error) for name, error in sorted(self.failed.items()))
+        return infos
+
+
+@cache
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, with entry points loaded on first use."""
+    manager = PluginManager()
+    manager.load_entry_points()
+    return manager
+
+
+def format_exception(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()

@@ -1,0 +1,196 @@
+"""OpenAI-compatible request bodies, validated once at the HTTP edge.
+
+Unknown top-level keys are tolerated (clients such as xinference-client send extras), known ones are
+typed and range-checked with ``Meta`` constraints so that a bad value becomes a 400 naming its JSON
+path. The same Structs travel to the runner, so engines receive typed, already-valid requests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Temperature = Annotated[float, Meta(ge=0, le=2)]
+Probability = Annotated[float, Meta(ge=0, le=1)]
+Penalty = Annotated[float, Meta(ge=-2, le=2)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+Stop = str | Annotated[list[str], Meta(max_length=16)] | None
+
+
+class TextPart(Struct, tag="text", tag_field="type"):
+    text: str
+
+
+class ImageURL(Struct):
+    url: str
+    detail: Literal["auto", "low", "high"] = "auto"
+
+
+class ImagePart(Struct, tag="image_url", tag_field="type"):
+    image_url: ImageURL
+
+
+class InputAudio(Struct):
+    data: str
+    format: str
+
+
+class AudioPart(Struct, tag="input_audio", tag_field="type"):
+    input_audio: InputAudio
+
+
+ContentPart = TextPart | ImagePart | AudioPart
+
+
+class ChatMessage(Struct, omit_defaults=True):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+    def text(self) -> str:
+        """The message's text, with non-text parts left out."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+
+class FunctionDef(Struct, omit_defaults=True):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(Struct, omit_defaults=True):
+    function: FunctionDef
+    type: Literal["function"] = "function"
+
+
+class JSONSchemaFormat(Struct, omit_defaults=True):
+    name: str = "response"
+    schema: dict[str, Any] | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+class ResponseFormat(Struct, omit_defaults=True):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class StreamOptions(Struct, omit_defaults=True):
+    include_usage: bool = False
+
+
+class _Sampling(Struct, kw_only=True, omit_defaults=True):
+    """Sampling and stopping parameters common to chat and completions (OpenAI plus vLLM extras)."""
+
+    model: str
+    temperature: Temperature | None = None
+    top_p: Probability | None = None
+    n: Annotated[int, Meta(ge=1, le=16)] = 1
+    max_tokens: PositiveInt | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    stop: Stop = None
+    presence_penalty: Penalty | None = None
+    frequency_penalty: Penalty | None = None
+    logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None = None
+    seed: int | None = None
+    user: str | None = None
+    # Extras that vLLM, llama.cpp and Xinference accept at the top level.
+    top_k: Annotated[int, Meta(ge=-1)] | None = None
+    min_p: Probability | None = None
+    repetition_penalty: Annotated[float, Meta(gt=0, le=10)] | None = None
+    stop_token_ids: list[int] | None = None
+    ignore_eos: bool | None = None
+    request_id: str | None = None
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+
+class ChatCompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
+    messages: Annotated[list[ChatMessage], Meta(min_length=1)]
+    max_completion_tokens: PositiveInt | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    enable_thinking: bool | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        """max_completion_tokens (the newer name) wins over max_tokens."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
+    prompt: str | Annotated[list[str], Meta(min_length=1)] | Annotated[list[int], Meta(min_length=1)]
+    max_tokens: PositiveInt | None = 16
+    echo: bool = False
+    logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
+    suffix: str | None = None
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_tokens
+
+
+class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
+    model: str
+    input: (
+        str
+        | Annotated[list[str], Meta(min_length=1)]
+        | Annotated[list[int], Meta(min_length=1)]
+        | Annotated[list[list[int]], Meta(min_length=1)]
+    )
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: PositiveInt | None = None
+    user: str | None = None
+    # Inputs longer than the model's maximum: refuse with a 400 (default), or truncate when asked.
+    truncate: bool = False
+
+
+class RerankDocument(Struct):
+    text: str
+
+
+class RerankRequest(Struct, kw_only=True, omit_defaults=True):
+    model: str
+    query: str
+    documents: Annotated[list[str | RerankDocument], Meta(min_length=1)]
+    top_n: PositiveInt | None = None
+    return_documents: bool | None = None
+    return_len: bool | None = None
+    max_chunks_per_doc: PositiveInt | None = None
+    # xinference-client sends its extra keyword arguments again as a JSON string.
+    kwargs: str | None = None
+
+    def texts(self) -> list[str]:
+        return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+InferenceRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest | RerankRequest
+
+
+def to_plain(request: Struct) -> dict[str, Any]:
+    """The request as an OpenAI-shaped dict (unset fields left out), e.g. to hand to an engine."""
+    return msgspec.to_builtins(request)

