@@ -5,6 +5,8 @@ Plugins are modules registered in the ``modelyard.engines`` entry-point group. E
 - ``MODELYARD_PLUGINS``: comma-separated allow-list of entry-point names; only these load.
 - ``MODELYARD_BLOCK_PLUGINS``: comma-separated entry-point names never to load.
 - ``MODELYARD_DISABLE_PLUGIN_AUTOLOAD=1``: load no entry points at all (tests register by hand).
+- ``MODELYARD_PLUGIN_MODULES``: comma-separated importable module names to register as plugins
+  besides the entry points (a plugin under development, or a test engine, without packaging it).
 
 A plugin that fails to import is recorded with its error and reported by ``modelyard plugins``;
 it never takes the process down.
@@ -12,10 +14,11 @@ it never takes the process down.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import os
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -65,18 +68,23 @@ class PluginManager:
         return self.pm.hook
 
     def load_entry_points(self) -> None:
+        for module_name in sorted(_env_list("MODELYARD_PLUGIN_MODULES")):
+            self._load(module_name, lambda name=module_name: importlib.import_module(name))
         if os.environ.get("MODELYARD_DISABLE_PLUGIN_AUTOLOAD", "").lower() in ("1", "true", "yes"):
             return
         allow, block = _env_list("MODELYARD_PLUGINS"), _env_list("MODELYARD_BLOCK_PLUGINS")
         for ep in _entry_points():
             if (allow and ep.name not in allow) or ep.name in block or self.pm.has_plugin(ep.name):
                 continue
-            try:
-                module = ep.load()
-            except Exception as exc:  # a broken plugin is reported, not fatal
-                self.failed[ep.name] = f"{type(exc).__name__}: {exc}"
-                continue
-            self.register(module, name=ep.name)
+            self._load(ep.name, ep.load)
+
+    def _load(self, name: str, load: Callable[[], object]) -> None:
+        try:
+            module = load()
+        except Exception as exc:  # a broken plugin is reported, not fatal
+            self.failed[name] = format_exception(exc)
+            return
+        self.register(module, name=name)
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> None:
         self.pm.register(plugin, name=name)
