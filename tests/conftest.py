@@ -1,0 +1,97 @@
+"""End-to-end fixtures: a real `modelyard serve` process on 127.0.0.1 with a private MODELYARD_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self, timeout: float = 120) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=timeout)
+
+    def launch(self, timeout: float = 300, **payload: object) -> str:
+        with self.client(timeout) as http:
+            response = http.post("/v1/models", json=payload)
+        assert response.status_code == 200, response.text
+        return response.json()["model_uid"]
+
+    def terminate(self, uid: str) -> None:
+        with self.client() as http:
+            http.delete(f"/v1/models/{uid}")
+
+    def describe(self, uid: str) -> httpx.Response:
+        with self.client() as http:
+            return http.get(f"/v1/models/{uid}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _modelyard_executable() -> str:
+    beside_python = Path(sys.executable).with_name("modelyard")
+    found = str(beside_python) if beside_python.exists() else shutil.which("modelyard")
+    if not found:
+        pytest.skip("the `modelyard` command is not installed in this environment (run scripts/test)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    home = tmp_path_factory.mktemp("modelyard-home")
+    log = home / "serve.log"
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MODELYARD_HOME": str(home),
+        # One engine thread: on 2 shared cores, two spinning OpenMP threads run many times slower.
+        "MODELYARD_LLAMACPP_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [_modelyard_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"modelyard serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/status", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"modelyard serve did not answer within 60 s:\n{log.read_text()}")
+        time.sleep(0.1)
+    yield Server(url=url, home=home, process=process, log=log)
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
