@@ -1,0 +1,166 @@
+"""modelyard serve → transformers plugin: embeddings, rerank and chat on real small models.
+
+The models come from scripts/prepare_models.py (converted from packaged weights into .models/).
+The cross-encoder is built locally from MiniLM's weights with an untrained classification head: it
+exercises the real loading and scoring path, but its scores carry no meaning.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+import openai
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS", Path(__file__).parents[1] / ".models"))
+
+if importlib.util.find_spec("modelyard_transformers") is None:
+    pytest.skip("needs the transformers plugin (scripts/test installs it)", allow_module_level=True)
+if not (MODELS / "smollm2-135m-instruct").is_dir():
+    pytest.skip(f"test models not prepared in {MODELS} (run scripts/prepare_models.py)", allow_module_level=True)
+
+
+def _register(server: Server, model_type: str, family: dict) -> None:
+    with server.client() as http:
+        response = http.post(
+            f"/v1/model_registrations/{model_type}", json={"model": json.dumps(family), "persist": False}
+        )
+    assert response.status_code == 200, response.text
+
+
+@pytest.fixture(scope="module")
+def oai(server: Server) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+
+
+def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: openai.OpenAI) -> None:
+    uid = server.launch(model_name="all-MiniLM-L6-v2", model_type="embedding", model_uid="minilm")
+    try:
+        texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell today."]
+        reply = oai.embeddings.create(model=uid, input=texts)
+        vectors = [item.embedding for item in reply.data]
+        assert [len(v) for v in vectors] == [384, 384, 384]
+
+        def cosine(a: list[float], b: list[float]) -> float:
+            dot = sum(x * y for x, y in zip(a, b, strict=True))
+            return dot / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+        assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2]) + 0.2
+        assert reply.usage.prompt_tokens > len(texts)
+    finally:
+        server.terminate(uid)
+
+
+def test_custom_cross_encoder_reranks_in_xinference_shape(server: Server) -> None:
+    _register(
+        server,
+        "rerank",
+        {
+            "model_name": "local-minilm-cross-encoder",
+            "model_type": "rerank",
+            "max_tokens": 256,
+            "architectures": ["BertForSequenceClassification"],
+            "model_specs": [
+                {
+                    "model_format": "pytorch",
+                    "model_size_in_billions": 0.022,
+                    "quantizations": ["none"],
+                    "sources": [{"hub": "local", "model_id": str(MODELS / "minilm-cross-encoder")}],
+                }
+            ],
+        },
+    )
+    uid = server.launch(model_name="local-minilm-cross-encoder", model_type="rerank", model_uid="ce")
+    try:
+        documents = ["Paris is the capital of France.", "Bananas are yellow.", "France is in Europe."]
+        with server.client() as http:
+            response = http.post(
+                "/v1/rerank",
+                json={"model": uid, "query": "capital of France", "documents": documents, "top_n": 2,
+                      "return_documents": True},
+            )
+        assert response.status_code == 200, response.text
+        results = response.json()["results"]
+        assert len(results) == 2
+        scores = [r["relevance_score"] for r in results]
+        assert scores == sorted(scores, reverse=True)
+        assert all(r["document"]["text"] == documents[r["index"]] for r in results)
+
+        with server.client() as http:
+            empty = http.post("/v1/rerank", json={"model": uid, "query": "q", "documents": []})
+        assert empty.status_code == 400
+        assert "documents" in empty.json()["error"]["message"]
+    finally:
+        server.terminate(uid)
+
+
+def test_custom_safetensors_smollm2_chats_on_transformers(server: Server, oai: openai.OpenAI) -> None:
+    _register(
+        server,
+        "LLM",
+        {
+            "model_name": "local-smollm2-safetensors",
+            "model_type": "LLM",
+            "model_ability": ["chat", "generate"],
+            "context_length": 2048,
+            "architectures": ["LlamaForCausalLM"],
+            "model_specs": [
+                {
+                    "model_format": "pytorch",
+                    "model_size_in_billions": 0.135,
+                    "quantizations": ["none"],
+                    "sources": [{"hub": "local", "model_id": str(MODELS / "smollm2-135m-instruct")}],
+                }
+            ],
+        },
+    )
+    uid = server.launch(model_name="local-smollm2-safetensors", model_engine="Transformers", model_uid="hf-smol")
+    try:
+        reply = oai.chat.completions.create(
+            model=uid, messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=12, temperature=0,
+        )
+        assert "Paris" in reply.choices[0].message.content
+        assert reply.usage.completion_tokens > 0
+    finally:
+        server.terminate(uid)
+
+
+def test_registration_with_a_missing_local_path_is_refused(server: Server) -> None:
+    with httpx.Client(base_url=server.url) as http:
+        response = http.post(
+            "/v1/model_registrations/embedding",
+            json={
+                "model": json.dumps(
+                    {
+                        "model_name": "ghost-embedder",
+                        "model_type": "embedding",
+                        "dimensions": 8,
+                        "max_tokens": 16,
+                        "model_specs": [
+                            {
+                                "model_format": "pytorch",
+                                "model_size_in_billions": 0.01,
+                                "quantizations": ["none"],
+                                "sources": [{"hub": "local", "model_id": "/nonexistent/ghost"}],
+                            }
+                        ],
+                    }
+                ),
+                "persist": True,
+            },
+        )
+        assert response.status_code == 400
+        assert "/nonexistent/ghost" in response.json()["detail"]
+        listed = http.get("/v1/model_registrations/embedding").json()
+    assert all(item["model_name"] != "ghost-embedder" for item in listed)
