@@ -1,0 +1,183 @@
+"""Catalog commands that work on this machine, with no server: plugins, registrations, register."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import msgspec
+
+from . import output
+from .options import json_option, model_type_option
+
+if TYPE_CHECKING:
+    from ..specs import Family
+
+
+def family_type(family: Family) -> str:
+    """The family's ``model_type`` (the Struct's tag: it is not an attribute)."""
+    return str(type(family).__struct_config__.tag)
+
+
+def family_formats(family: Family) -> list[str]:
+    return list(dict.fromkeys(spec.model_format for spec in family.model_specs))
+
+
+@click.command()
+@json_option
+def plugins(as_json: bool) -> None:
+    """Installed engine plugins: distribution, version, hooks, engines; failed ones with their error."""
+    from ..errors import ModelyardError
+    from ..plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    infos = pm.describe()
+    conflict = None
+    try:
+        engines = list(pm.engines().values())
+    except ModelyardError as exc:  # two plugins claim one engine: still show what is installed
+        engines, conflict = [], exc.message
+    if as_json:
+        output.print_json({"plugins": infos, "engines": engines, "error": conflict})
+        return
+    if not infos:
+        output.note("No engine plugin is installed; install one, e.g. `pip install modelyard-engine-llamacpp`.")
+    else:
+        output.print_table(
+            "Plugins",
+            ["Plugin", "Distribution", "Version", "Engines", "Hooks", "Error"],
+            [[i.name, i.distribution, i.version, i.engines, i.hooks, i.error] for i in infos],
+        )
+    if engines:
+        output.print_table(
+            "Engines",
+            ["Engine", "Types", "Formats", "Abilities", "Library", "Available"],
+            [
+                [
+                    e.name,
+                    e.model_types,
+                    e.formats,
+                    e.abilities,
+                    f"{e.library} {e.library_version or ''}".strip(),
+                    "yes" if e.available else f"no: {e.unavailable_reason}",
+                ]
+                for e in engines
+            ],
+        )
+    if conflict:
+        output.error(conflict)
+
+
+@click.command()
+@model_type_option()
+@click.option("--detailed", is_flag=True, help="With --json: every field of each family.")
+@json_option
+def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None:
+    """Model families in the catalog: built-in and custom."""
+    from ..catalog import get_catalog
+
+    catalog = get_catalog()
+    families = catalog.families(model_type)  # type: ignore[arg-type]
+    if as_json:
+        rows: list[dict[str, Any]] = []
+        for family in families:
+            builtin = catalog.is_builtin(family.model_name)
+            if detailed:
+                rows.append({**msgspec.to_builtins(family), "is_builtin": builtin})
+            else:
+                rows.append(
+                    {
+                        "model_name": family.model_name,
+                        "model_type": family_type(family),
+                        "is_builtin": builtin,
+                        "model_ability": list(family.model_ability),
+                        "model_formats": family_formats(family),
+                    }
+                )
+        output.print_json(rows)
+        return
+    output.print_table(
+        None,
+        ["Name", "Type", "Source", "Abilities", "Formats"],
+        [
+            [
+                f.model_name,
+                family_type(f),
+                "builtin" if catalog.is_builtin(f.model_name) else "custom",
+                f.model_ability,
+                family_formats(f),
+            ]
+            for f in families
+        ],
+    )
+
+
+def read_family(path: Path, model_type: str) -> Family:
+    """A family from a JSON file; ``model_type`` comes from ``-t`` when the file leaves it out."""
+    from ..errors import CatalogError
+    from ..specs import Family
+
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise CatalogError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CatalogError(f"{path}: expected one JSON object describing a model family, got {type(data).__name__}")
+    declared = data.setdefault("model_type", model_type)
+    if declared != model_type:
+        raise CatalogError(f"{path}: the file says model_type {declared!r} but -t says {model_type!r}")
+    try:
+        return msgspec.convert(data, Family)
+    except msgspec.ValidationError as exc:
+        name = data.get("model_name", "?")
+        raise CatalogError(f"{path}: model {name!r}: {exc}") from None
+
+
+@click.command()
+@model_type_option(required=True)
+@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--persist/--no-persist", default=True, show_default=True, help="Keep it across restarts.")
+@click.option("-e", "--endpoint", default=None, help="Register on this running server instead of locally.")
+@click.option("--api-key", envvar="MODELYARD_API_KEY", default=None)
+def register(model_type: str, path: Path, persist: bool, endpoint: str | None, api_key: str | None) -> None:
+    """Register a custom model family from a JSON file.
+
+    Locally (the default) it is stored under MODELYARD_HOME, where every later modelyard process
+    finds it; --no-persist then only validates. With -e it goes to that server.
+    """
+    family = read_family(path, model_type)
+    if endpoint:
+        from ..client import Client
+
+        with Client(endpoint, api_key=api_key) as client:
+            client.register_model(model_type, path.read_text(), persist=persist)
+        click.echo(f"Registered {model_type} model {family.model_name!r} on {endpoint}.")
+        return
+    from ..catalog import get_catalog
+
+    get_catalog().register(family, persist=persist)
+    if persist:
+        click.echo(f"Registered {model_type} model {family.model_name!r}.")
+    else:
+        click.echo(f"{family.model_name!r} is valid; not persisted (--no-persist), so nothing was registered.")
+
+
+@click.command()
+@model_type_option(required=True)
+@click.option("-n", "--model-name", required=True)
+@click.option("-e", "--endpoint", default=None, help="Unregister on this running server instead of locally.")
+@click.option("--api-key", envvar="MODELYARD_API_KEY", default=None)
+def unregister(model_type: str, model_name: str, endpoint: str | None, api_key: str | None) -> None:
+    """Remove a custom model family."""
+    if endpoint:
+        from ..client import Client
+
+        with Client(endpoint, api_key=api_key) as client:
+            client.unregister_model(model_type, model_name)
+    else:
+        from ..catalog import get_catalog
+
+        get_catalog().unregister(model_type, model_name)  # type: ignore[arg-type]
+    click.echo(f"Unregistered {model_type} model {model_name!r}.")

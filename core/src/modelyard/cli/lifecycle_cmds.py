@@ -1,0 +1,170 @@
+"""Commands against a running server: serve, launch, list, terminate, generate."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from . import output
+from .options import endpoint_option, json_option, model_type_option, parse_params, parse_size
+
+if TYPE_CHECKING:
+    from ..client import Client
+
+
+def connect(endpoint: str, api_key: str | None) -> Client:
+    from ..client import Client
+
+    return Client(endpoint, api_key=api_key)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=9997, show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def serve(host: str, port: int, log_level: str) -> None:
+    """Run the modelyard server (OpenAI and management API) in the foreground."""
+    from ..server import serve as run_server
+
+    run_server(host=host, port=port, log_level=log_level.lower())
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@endpoint_option
+@click.option("-n", "--model-name", required=True)
+@model_type_option(default="LLM")
+@click.option("-en", "--model-engine", "--engine", "model_engine", default=None, help="Default: the best one here.")
+@click.option("-f", "--model-format", default=None)
+@click.option("-s", "--size-in-billions", "size", default=None)
+@click.option("-q", "--quantization", default=None)
+@click.option("-u", "--model-uid", default=None)
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="An engine parameter (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready.")
+@click.pass_context
+def launch(
+    ctx: click.Context,
+    endpoint: str,
+    api_key: str | None,
+    model_name: str,
+    model_type: str,
+    model_engine: str | None,
+    model_format: str | None,
+    size: str | None,
+    quantization: str | None,
+    model_uid: str | None,
+    params: tuple[str, ...],
+    wait: bool,
+) -> None:
+    """Launch a model. Unknown options (--n-ctx 4096, --sampling.top_k 20) go to the engine."""
+    engine_params = parse_params(params, ctx.args)
+    size_b = parse_size(size)
+    with connect(endpoint, api_key) as client:
+        with output.console(stderr=True).status(f"Launching {model_name}..."):
+            uid = client.launch_model(
+                model_name,
+                model_type=model_type,
+                model_engine=model_engine,
+                model_uid=model_uid,
+                model_format=model_format,
+                model_size_in_billions=size_b,
+                quantization=quantization,
+                wait_ready=wait,
+                **engine_params,
+            )
+    click.echo(f"Model uid: {uid}")
+
+
+_LIST_COLUMNS = (
+    ("UID", "id"),
+    ("Type", "model_type"),
+    ("Name", "model_name"),
+    ("Engine", "model_engine"),
+    ("Format", "model_format"),
+    ("Size (B)", "model_size_in_billions"),
+    ("Quantization", "quantization"),
+    ("State", "state"),
+    ("Abilities", "model_ability"),
+)
+
+
+@click.command("list")
+@endpoint_option
+@json_option
+def list_models(endpoint: str, api_key: str | None, as_json: bool) -> None:
+    """Models running on the server."""
+    with connect(endpoint, api_key) as client:
+        models = list(client.list_models().values())
+    if as_json:
+        output.print_json(models)
+        return
+    if not models:
+        output.note(f"No model is running on {endpoint}.")
+        return
+    # Show the state column only when the server reports it.
+    columns = [(title, key) for title, key in _LIST_COLUMNS if any(key in m for m in models)]
+    output.print_table(None, [t for t, _ in columns], [[m.get(k) for _, k in columns] for m in models])
+
+
+@click.command()
+@endpoint_option
+@click.option("-u", "--model-uid", required=True)
+def terminate(endpoint: str, api_key: str | None, model_uid: str) -> None:
+    """Stop a running model and free its memory."""
+    with connect(endpoint, api_key) as client:
+        client.terminate_model(model_uid)
+    click.echo(f"Terminated {model_uid}.")
+
+
+def sampling_options(f: Any) -> Any:
+    f = click.option("--temperature", type=click.FloatRange(0, 2), default=None)(f)
+    f = click.option("--max-tokens", type=click.IntRange(min=1), default=None)(f)
+    return click.option("--stream/--no-stream", default=True, show_default=True)(f)
+
+
+def sampling(max_tokens: int | None, temperature: float | None) -> dict[str, Any]:
+    found = {"max_tokens": max_tokens, "temperature": temperature}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+@click.command()
+@endpoint_option
+@click.option("-u", "--model-uid", required=True)
+@click.option("-p", "--prompt", required=True)
+@sampling_options
+def generate(
+    endpoint: str,
+    api_key: str | None,
+    model_uid: str,
+    prompt: str,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+) -> None:
+    """Complete a prompt (no chat template), streaming the text as it is generated."""
+    from ..client import GenerateModelHandle
+    from ..errors import Unsupported
+
+    with connect(endpoint, api_key) as client:
+        handle = client.get_model(model_uid)
+        if not isinstance(handle, GenerateModelHandle):
+            raise Unsupported(f"model {model_uid!r} does not generate text; it is {handle.description.get('model_type')}")
+        result = handle.generate(prompt, stream=stream, **sampling(max_tokens, temperature))
+        if isinstance(result, dict):
+            write(result["choices"][0].get("text") or "")
+        else:
+            for chunk in result:
+                for choice in chunk.get("choices") or []:
+                    write(choice.get("text") or "")
+    write("\n")
