@@ -19,6 +19,7 @@ import httpx
 from .errors import (
     Conflict,
     ContextLengthExceeded,
+    EngineError,
     InvalidRequest,
     LaunchError,
     ModelNotFound,
@@ -37,6 +38,14 @@ _BY_CODE: dict[str, type[ModelyardError]] = {
     "unsupported": Unsupported,
     "launch_failed": LaunchError,
 }
+_BY_TYPE: dict[str, type[ModelyardError]] = {
+    "invalid_request_error": InvalidRequest,
+    "not_found_error": NotFound,
+    "conflict_error": Conflict,
+    "rate_limit_error": Overloaded,
+    "service_unavailable": Unavailable,
+    "engine_error": EngineError,
+}
 _BY_STATUS: dict[int, type[ModelyardError]] = {
     400: InvalidRequest,
     404: NotFound,
@@ -50,8 +59,10 @@ def default_endpoint() -> str:
     return os.environ.get("MODELYARD_ENDPOINT") or DEFAULT_ENDPOINT
 
 
-def error_from_body(status: int, body: Any, fallback: str = "") -> ModelyardError:
-    """Rebuild the server's error: OpenAI's ``error`` object first, then Xinference's ``detail``."""
+def error_from_body(status: int | None, body: Any, fallback: str = "") -> ModelyardError:
+    """Rebuild the server's error: OpenAI's ``error`` object first, then Xinference's ``detail``.
+    The class comes from the error's code, then its type, then the HTTP status (None: unknown, as
+    for an error that arrives mid-stream)."""
     message, code, param, kind = fallback or f"HTTP {status}", None, None, None
     if isinstance(body, dict):
         error = body.get("error")
@@ -63,12 +74,16 @@ def error_from_body(status: int, body: Any, fallback: str = "") -> ModelyardErro
         elif body.get("detail") is not None:
             detail = body["detail"]
             message = detail if isinstance(detail, str) else json.dumps(detail)
-    cls = _BY_CODE.get(str(code)) or _BY_STATUS.get(status, ModelyardError)
-    if cls is ModelyardError and kind == "invalid_request_error":
-        cls = InvalidRequest
+    cls = (
+        _BY_CODE.get(str(code))
+        or (_BY_STATUS.get(status) if status is not None else None)
+        or _BY_TYPE.get(str(kind))
+        or ModelyardError
+    )
     err = cls(message, param=param, code=code)
-    # Keep the status the server really sent (e.g. 401, 422, 502), not only the class default.
-    err.status = status  # type: ignore[misc]
+    if status is not None:
+        # Keep the status the server really sent (e.g. 401, 422, 502), not only the class default.
+        err.status = status  # type: ignore[misc]
     return err
 
 
@@ -90,21 +105,22 @@ def _raise_for(response: httpx.Response) -> None:
 
 def _iter_sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """One JSON chunk per ``data:`` line; ``[DONE]`` ends the stream; an ``error`` chunk raises."""
-    with response:
-        try:
-            for line in response.iter_lines():
-                line = line.strip()
-                if not line.startswith("data:"):
-                    continue  # comments (": ping"), event:/id: lines and blank separators
-                payload = line[5:].strip()
-                if payload == "[DONE]":
-                    return
-                chunk = json.loads(payload)
-                if isinstance(chunk, dict) and chunk.get("error") is not None:
-                    raise error_from_body(500, chunk, "the stream failed")
-                yield chunk
-        except httpx.TransportError as exc:
-            raise Unavailable(f"the server closed the stream before it ended ({exc})") from None
+    try:
+        for line in response.iter_lines():
+            line = line.strip()
+            if not line.startswith("data:"):
+                continue  # comments (": ping"), event:/id: lines and blank separators
+            payload = line[5:].strip()
+            if payload == "[DONE]":
+                return
+            chunk = json.loads(payload)
+            if isinstance(chunk, dict) and chunk.get("error") is not None:
+                raise error_from_body(None, chunk, "the stream failed")
+            yield chunk
+    except httpx.TransportError as exc:
+        raise Unavailable(f"the server closed the stream before it ended ({exc})") from None
+    finally:  # also when the caller stops early: closing tells the server to cancel the generation
+        response.close()
 
 
 class Client:
