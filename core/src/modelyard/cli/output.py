@@ -5,6 +5,7 @@ rich is imported inside the functions so that ``modelyard --help`` stays fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,15 @@ def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     # click's CliRunner swaps sys.stdout/stderr per invocation: bind to the current ones each time.
-    return Console(file=sys.stderr if stderr else sys.stdout, soft_wrap=False, highlight=False)
+    file = sys.stderr if stderr else sys.stdout
+    # Piped output (grep, files) should not fold cells at 80 columns: let tables take their width.
+    width = None if _isatty(file) or os.environ.get("COLUMNS") else 1000
+    return Console(file=file, width=width, soft_wrap=False, highlight=False)
+
+
+def _isatty(file: object) -> bool:
+    isatty = getattr(file, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def print_json(data: Any) -> None:
