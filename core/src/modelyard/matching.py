@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
-from .specs import Family, Hardware, Match, ModelSpec, format_size
+from .specs import EmbeddingFamily, Family, Hardware, LLMFamily, Match, ModelSpec, ModelType, format_size
 
 if TYPE_CHECKING:
     from .plugins import PluginManager
@@ -70,6 +70,13 @@ class Choice(Struct):
             if name.lower() == engine.lower():
                 return reason
         return None
+
+
+def model_type(family: Family) -> ModelType:
+    """The family's ``model_type`` tag (msgspec keeps a tag off the instance's attributes)."""
+    if isinstance(family, LLMFamily):
+        return "LLM"
+    return "embedding" if isinstance(family, EmbeddingFamily) else "rerank"
 
 
 def order_for(hardware: Hardware) -> tuple[str, ...]:
@@ -151,9 +158,9 @@ def collect_matches(
             # The library is missing: whatever the plugin said, it cannot run here.
             answers = [m for m in answers if m.engine.lower() != name.lower()]
             answers.append(Match.no(name, info.unavailable_reason or f"{info.library} is not installed"))
-        elif family.model_type not in info.model_types:
+        elif model_type(family) not in info.model_types:
             answers = [m for m in answers if m.engine.lower() != name.lower()]
-            answers.append(Match.no(name, f"serves {'/'.join(info.model_types)} models, not {family.model_type}"))
+            answers.append(Match.no(name, f"serves {'/'.join(info.model_types)} models, not {model_type(family)}"))
         elif name.lower() not in answered:
             answers.append(Match.no(name, "its plugin gave no answer for this engine (a plugin bug)"))
     return answers
@@ -179,7 +186,7 @@ def choose_engine(
 def engine_table(pm: PluginManager, family: Family, hardware: Hardware) -> dict[str, list[dict[str, Any]] | str]:
     """Xinference's ``/v1/engines/{model_name}`` shape: for each engine serving this model type, the
     specs and quantizations it can run here, or one string with its reasons when it can run none."""
-    engines = {name: info for name, info in pm.engines().items() if family.model_type in info.model_types}
+    engines = {name: info for name, info in pm.engines().items() if model_type(family) in info.model_types}
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
     reasons: dict[str, list[str]] = {name: [] for name in engines}
     for spec in family.model_specs:
@@ -203,7 +210,7 @@ def engine_table(pm: PluginManager, family: Family, hardware: Hardware) -> dict[
 
 
 def _entries(family: Family, spec: ModelSpec, quants: list[str]) -> list[dict[str, Any]]:
-    if family.model_type == "LLM":
+    if model_type(family) == "LLM":
         return [
             {
                 "model_name": family.model_name,
