@@ -1,0 +1,94 @@
+"""The Starlette application: one plain list of routes over a ModelManager.
+
+``create_app`` builds everything from arguments and the environment and starts nothing; the
+manager's runners start on the first launch and stop with the app (lifespan shutdown) when the
+app created the manager itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from ..errors import ModelyardError
+from . import management_routes as manage
+from . import openai_routes as openai
+from . import registrations as catalog
+from .errors import CatchAll, http_error_handler, modelyard_error_handler
+from .metrics import Metrics, MetricsMiddleware, metrics_enabled, metrics_endpoint
+from .models import Manager
+
+ROUTES = [
+    # OpenAI inference
+    Route("/v1/chat/completions", openai.chat_completions, methods=["POST"]),
+    Route("/v1/completions", openai.completions, methods=["POST"]),
+    Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
+    Route("/v1/rerank", openai.rerank, methods=["POST"]),
+    # Model lifecycle (OpenAI list/retrieve/delete, Xinference launch and progress)
+    Route("/v1/models", manage.list_models, methods=["GET"]),
+    Route("/v1/models", manage.launch_model, methods=["POST"]),
+    Route("/v1/models/{uid}", manage.describe_model, methods=["GET"]),
+    Route("/v1/models/{uid}", manage.terminate_model, methods=["DELETE"]),
+    Route("/v1/models/{uid}/progress", manage.launch_progress, methods=["GET"]),
+    Route("/v1/models/{uid}/cancel", manage.cancel_launch, methods=["POST"]),
+    # Catalog
+    Route("/v1/model_registrations/{model_type}", catalog.list_registrations, methods=["GET"]),
+    Route("/v1/model_registrations/{model_type}", catalog.register_model, methods=["POST"]),
+    Route("/v1/model_registrations/{model_type}/{model_name}", catalog.get_registration, methods=["GET"]),
+    Route("/v1/model_registrations/{model_type}/{model_name}", catalog.unregister_model, methods=["DELETE"]),
+    Route("/v1/engines/{model_name}", catalog.query_engines, methods=["GET"]),
+    Route("/v1/engines/{model_type}/{model_name}", catalog.query_engines, methods=["GET"]),
+    # Server
+    Route("/status", manage.status, methods=["GET"]),
+    Route("/v1/cluster/auth", manage.cluster_auth, methods=["GET"]),
+    Route("/v1/cluster/version", manage.cluster_version, methods=["GET"]),
+    Route("/v1/plugins", manage.list_plugins, methods=["GET"]),
+]
+METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
+
+
+def _default_manager() -> Manager:
+    from ..runner import ModelManager
+
+    return ModelManager()
+
+
+def create_app(manager: Manager | None = None) -> Starlette:
+    """The HTTP app over ``manager`` (a new local ModelManager when None, closed at shutdown).
+
+    Tests and embedders may set ``app.state.catalog``, ``app.state.plugin_manager`` and
+    ``app.state.hardware`` (a probe function) to replace the process-wide ones."""
+    owned = manager is None
+    active: Manager = _default_manager() if manager is None else manager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owned:
+                await active.aclose()
+
+    routes = list(ROUTES)
+    middleware: list[Middleware] = []
+    metrics: Metrics | None = None
+    if metrics_enabled():
+        metrics = Metrics()
+        routes.append(METRICS_ROUTE)
+        metrics.routes = {route.endpoint: route.path for route in routes}
+        middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
+    middleware.append(Middleware(CatchAll))
+    handlers: dict[Any, Any] = {ModelyardError: modelyard_error_handler, HTTPException: http_error_handler}
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
+    app.state.manager = active
+    app.state.metrics = metrics
+    app.state.catalog = None
+    app.state.plugin_manager = None
+    app.state.hardware = None
+    return app

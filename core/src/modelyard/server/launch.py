@@ -1,0 +1,89 @@
+"""Reading Xinference's launch payload (``POST /v1/models``) into a ``LaunchRequest``.
+
+xinference-client always sends every key, nulls included, and merges engine options in at the top
+level; so: the known keys are typed, the Xinference-only keys are accepted when null or default,
+and every other top-level key is an engine parameter, passed through with its name as written
+(dotted names such as ``sampling.top_k`` address nested engine settings). The engine rejects
+parameters it does not know, naming them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ..errors import InvalidRequest, Unsupported
+from ..specs import LaunchRequest, parse_size
+from .errors import invalid_body
+
+_TYPED = ("model_uid", "model_name", "model_type", "model_engine", "model_format", "quantization", "replica", "n_gpu")
+# Xinference launch options modelyard hands to the manager as parameters when they are set.
+_PASSED_ON = ("download_hub", "model_path", "gpu_idx", "request_limits", "enable_thinking")
+# Xinference launch options with no modelyard meaning: fine when null/empty, refused when set.
+_UNSUPPORTED = {
+    "peft_model_config": "LoRA adapters are not supported yet",
+    "replica_config": "per-replica configuration is not supported",
+    "enable_virtual_env": "per-model virtual environments are not supported; install the engine plugin instead",
+    "virtual_env_packages": "per-model virtual environments are not supported; install the engine plugin instead",
+    "virtual_env_find_links": "per-model virtual environments are not supported; install the engine plugin instead",
+    "model_python_executable": "runners use the server's Python; a per-model interpreter is not supported",
+    "envs": "per-model environment variables are not supported; set them for `modelyard serve`",
+}
+# Accepted for compatibility and ignored: one local worker serves every model.
+_IGNORED = ("worker_ip", "n_worker")
+
+
+def _is_unset(value: Any) -> bool:
+    return value is None or value is False or value == [] or value == {} or value == ""
+
+
+def parse_wait_ready(raw: str | None) -> bool:
+    """``?wait_ready=`` as the sync (``False``) and async (``false``) clients send it."""
+    if raw is None:
+        return True
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes", "on", ""):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidRequest(f"wait_ready must be true or false, got {raw!r}", param="wait_ready")
+
+
+def parse_launch(payload: Any) -> LaunchRequest:
+    if not isinstance(payload, dict):
+        raise InvalidRequest(
+            f"the launch body must be a JSON object such as {{\"model_name\": \"...\"}}, got {type(payload).__name__}"
+        )
+    if not isinstance(payload.get("model_name"), str) or not payload["model_name"].strip():
+        raise InvalidRequest("Invalid input. Please specify the `model_name` field.", param="model_name")
+    fields: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    for key, value in payload.items():
+        if not isinstance(key, str):
+            continue
+        if key in _TYPED:
+            if value is not None:
+                fields[key] = value
+        elif key == "model_size_in_billions":
+            try:
+                fields[key] = parse_size(value)
+            except (ValueError, TypeError) as exc:
+                raise InvalidRequest(f"invalid model_size_in_billions: {exc}", param=key) from None
+        elif key in _UNSUPPORTED:
+            if not _is_unset(value):
+                raise Unsupported(f"{key}: {_UNSUPPORTED[key]}; remove it from the launch request", param=key)
+        elif key in _IGNORED:
+            if key == "n_worker" and value not in (None, 1):
+                raise Unsupported("n_worker: a model runs in one worker; remove n_worker or set it to 1", param=key)
+        elif key in _PASSED_ON:
+            if value is not None:
+                params[key] = value
+        elif value is not None:
+            # An engine parameter; a null one means "the engine's default", so it is left out.
+            params[key] = value
+    fields["params"] = params
+    try:
+        return msgspec.convert(fields, LaunchRequest)
+    except msgspec.ValidationError as exc:
+        raise invalid_body(exc, "launch request") from None

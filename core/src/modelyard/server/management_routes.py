@@ -1,0 +1,117 @@
+"""Model lifecycle routes, shaped like Xinference's REST API (see XINFERENCE_API.md §2-4).
+
+Every success is a 200 with a JSON body (``null`` included) because xinference-client tests for
+200 exactly and parses the body; every failure is a modelyard error, so a JSON body with ``detail``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .. import __version__
+from .errors import JSONResponse, invalid_body, read_body
+from .launch import parse_launch, parse_wait_ready
+from .models import LOADING_RETRY_AFTER, LOADING_STATES, model_object
+from .openai_routes import manager_of
+
+_STARTED = time.time()
+
+
+async def launch_model(request: Request) -> Response:
+    wait_ready = parse_wait_ready(request.query_params.get("wait_ready"))
+    body = await read_body(request)
+    try:
+        payload = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise invalid_body(exc, "launch request") from None
+    launch = parse_launch(payload)
+    uid = await manager_of(request).launch(launch, wait_ready=wait_ready)
+    request.state.model = uid
+    return JSONResponse({"model_uid": uid})
+
+
+async def list_models(request: Request) -> Response:
+    """OpenAI's list (``id`` is the uid), with Xinference's describe keys and modelyard's state.
+
+    Unlike Xinference, models that are still loading are listed too (with their ``state``), so
+    that ``modelyard list`` shows launches in progress."""
+    records = manager_of(request).list()
+    return JSONResponse({"object": "list", "data": [model_object(record) for record in records]})
+
+
+async def describe_model(request: Request) -> Response:
+    uid = request.path_params["uid"]
+    record = manager_of(request).get(uid)
+    request.state.model = record.uid
+    if record.state in LOADING_STATES:
+        # Xinference answers 503 while loading; the progress route tells how far it got.
+        message = f"model {uid} is {record.state} ({record.progress:.0%} done); retry when it is ready"
+        body: dict[str, Any] = {
+            "error": {"message": message, "type": "service_unavailable", "param": None, "code": "model_loading"},
+            "detail": message,
+            "state": record.state,
+            "progress": record.progress,
+        }
+        return JSONResponse(body, status_code=503, headers={"retry-after": str(LOADING_RETRY_AFTER)})
+    return JSONResponse(model_object(record))
+
+
+async def terminate_model(request: Request) -> Response:
+    uid = request.path_params["uid"]
+    manager = manager_of(request)
+    manager.get(uid)  # unknown uid: 404 before anything else
+    request.state.model = uid
+    await manager.terminate(uid)
+    return JSONResponse({"id": uid, "object": "model", "deleted": True})
+
+
+async def launch_progress(request: Request) -> Response:
+    uid = request.path_params["uid"]
+    manager = manager_of(request)
+    manager.get(uid)
+    request.state.model = uid
+    return JSONResponse(manager.progress(uid))
+
+
+async def cancel_launch(request: Request) -> Response:
+    uid = request.path_params["uid"]
+    manager = manager_of(request)
+    manager.get(uid)
+    request.state.model = uid
+    await manager.cancel(uid)
+    return JSONResponse(None)
+
+
+async def status(request: Request) -> Response:
+    states: dict[str, int] = {}
+    for record in manager_of(request).list():
+        states[record.state] = states.get(record.state, 0) + 1
+    return JSONResponse(
+        {"status": "ok", "version": __version__, "uptime_s": round(time.time() - _STARTED, 3), "models": states}
+    )
+
+
+async def cluster_auth(request: Request) -> Response:
+    # No auth: xinference-client then never sends its api_key.
+    return JSONResponse({"auth": False})
+
+
+async def cluster_version(request: Request) -> Response:
+    return JSONResponse({"version": __version__, "full-revisionid": None})
+
+
+async def list_plugins(request: Request) -> Response:
+    """The installed engine plugins and the engines they provide (``modelyard plugins`` as JSON)."""
+    from ..plugins import get_plugin_manager
+
+    pm = getattr(request.app.state, "plugin_manager", None) or await anyio.to_thread.run_sync(get_plugin_manager)
+    plugins = msgspec.to_builtins(pm.describe())
+    engines = msgspec.to_builtins(list(pm.engines().values()))
+    return JSONResponse({"plugins": plugins, "engines": engines})
+

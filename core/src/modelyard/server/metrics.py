@@ -1,0 +1,113 @@
+"""Prometheus metrics: requests, errors, time to first token and tokens generated, per model.
+
+Each app owns its ``CollectorRegistry`` (not prometheus-client's global one), so several apps in
+one process (tests, embedding) never collide. ``MODELYARD_DISABLE_METRICS=1`` leaves /metrics out.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter as Tally
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Seconds; first tokens range from milliseconds (warm GPU) to minutes (long prompts on a CPU).
+TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+UNMATCHED = "<unmatched>"
+
+
+def metrics_enabled() -> bool:
+    return os.environ.get("MODELYARD_DISABLE_METRICS", "").strip().lower() not in ("1", "true", "yes")
+
+
+def model_label(scope: Scope) -> str:
+    """The model a request was for, set by endpoints once the uid is known to exist (unknown
+    names from clients would otherwise make the label set unbounded)."""
+    state = scope.get("state") or {}
+    return str(state.get("model", ""))
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.routes: dict[Any, str] = {}
+        self.requests = Counter(
+            "modelyard_requests", "HTTP requests answered", ["method", "route", "model", "status"], registry=self.registry
+        )
+        self.errors = Counter("modelyard_errors", "Errors answered, by kind", ["route", "model", "kind"], registry=self.registry)
+        self.duration = Histogram(
+            "modelyard_request_duration_seconds", "Time to answer a request, streams included", ["route"], registry=self.registry
+        )
+        self.ttft = Histogram(
+            "modelyard_time_to_first_token_seconds",
+            "Time from request to the first generated chunk",
+            ["model"],
+            buckets=TTFT_BUCKETS,
+            registry=self.registry,
+        )
+        self.generated = Counter("modelyard_generated_tokens", "Tokens generated (from usage)", ["model"], registry=self.registry)
+        self.prompt = Counter("modelyard_prompt_tokens", "Prompt tokens processed (from usage)", ["model"], registry=self.registry)
+        self.models = Gauge("modelyard_models", "Models known to the server, by state", ["state"], registry=self.registry)
+
+    def route(self, scope: Scope) -> str:
+        return self.routes.get(scope.get("endpoint"), UNMATCHED)
+
+    def error(self, scope: Scope, kind: str) -> None:
+        self.errors.labels(self.route(scope), model_label(scope), kind).inc()
+
+    def first_token(self, model: str, seconds: float) -> None:
+        self.ttft.labels(model).observe(seconds)
+
+    def usage(self, model: str, usage: dict[str, Any] | None) -> None:
+        if not usage:
+            return
+        completion, prompt = usage.get("completion_tokens"), usage.get("prompt_tokens")
+        if isinstance(completion, int) and completion > 0:
+            self.generated.labels(model).inc(completion)
+        if isinstance(prompt, int) and prompt > 0:
+            self.prompt.labels(model).inc(prompt)
+
+    def render(self, states: list[str]) -> bytes:
+        counts = Tally(states)
+        for state in ("creating", "downloading", "loading", "ready", "error", "terminating", *counts):
+            self.models.labels(state).set(counts.get(state, 0))
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts every answered request with its route template, model and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        started = time.perf_counter()
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            route = self.metrics.route(scope)
+            self.metrics.requests.labels(scope["method"], route, model_label(scope), str(status)).inc()
+            self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    states = [record.state for record in request.app.state.manager.list()]
+    return Response(metrics.render(states), media_type=CONTENT_TYPE_LATEST)

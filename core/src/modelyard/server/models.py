@@ -1,0 +1,120 @@
+"""What the server needs from the model manager, and how a model record looks on the wire.
+
+The manager (``modelyard.runner.ModelManager``) owns the runners; the server only talks to it
+through the methods below. Describe dicts follow Xinference's keys (xinference-client dispatches on
+``model_type`` and ``model_ability``) plus OpenAI's ``id/object/created/owned_by`` and modelyard's
+own ``state``, ``progress``, ``error`` and ``pid``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
+
+from ..errors import Unavailable
+from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
+from ..specs import LaunchRequest, format_size
+
+Chunk = dict[str, Any]
+LOADING_STATES = ("creating", "downloading", "loading")
+# Seconds a client should wait before asking again about a model that is still loading.
+LOADING_RETRY_AFTER = 5
+
+
+class Record(Protocol):
+    uid: str
+    model_name: str
+    model_type: str
+    family: Any
+    spec: Any
+    quantization: str | None
+    engine: str | None
+    state: str
+    progress: float
+    error: str | None
+    pid: int | None
+    context_length: int | None
+    abilities: Sequence[str]
+    params: dict[str, Any]
+    created: float
+
+
+class Manager(Protocol):
+    async def launch(self, request: LaunchRequest, *, wait_ready: bool = True) -> str: ...
+    def list(self) -> Sequence[Record]: ...
+    def get(self, uid: str) -> Record: ...
+    async def terminate(self, uid: str) -> None: ...
+    def progress(self, uid: str) -> dict[str, Any]: ...
+    async def cancel(self, uid: str) -> None: ...
+    def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]: ...
+    def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]: ...
+    async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]: ...
+    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]: ...
+    async def aclose(self) -> None: ...
+
+
+def require_ready(record: Record) -> None:
+    """Inference needs a ready model: loading is a 503 to retry, a failed one a 503 with its cause."""
+    if record.state == "ready":
+        return
+    if record.state in LOADING_STATES:
+        raise Unavailable(
+            f"model {record.uid} is {record.state} ({record.progress:.0%} done); retry when it is ready",
+            retry_after=LOADING_RETRY_AFTER,
+        )
+    cause = f": {record.error}" if record.error else ""
+    raise Unavailable(
+        f"model {record.uid} is not serving (state {record.state}){cause}; terminate and relaunch it",
+        code="model_unavailable",
+    )
+
+
+def describe(record: Record) -> dict[str, Any]:
+    """Xinference's describe dict (plus modelyard's state) for one model."""
+    family, spec = record.family, record.spec
+    abilities = list(record.abilities or getattr(family, "model_ability", ()) or ())
+    source = spec.sources[0] if spec is not None and getattr(spec, "sources", None) else None
+    body: dict[str, Any] = {
+        "model_type": record.model_type,
+        "model_name": record.model_name,
+        "model_engine": record.engine,
+        "model_ability": abilities,
+        "model_format": getattr(spec, "model_format", None),
+        "model_size_in_billions": format_size(spec.model_size_in_billions) if spec is not None else None,
+        "quantization": record.quantization,
+        "model_hub": getattr(source, "hub", None),
+        "revision": getattr(source, "revision", None),
+        "model_description": getattr(family, "model_description", ""),
+        "context_length": record.context_length,
+        "accelerators": [],
+        "replica": 1,
+        "n_worker": 1,
+        "state": record.state,
+        "progress": record.progress,
+        "error": record.error,
+        "pid": record.pid,
+        "engine_params": dict(record.params or {}),
+    }
+    languages = list(getattr(family, "model_lang", ()) or ())
+    if record.model_type == "LLM":
+        body["model_lang"] = languages
+        body["model_family"] = getattr(family, "model_family", None)
+    else:
+        body["language"] = languages
+        body["max_tokens"] = getattr(family, "max_tokens", None)
+        if record.model_type == "embedding":
+            body["dimensions"] = getattr(family, "dimensions", None)
+        else:
+            body["type"] = getattr(family, "type", "normal")
+    return body
+
+
+def model_object(record: Record) -> dict[str, Any]:
+    """An OpenAI model object: the describe dict under ``id/object/created/owned_by``."""
+    return {
+        "id": record.uid,
+        "object": "model",
+        "created": int(record.created or 0),
+        "owned_by": "modelyard",
+        **describe(record),
+    }

@@ -1,0 +1,168 @@
+"""OpenAI inference routes: chat, completions, embeddings, rerank.
+
+Bodies are validated once here (msgspec Decoders built at import) and handed to the manager as
+typed requests. Every request runs in its own task and goes to the manager at once: queueing and
+batching belong to the manager and the engine, whose 429 (queue full) passes through unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import EngineError
+from ..schemas import ChatCompletionRequest, CompletionRequest
+from . import bodies
+from .aggregate import Folder
+from .errors import JSONResponse, decode_body
+from .metrics import Metrics
+from .models import Manager, Record, require_ready
+from .sse import ClientGone, EventStream, Stamp, aclose, events, race_disconnect
+
+CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, the metrics do
+
+
+Chunk = dict[str, Any]
+
+
+def manager_of(request: Request) -> Manager:
+    return request.app.state.manager
+
+
+def _metrics(request: Request) -> Metrics | None:
+    return getattr(request.app.state, "metrics", None)
+
+
+def ready_model(request: Request, uid: str) -> Record:
+    """The record of a model that can answer now; 404 when unknown, 503 while loading or failed."""
+    record = manager_of(request).get(uid)
+    request.state.model = record.uid
+    require_ready(record)
+    return record
+
+
+async def chat_completions(request: Request) -> Response:
+    body = await decode_body(request, bodies.CHAT)
+    return await _generate(request, body, "chat")
+
+
+async def completions(request: Request) -> Response:
+    body = await decode_body(request, bodies.COMPLETION)
+    return await _generate(request, body, "text")
+
+
+async def _generate(
+    request: Request, body: ChatCompletionRequest | CompletionRequest, kind: Literal["chat", "text"]
+) -> Response:
+    ready_model(request, body.model)
+    manager, metrics = manager_of(request), _metrics(request)
+    if isinstance(body, ChatCompletionRequest):
+        stamp = Stamp.new("chatcmpl", "chat.completion.chunk", body.model)
+        source = manager.chat(body.model, body)
+    else:
+        stamp = Stamp.new("cmpl", "text_completion", body.model)
+        source = manager.complete(body.model, body)
+    started = time.perf_counter()
+    try:
+        # Errors before the first chunk (context too long, queue full...) are plain HTTP errors.
+        first = await race_disconnect(request, lambda: anext(source, None))
+    except ClientGone:
+        await aclose(source)
+        return Response(status_code=CLIENT_CLOSED)
+    except BaseException:
+        await aclose(source)
+        raise
+    if metrics is not None:
+        metrics.first_token(body.model, time.perf_counter() - started)
+
+    if body.stream:
+
+        def on_chunk(chunk: Chunk) -> None:
+            if metrics is not None and chunk.get("usage"):
+                metrics.usage(body.model, chunk["usage"])
+
+        return EventStream(events(source, first, stamp, include_usage=body.include_usage, on_chunk=on_chunk))
+
+    folder = Folder(kind)
+    try:
+        await race_disconnect(request, lambda: _fold(folder, first, source))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    finally:
+        await aclose(source)
+    if metrics is not None:
+        metrics.usage(body.model, folder.usage)
+    return JSONResponse(folder.result(id=stamp.id, created=stamp.created, model=stamp.model))
+
+
+async def _fold(folder: Folder, first: Chunk | None, source: AsyncIterator[Chunk]) -> None:
+    chunk = first
+    while chunk is not None:
+        error = chunk.get("error")
+        if error is not None:
+            message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+            raise EngineError(f"the engine failed: {message}")
+        folder.add(chunk)
+        chunk = await anext(source, None)
+
+
+def _as_base64(vector: Any) -> Any:
+    """OpenAI's base64 encoding (the openai SDK's default): little-endian float32 bytes."""
+    if isinstance(vector, list):
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+async def embeddings(request: Request) -> Response:
+    body = await decode_body(request, bodies.EMBEDDING)
+    ready_model(request, body.model)
+    manager = manager_of(request)
+    try:
+        result = await race_disconnect(request, lambda: manager.embed(body.model, body))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    data = []
+    for position, item in enumerate(result.get("data") or ()):
+        vector = item.get("embedding")
+        if body.encoding_format == "base64":
+            vector = _as_base64(vector)
+        data.append({"index": item.get("index", position), "object": "embedding", "embedding": vector})
+    usage = result.get("usage") or {"prompt_tokens": 0, "total_tokens": 0}
+    return JSONResponse(
+        {"object": "list", "model": body.model, "model_replica": f"{body.model}-rep0", "data": data, "usage": usage}
+    )
+
+
+async def rerank(request: Request) -> Response:
+    body = await decode_body(request, bodies.RERANK)
+    ready_model(request, body.model)
+    manager = manager_of(request)
+    try:
+        result = await race_disconnect(request, lambda: manager.rerank(body.model, body))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    texts = body.texts()
+    scored = sorted(result.get("results") or (), key=lambda r: r["relevance_score"], reverse=True)
+    if body.top_n is not None:
+        scored = scored[: body.top_n]
+    results = [
+        {
+            "index": item["index"],
+            "relevance_score": item["relevance_score"],
+            "document": {"text": texts[item["index"]]} if body.return_documents else None,
+        }
+        for item in scored
+    ]
+    tokens = None
+    if body.return_len:
+        usage = result.get("usage") or {}
+        tokens = {"input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0)}
+    meta = {"api_version": None, "billed_units": None, "tokens": tokens, "warnings": None}
+    return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})

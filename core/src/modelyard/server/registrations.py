@@ -1,0 +1,130 @@
+"""Catalog routes: custom model registrations and the per-engine table of what can run here.
+
+Shapes follow Xinference (XINFERENCE_API.md §6): listings are lists of ``{model_name,
+is_builtin}`` (full family dicts with ``?detailed=true``), register/unregister answer ``null``.
+Unlike Xinference, unregistering an unknown or built-in name is an error (404/409), and an unknown
+name on /v1/engines is a 404 listing close matches rather than a 200 ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import InvalidRequest
+from ..specs import ModelType
+from .errors import JSONResponse, decode_body
+
+MODEL_TYPES: dict[str, ModelType] = {"llm": "LLM", "embedding": "embedding", "rerank": "rerank"}
+
+
+class RegistrationBody(msgspec.Struct):
+    """xinference-client's POST body: the family as a JSON *string*; a dict is accepted too."""
+
+    model: str | dict[str, Any]
+    persist: bool = False
+    worker_ip: str | None = None
+
+
+_registration = msgspec.json.Decoder(RegistrationBody)
+
+
+def _model_type(raw: str) -> ModelType:
+    found = MODEL_TYPES.get(raw.lower())
+    if found is None:
+        raise InvalidRequest(
+            f"Unsupported model type: {raw}; modelyard serves {', '.join(MODEL_TYPES.values())}", param="model_type"
+        )
+    return found
+
+
+def _flag(request: Request, name: str) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return False
+    text = raw.strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off", ""):
+        return False
+    raise InvalidRequest(f"{name} must be true or false, got {raw!r}", param=name)
+
+
+async def _catalog(request: Request) -> Any:
+    catalog = getattr(request.app.state, "catalog", None)
+    if catalog is not None:
+        return catalog
+    from ..catalog import get_catalog
+
+    # The first call reads the data files and asks the plugins: keep it off the event loop.
+    return await anyio.to_thread.run_sync(get_catalog)
+
+
+def _to_registration(family: Any, is_builtin: bool) -> dict[str, Any]:
+    from ..catalog import family_to_registration
+
+    return family_to_registration(family, is_builtin)
+
+
+async def list_registrations(request: Request) -> Response:
+    model_type = _model_type(request.path_params["model_type"])
+    detailed = _flag(request, "detailed")
+    catalog = await _catalog(request)
+    items = []
+    for family in catalog.families(model_type):
+        builtin = catalog.is_builtin(family.model_name)
+        items.append(_to_registration(family, builtin) if detailed else {"model_name": family.model_name, "is_builtin": builtin})
+    return JSONResponse(items)
+
+
+async def get_registration(request: Request) -> Response:
+    model_type = _model_type(request.path_params["model_type"])
+    catalog = await _catalog(request)
+    family = catalog.get(request.path_params["model_name"], model_type)
+    return JSONResponse(_to_registration(family, catalog.is_builtin(family.model_name)))
+
+
+async def register_model(request: Request) -> Response:
+    from ..catalog import family_from_registration, parse_registration
+
+    model_type = _model_type(request.path_params["model_type"])
+    body = await decode_body(request, _registration, "registration body")
+    if isinstance(body.model, str):
+        family = parse_registration(body.model, model_type)
+    else:
+        family = family_from_registration(body.model, model_type)
+    catalog = await _catalog(request)
+    # Persisting writes a file (fsync): off the event loop.
+    await anyio.to_thread.run_sync(lambda: catalog.register(family, persist=body.persist))
+    return JSONResponse(None)
+
+
+async def unregister_model(request: Request) -> Response:
+    model_type = _model_type(request.path_params["model_type"])
+    catalog = await _catalog(request)
+    name = request.path_params["model_name"]
+    await anyio.to_thread.run_sync(lambda: catalog.unregister(model_type, name))
+    return JSONResponse(None)
+
+
+async def query_engines(request: Request) -> Response:
+    """Per engine: the specs it can run here, or why it cannot (Xinference's /v1/engines shape)."""
+    raw_type = request.path_params.get("model_type")
+    model_type = _model_type(raw_type) if raw_type is not None else None
+    catalog = await _catalog(request)
+    family = catalog.get(request.path_params["model_name"], model_type)
+
+    def table() -> dict[str, Any]:
+        from ..matching import engine_table
+        from ..plugins import get_plugin_manager
+        from ..resources import probe_hardware
+
+        pm = getattr(request.app.state, "plugin_manager", None) or get_plugin_manager()
+        probe = getattr(request.app.state, "hardware", None) or probe_hardware
+        return cast(dict[str, Any], engine_table(pm, family, probe()))
+
+    return JSONResponse(await anyio.to_thread.run_sync(table))

@@ -1,0 +1,199 @@
+"""Server-sent events for streamed completions, and cancelling generations whose client left.
+
+Framing follows OpenAI: one ``data: <one-line JSON>`` event per chunk, ``data: [DONE]`` at the
+end, ``data: {"error": {...}}`` (then the end) when the generation fails midway. A client that
+disconnects must stop the engine: the response watches ``receive()`` for ``http.disconnect``
+itself (whatever ASGI spec version the server speaks) and always closes the manager's iterator,
+which is what tells the runner and the engine to stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import ModelyardError
+from .errors import error_body
+
+log = logging.getLogger("modelyard.server")
+
+T = TypeVar("T")
+Chunk = dict[str, Any]
+
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
+
+
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready."""
+
+
+class Stamp(msgspec.Struct):
+    """What the core puts on every chunk: one id per request, the object type, time and uid."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+
+    @classmethod
+    def new(cls, prefix: str, object: str, model: str) -> Stamp:
+        return cls(f"{prefix}-{uuid.uuid4().hex}", object, int(time.time()), model)
+
+    def apply(self, chunk: Chunk) -> Chunk:
+        return {**chunk, "id": self.id, "object": self.object, "created": self.created, "model": self.model}
+
+
+def frame(payload: Any) -> bytes:
+    # msgspec never emits raw newlines inside a JSON document, so one event is one line.
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
+
+
+def error_event(exc: BaseException) -> bytes:
+    if isinstance(exc, ModelyardError):
+        body = error_body(exc.message, exc.type, param=exc.param, code=exc.code)
+    else:
+        body = error_body(f"generation failed: {type(exc).__name__}: {exc}", "internal_error")
+    return frame({"error": body["error"]})
+
+
+def outgoing(chunk: Chunk, stamp: Stamp, include_usage: bool) -> list[Chunk]:
+    """The chunks to send for one engine chunk. Engines put usage on their last chunk always;
+    OpenAI sends it only when asked, as a separate final chunk with empty ``choices``."""
+    chunk = stamp.apply(chunk)
+    usage = chunk.pop("usage", None)
+    if usage is None:
+        return [chunk]
+    out = [chunk] if chunk.get("choices") else []
+    if include_usage:
+        out.append({**stamp.apply({}), "choices": [], "usage": usage})
+    return out
+
+
+async def aclose(source: AsyncIterator[Any]) -> None:
+    """Close an iterator even from a cancelled task: this is what stops the engine."""
+    close = getattr(source, "aclose", None)
+    if close is None:
+        return
+    with anyio.CancelScope(shield=True):
+        try:
+            await close()
+        except Exception:
+            log.exception("closing a generation failed")
+
+
+async def events(
+    source: AsyncIterator[Chunk],
+    first: Chunk | None,
+    stamp: Stamp,
+    *,
+    include_usage: bool,
+    on_chunk: Callable[[Chunk], None] | None = None,
+) -> AsyncIterator[bytes]:
+    """SSE bytes for a generation whose first chunk was already taken (see ``race_disconnect``)."""
+    try:
+        chunk = first
+        while chunk is not None:
+            if chunk.get("error") is not None:
+                yield frame({"error": _error_object(chunk["error"])})
+                return
+            if on_chunk is not None:
+                on_chunk(chunk)
+            for out in outgoing(chunk, stamp, include_usage):
+                yield frame(out)
+            chunk = await anext(source, None)
+        yield DONE
+    except Exception as exc:
+        if isinstance(exc, ModelyardError):
+            log.warning("generation %s failed midway: %s", stamp.id, exc.message)
+        else:
+            log.exception("generation %s failed midway", stamp.id)
+        yield error_event(exc)
+    finally:
+        await aclose(source)
+
+
+def _error_object(error: Any) -> dict[str, Any]:
+    if isinstance(error, dict):
+        message = str(error.get("message", error))
+        return error_body(message, str(error.get("type", "engine_error")), code=error.get("code"))["error"]
+    return error_body(str(error), "engine_error")["error"]
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def race_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` until it finishes or the client disconnects (then cancel it, raise ClientGone).
+
+    Call only after the request body was read, so that ``receive()`` has nothing left to say but
+    ``http.disconnect``."""
+    gone = False
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+    async with anyio.create_task_group() as group:
+
+        async def watch() -> None:
+            nonlocal gone
+            await _wait_for_disconnect(request.receive)
+            gone = True
+            group.cancel_scope.cancel()
+
+        group.start_soon(watch)
+        try:
+            outcome.append(await work())
+        except Exception as exc:  # re-raised below, outside the group, unwrapped
+            failure.append(exc)
+        finally:
+            group.cancel_scope.cancel()
+    if gone:
+        raise ClientGone()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+class EventStream(Response):
+    """A text/event-stream response that stops (and closes its iterator) when the client leaves."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers(SSE_HEADERS)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as group:
+
+                async def stream() -> None:
+                    try:
+                        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                        async for data in self.body_iterator:
+                            await send({"type": "http.response.body", "body": data, "more_body": True})
+                        await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    except OSError:  # the connection is gone (ASGI 2.4 servers raise on send)
+                        pass
+                    group.cancel_scope.cancel()
+
+                group.start_soon(stream)
+                await _wait_for_disconnect(receive)
+                group.cancel_scope.cancel()
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    await close()
