@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import msgspec
 
 from . import output
 from .options import json_option, model_type_option
@@ -17,8 +16,9 @@ if TYPE_CHECKING:
 
 
 def family_type(family: Family) -> str:
-    """The family's ``model_type`` (the Struct's tag: it is not an attribute)."""
-    return str(type(family).__struct_config__.tag)
+    from ..catalog import model_type_of
+
+    return model_type_of(family)
 
 
 def family_formats(family: Family) -> list[str]:
@@ -76,7 +76,7 @@ def plugins(as_json: bool) -> None:
 @json_option
 def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None:
     """Model families in the catalog: built-in and custom."""
-    from ..catalog import get_catalog
+    from ..catalog import family_to_registration, get_catalog
 
     catalog = get_catalog()
     families = catalog.families(model_type)  # type: ignore[arg-type]
@@ -85,7 +85,7 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
         for family in families:
             builtin = catalog.is_builtin(family.model_name)
             if detailed:
-                rows.append({**msgspec.to_builtins(family), "is_builtin": builtin})
+                rows.append(family_to_registration(family, builtin))
             else:
                 rows.append(
                     {
@@ -115,24 +115,22 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
 
 
 def read_family(path: Path, model_type: str) -> Family:
-    """A family from a JSON file; ``model_type`` comes from ``-t`` when the file leaves it out."""
+    """A family from a JSON file, in our catalog shape or Xinference's registration shape;
+    ``model_type`` comes from ``-t`` (a file that says otherwise is refused)."""
+    from ..catalog import parse_registration
     from ..errors import CatalogError
-    from ..specs import Family
 
+    data = path.read_bytes()
     try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise CatalogError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CatalogError(f"{path}: expected one JSON object describing a model family, got {type(data).__name__}")
-    declared = data.setdefault("model_type", model_type)
+        declared = json.loads(data).get("model_type", model_type)
+    except (ValueError, AttributeError):
+        declared = model_type  # parse_registration reports what is wrong with it
     if declared != model_type:
         raise CatalogError(f"{path}: the file says model_type {declared!r} but -t says {model_type!r}")
     try:
-        return msgspec.convert(data, Family)
-    except msgspec.ValidationError as exc:
-        name = data.get("model_name", "?")
-        raise CatalogError(f"{path}: model {name!r}: {exc}") from None
+        return parse_registration(data, model_type)  # type: ignore[arg-type]
+    except CatalogError as exc:
+        raise CatalogError(f"{path}: {exc.message}") from None
 
 
 @click.command()
