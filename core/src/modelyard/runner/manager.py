@@ -1,0 +1,366 @@
+"""ModelManager: the local worker. Launches models into runner subprocesses and routes requests.
+
+Use it as ``async with ModelManager() as manager:`` (the server's lifespan does); on asyncio it also
+starts itself on first use, and ``aclose()`` stops every runner. A launch goes creating → (plan) →
+downloading → loading → ready; a failed launch removes its record and raises why. A runner that
+dies later leaves its record in state "error" with the cause; launching the same uid replaces it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from ..engine import Chunk
+from ..errors import Conflict, InvalidRequest, LaunchError, ModelNotFound, ModelyardError, Unavailable
+from ..home import home_dir
+from ..plugins import PluginManager, format_exception, get_plugin_manager
+from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
+from ..specs import Hardware, LaunchRequest, ModelSpec
+from . import protocol as p
+from .planning import CatalogLike, LaunchPlan, plan_launch
+from .process import RunnerProcess
+from .records import LAUNCHING, ModelRecord
+
+log = logging.getLogger("modelyard.manager")
+Resolve = Callable[..., Path]
+
+
+def _default_max_pending() -> int:
+    return int(os.environ.get("MODELYARD_MAX_PENDING") or 64)
+
+
+class _Slot:
+    """A record plus what the manager needs to drive it."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        self.record = record
+        self.runner: RunnerProcess | None = None
+        self.failure: ModelyardError | None = None
+        self.settled = anyio.Event()  # the launch finished, either way
+        self.gone = anyio.Event()  # removed from the manager
+        self.scope = anyio.CancelScope()  # cancels the launch
+
+    @property
+    def dead(self) -> bool:
+        return self.record.state == "error"
+
+
+class ModelManager:
+    def __init__(
+        self,
+        *,
+        pm: PluginManager | None = None,
+        catalog: CatalogLike | None = None,
+        hardware: Callable[[], Hardware] | None = None,
+        resolve: Resolve | None = None,
+        max_pending: int | None = None,
+        runner_env: Mapping[str, str] | None = None,
+        terminate_grace: float = 5.0,
+    ) -> None:
+        self._pm = pm
+        self._catalog = catalog
+        self._hardware = hardware
+        self._resolve = resolve
+        self.max_pending = max_pending or _default_max_pending()
+        # Passive OpenMP waiting: busy-waiting threads of several runners starve each other.
+        self.runner_env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **(runner_env or {})}
+        self.terminate_grace = terminate_grace
+        self._slots: dict[str, _Slot] = {}
+        self._failures: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self._tg: TaskGroup | None = None
+        self._own_tg = False
+        self._closed = anyio.Event()
+        self._host_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle of the manager ---
+    async def __aenter__(self) -> ModelManager:
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._own_tg = True
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        await self.aclose()
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        return await tg.__aexit__(*exc_info)
+
+    async def _ensure_started(self) -> TaskGroup:
+        if self._tg is not None:
+            return self._tg
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise RuntimeError("use `async with ModelManager() as manager:` outside asyncio") from None
+        started = anyio.Event()
+
+        async def host() -> None:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                started.set()
+                await self._closed.wait()
+                tg.cancel_scope.cancel()
+
+        self._host_task = loop.create_task(host())
+        await started.wait()
+        assert self._tg is not None
+        return self._tg
+
+    async def aclose(self) -> None:
+        """Terminate every runner (and cancel launches in progress)."""
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for uid in list(self._slots):
+                    tg.start_soon(self._terminate_quietly, uid)
+        self._closed.set()
+        if self._host_task is not None:
+            await self._host_task
+            self._host_task, self._tg = None, None
+
+    async def _terminate_quietly(self, uid: str) -> None:
+        try:
+            await self.terminate(uid)
+        except ModelNotFound:
+            pass
+
+    # --- launching ---
+    async def launch(self, request: LaunchRequest, *, wait_ready: bool = True) -> str:
+        """Plan, download, spawn and load. Returns the uid; with ``wait_ready`` only once ready.
+
+        Planning errors (unknown model, no engine, not enough memory) are raised even when
+        ``wait_ready`` is False; later failures are raised to a waiting caller and remembered for
+        ``get``/``progress`` of that uid.
+        """
+        await self._ensure_started()
+        slot = self._claim(request.model_uid, request.model_name)
+        slot.record.model_type = request.model_type
+        try:
+            hardware = await anyio.to_thread.run_sync(self._probe)
+            plan = plan_launch(request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware)
+        except BaseException as exc:
+            self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
+            raise
+        return await self._start(slot, plan, wait_ready)
+
+    async def start(self, plan: LaunchPlan, *, uid: str | None = None, wait_ready: bool = True) -> str:
+        """Launch an already planned model (``plan.path`` set skips the download)."""
+        await self._ensure_started()
+        slot = self._claim(uid, plan.model_name)
+        return await self._start(slot, plan, wait_ready)
+
+    def _claim(self, requested: str | None, model_name: str) -> _Slot:
+        if requested:
+            uid = requested
+            existing = self._slots.get(uid)
+            if existing is not None and not existing.dead:
+                raise Conflict(
+                    f"model uid {uid!r} is already in use (state {existing.record.state}); "
+                    "terminate it first or choose another model_uid",
+                    param="model_uid",
+                )
+        else:
+            uid, n = model_name, 0
+            while uid in self._slots and not self._slots[uid].dead:
+                n += 1
+                uid = f"{model_name}-{n}"
+        if uid in self._slots:  # a dead runner's record: the relaunch replaces it
+            self._remove(self._slots[uid], None)
+        self._failures.pop(uid, None)
+        slot = _Slot(ModelRecord(uid=uid, model_name=model_name, created=time.time()))
+        self._slots[uid] = slot
+        return slot
+
+    async def _start(self, slot: _Slot, plan: LaunchPlan, wait_ready: bool) -> str:
+        record = slot.record
+        record.model_name, record.model_type = plan.model_name, plan.model_type
+        record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
+        record.engine, record.params = plan.engine, dict(plan.params)
+        tg = await self._ensure_started()
+        tg.start_soon(self._bring_up, slot, plan)
+        if wait_ready:
+            await slot.settled.wait()
+            if slot.failure is not None:
+                raise slot.failure
+        return record.uid
+
+    async def _bring_up(self, slot: _Slot, plan: LaunchPlan) -> None:
+        record, failure = slot.record, None
+        try:
+            with slot.scope:
+                path = plan.path
+                if path is None:
+                    record.state, record.progress = "downloading", 0.0
+                    path = str(await self._download(record, plan.spec, plan.quantization))
+                record.state, record.progress = "loading", 0.0
+                load = p.LoadSpec(
+                    uid=record.uid, engine=plan.engine, family=plan.family, spec=plan.spec,
+                    quantization=plan.quantization, params=dict(plan.params), path=path,
+                )
+                slot.runner = runner = await RunnerProcess.spawn(
+                    load, tg=await self._ensure_started(), log_path=self._log_path(record.uid),
+                    env=self.runner_env, max_pending=self.max_pending,
+                )
+                record.pid = runner.pid
+                runner.on_progress = partial(self._on_progress, record)
+                runner.on_death = partial(self._on_death, slot)
+                ready = await runner.wait_ready()
+                record.context_length, record.abilities = ready.context_length, ready.abilities
+                record.state, record.progress = "ready", 1.0
+            if slot.scope.cancelled_caught:
+                failure = LaunchError(f"the launch of {record.uid!r} was cancelled")
+        except ModelyardError as exc:
+            failure = exc
+        except Exception as exc:
+            log.exception("launch of %s failed", record.uid)
+            failure = LaunchError(f"the launch of {record.uid!r} failed: {format_exception(exc)}")
+        except BaseException:
+            failure = LaunchError(f"the launch of {record.uid!r} was interrupted")
+            raise
+        finally:
+            if failure is not None:
+                record.state, record.error = "error", failure.message
+                slot.failure = failure
+                if slot.runner is not None:
+                    await slot.runner.terminate(grace=1.0)
+                self._remove(slot, failure)
+            slot.settled.set()
+
+    async def _download(self, record: ModelRecord, spec: ModelSpec, quantization: str) -> Path:
+        resolve = self._resolve
+        if resolve is None:
+            from ..hub import resolve
+
+        def progress(value: float) -> None:
+            record.progress = value  # called from the download thread; a float store is atomic
+
+        call = partial(resolve, spec, quantization, progress=progress)
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+
+    def _on_progress(self, record: ModelRecord, stage: str, progress: float) -> None:
+        if record.state in LAUNCHING:
+            record.progress = progress
+
+    def _on_death(self, slot: _Slot, cause: str) -> None:
+        record = slot.record
+        if record.state == "ready":  # deaths while loading are launch failures, handled there
+            log.error("model %s: %s", record.uid, cause)
+            record.state, record.error = "error", cause
+
+    def _remove(self, slot: _Slot, failure: ModelyardError | None) -> None:
+        uid = slot.record.uid
+        if self._slots.get(uid) is slot:
+            del self._slots[uid]
+        if failure is not None:
+            self._failures[uid] = failure.message
+            while len(self._failures) > 64:
+                self._failures.popitem(last=False)
+        slot.gone.set()
+
+    # --- managing ---
+    def list(self) -> list[ModelRecord]:
+        return [msgspec.structs.replace(s.record) for s in self._slots.values()]
+
+    def get(self, uid: str) -> ModelRecord:
+        return msgspec.structs.replace(self._slot(uid).record)
+
+    def progress(self, uid: str) -> dict[str, Any]:
+        return self._slot(uid).record.progress_dict()
+
+    async def cancel(self, uid: str) -> None:
+        """Cancel a launch in progress; the launch's waiter gets a LaunchError."""
+        slot = self._slot(uid)
+        if slot.settled.is_set():
+            raise InvalidRequest(f"model {uid!r} is not launching (state {slot.record.state}); terminate it instead")
+        slot.scope.cancel()
+        await slot.settled.wait()
+
+    async def terminate(self, uid: str) -> None:
+        """Stop the model's runner (Shutdown, then SIGTERM/SIGKILL) and forget it."""
+        slot = self._slot(uid)
+        if not slot.settled.is_set():
+            slot.scope.cancel()
+            await slot.settled.wait()
+            return
+        if slot.record.state == "terminating":
+            await slot.gone.wait()
+            return
+        slot.record.state = "terminating"
+        try:
+            if slot.runner is not None:
+                await slot.runner.terminate(grace=self.terminate_grace)
+        finally:
+            self._remove(slot, None)
+
+    def _slot(self, uid: str) -> _Slot:
+        slot = self._slots.get(uid)
+        if slot is not None:
+            return slot
+        if uid in self._failures:
+            raise ModelNotFound(f"model {uid!r} is not running: its launch failed: {self._failures[uid]}")
+        running = ", ".join(sorted(self._slots)) or "none"
+        raise ModelNotFound(f"model {uid!r} is not running (running: {running}); launch it first", param="model")
+
+    # --- serving ---
+    def _runner(self, uid: str) -> RunnerProcess:
+        slot = self._slot(uid)
+        record = slot.record
+        if record.state in LAUNCHING:
+            raise Unavailable(
+                f"model {uid!r} is still loading ({record.state}, {record.progress:.0%}); retry shortly",
+                retry_after=5,
+            )
+        if record.state == "error":
+            raise Unavailable(f"model {uid!r} failed: {record.error}; relaunch it")
+        if record.state == "terminating" or slot.runner is None:
+            raise Unavailable(f"model {uid!r} is being terminated")
+        slot.runner.check_capacity(uid)
+        return slot.runner
+
+    def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+        """Chunks of a chat completion. Errors about the model itself (unknown, loading, dead,
+        overloaded) are raised here, before iteration; engine errors on the first iteration."""
+        return self._runner(uid).stream(uid, "chat", request)
+
+    def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        return self._runner(uid).stream(uid, "complete", request)
+
+    async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]:
+        return await self._runner(uid).call(uid, "embed", request)
+
+    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
+        return await self._runner(uid).call(uid, "rerank", request)
+
+    # --- collaborators, resolved lazily so that tests can inject them ---
+    def _plugins(self) -> PluginManager:
+        if self._pm is None:
+            self._pm = get_plugin_manager()
+        return self._pm
+
+    def _get_catalog(self) -> CatalogLike:
+        if self._catalog is None:
+            from ..catalog import get_catalog
+
+            self._catalog = get_catalog()
+        return self._catalog
+
+    def _probe(self) -> Hardware:
+        if self._hardware is None:
+            from ..resources import probe_hardware
+
+            self._hardware = probe_hardware
+        return self._hardware()
+
+    def _log_path(self, uid: str) -> Path:
+        return home_dir() / "logs" / f"runner-{uid}_{int(time.time() * 1000)}" / "modelyard.log"

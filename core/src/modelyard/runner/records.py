@@ -1,0 +1,36 @@
+"""What the manager knows about one launched model, as the API and the CLI show it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from ..specs import Family, ModelSpec, ModelType
+
+RecordState = Literal["creating", "downloading", "loading", "ready", "error", "terminating"]
+LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "loading"})
+
+
+class ModelRecord(msgspec.Struct, kw_only=True):
+    """One model's state. ``error`` says why when ``state`` is "error" (e.g. the runner died);
+    ``progress`` (0..1) belongs to the current stage (downloading, loading)."""
+
+    uid: str
+    model_name: str
+    model_type: ModelType = "LLM"
+    family: Family | None = None
+    spec: ModelSpec | None = None
+    quantization: str | None = None
+    engine: str | None = None
+    state: RecordState = "creating"
+    progress: float = 0.0
+    error: str | None = None
+    pid: int | None = None
+    context_length: int | None = None
+    abilities: tuple[str, ...] = ()
+    params: dict[str, Any] = {}
+    created: float = 0.0
+
+    def progress_dict(self) -> dict[str, Any]:
+        return {"uid": self.uid, "state": self.state, "progress": self.progress, "error": self.error}

@@ -1,0 +1,132 @@
+"""Frames and framing between server and runner, over a real socket pair."""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+
+import anyio
+import msgspec
+import pytest
+from anyio.abc import SocketStream
+
+from modelyard.errors import ModelyardError, Overloaded
+from modelyard.runner import protocol as p
+from modelyard.schemas import ChatCompletionRequest, ChatMessage, RerankRequest
+from modelyard.specs import LLMFamily, ModelSource, ModelSpec
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def _pair() -> tuple[SocketStream, SocketStream]:
+    """Both ends of a real Unix socket connection, as the server and runner have them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        async with await anyio.create_unix_listener(f"{tmp}/s") as listener:
+            client = await anyio.connect_unix(f"{tmp}/s")
+            server = await listener.accept()  # type: ignore[attr-defined]
+    return server, client
+
+
+def _family() -> LLMFamily:
+    spec = ModelSpec(
+        model_format="ggufv2",
+        model_size_in_billions=0.135,
+        quantizations=("Q4_1",),
+        sources=(ModelSource(hub="local", model_id="/models/x.gguf"),),
+    )
+    return LLMFamily(model_name="tiny", model_ability=("chat",), context_length=2048, model_specs=(spec,))
+
+
+async def test_frames_round_trip_both_ways() -> None:
+    left, right = await _pair()
+    server = p.FrameStream(left, p.TO_SERVER)
+    runner = p.FrameStream(right, p.TO_RUNNER)
+    family = _family()
+    load = p.LoadSpec(uid="tiny", engine="echo", family=family, spec=family.model_specs[0],
+                      quantization="Q4_1", params={"n_ctx": 512, "sampling.top_k": 3}, path="/m")
+    await server.send(p.Load(load))
+    got = await runner.receive()
+    assert isinstance(got, p.Load)
+    assert got.spec == load  # the family union and nested specs come back typed
+
+    for frame in (p.Chunk(7, {"choices": [{"delta": {"content": "hi"}}]}), p.End(7),
+                  p.Error(8, Overloaded("busy").to_dict()), p.Ready(2048, ("chat",), 123)):
+        await runner.send(frame)
+        assert await server.receive() == frame
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_call_request_is_redecoded_as_its_op_type() -> None:
+    request = ChatCompletionRequest(model="m", messages=[ChatMessage(role="user", content="hello")], top_k=5)
+    call = msgspec.msgpack.decode(p.ENCODER.encode(p.make_call(1, "chat", request)), type=p.ToRunner)
+    decoded = p.decode_request(call)
+    assert isinstance(decoded, ChatCompletionRequest)
+    assert decoded == request
+    rerank = RerankRequest(model="r", query="q", documents=["a", "b"])
+    call = msgspec.msgpack.decode(p.ENCODER.encode(p.make_call(2, "rerank", rerank)), type=p.ToRunner)
+    assert p.decode_request(call) == rerank
+
+
+async def test_error_dict_survives_the_wire_with_its_class() -> None:
+    frame = msgspec.msgpack.decode(p.ENCODER.encode(p.Error(1, Overloaded("too many").to_dict())), type=p.ToServer)
+    error = ModelyardError.from_dict(frame.error)
+    assert isinstance(error, Overloaded)
+    assert (error.status, error.retry_after) == (429, 1)
+
+
+async def test_numpy_like_values_are_sent_as_lists() -> None:
+    class Vector:
+        def tolist(self) -> list[float]:
+            return [0.5, 0.25]
+
+    frame = msgspec.msgpack.decode(p.ENCODER.encode(p.Result(1, {"embedding": Vector()})), type=p.ToServer)
+    assert frame.data == {"embedding": [0.5, 0.25]}
+
+
+async def test_eof_between_and_inside_frames_is_end_of_stream() -> None:
+    left, right = await _pair()
+    conn = p.FrameStream(right, p.TO_SERVER)
+    await left.send(struct.pack(">I", 100) + b"partial")
+    await left.aclose()
+    with pytest.raises(anyio.EndOfStream):
+        await conn.receive()
+    await right.aclose()
+
+
+async def test_oversized_length_prefix_is_refused() -> None:
+    left, right = await _pair()
+    conn = p.FrameStream(right, p.TO_SERVER)
+    await left.send(struct.pack(">I", p.MAX_FRAME + 1))
+    with pytest.raises(msgspec.DecodeError, match="exceeds"):
+        await conn.receive()
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_concurrent_senders_never_interleave_frames() -> None:
+    left, right = await _pair()
+    sender = p.FrameStream(left, p.TO_SERVER)
+    receiver = p.FrameStream(right, p.TO_SERVER)
+    big = "x" * 200_000  # larger than a socket buffer, so writes are split
+
+    async def send_many(start: int) -> None:
+        for i in range(start, start + 20):
+            await sender.send(p.Chunk(i, {"text": big}))
+
+    received: list[int] = []
+    async with anyio.create_task_group() as tg:
+        for start in (0, 100, 200):
+            tg.start_soon(send_many, start)
+        for _ in range(60):
+            frame = await receiver.receive()
+            assert frame.data["text"] == big
+            received.append(frame.id)
+    assert sorted(received) == sorted([*range(20), *range(100, 120), *range(200, 220)])
+    await left.aclose()
+    await right.aclose()
