@@ -1,0 +1,77 @@
+"""Loading a GGUF into an ``xllamacpp.Server``: checks first, then settings, GPU layers, the server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from modelyard.errors import LaunchError
+from modelyard.specs import Accelerator, Family
+
+from . import estimate as memory
+from .failures import Slots
+from .gguf import read_gguf
+from .model import LlamaCppModel
+from .params import apply
+from .settings import resolve
+
+log = logging.getLogger(__name__)
+
+
+def gpu_devices(devices: list[dict[str, Any]]) -> tuple[Accelerator, ...]:
+    """The GPUs among ``xllamacpp.get_device_info()``'s devices, as modelyard accelerators."""
+    found = []
+    for index, device in enumerate(devices):
+        kind = str(getattr(device.get("type"), "name", device.get("type", ""))).upper()
+        if "GPU" not in kind:  # CPU and ACCEL (BLAS) devices hold no layers
+            continue
+        name = f"{device.get('name', '')} {device.get('description', '')}"
+        family = "metal" if "metal" in name.lower() or "mtl" in name.lower() else "rocm" if "rocm" in name.lower() or "hip" in name.lower() else "cuda"
+        found.append(
+            Accelerator(
+                kind=family,
+                index=index,
+                name=name.strip(),
+                memory_total=int(device.get("memory_total", 0)),
+                memory_free=int(device.get("memory_free", 0)),
+            )
+        )
+    return tuple(found)
+
+
+def choose_gpu_layers(shape: memory.ModelShape, plan: memory.Plan, accelerators: tuple[Accelerator, ...]) -> int:
+    """Auto GPU layers: 0 without a GPU; the estimate's answer with one; all layers (-1) when the
+    estimate itself fails, which is what llama.cpp would do by default."""
+    if not accelerators:
+        return 0
+    try:
+        return memory.gpu_layers(shape, plan, accelerators)
+    except Exception as exc:  # a GGUF shape this estimate does not understand
+        log.warning("GPU layer estimate failed (%s); offloading all layers", exc)
+        return -1
+
+
+def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel:
+    gguf = read_gguf(path)  # refuse a non-GGUF or a truncated file before llama.cpp sees it
+    shape = memory.ModelShape.from_gguf(gguf)
+    settings = resolve(family, params, shape)
+
+    import xllamacpp
+
+    common = xllamacpp.CommonParams()
+    apply(common, settings.assignments)
+    common.model.path = str(path)
+    if not settings.gpu_layers_given:
+        common.n_gpu_layers = choose_gpu_layers(shape, settings.plan, gpu_devices(xllamacpp.get_device_info()))
+    try:
+        server = xllamacpp.Server(common)
+    except Exception as exc:
+        raise LaunchError(
+            f"llama.cpp could not load {path}: {exc}. Its log (above, on the runner's stderr) says why; "
+            "common causes are an architecture this llama.cpp build does not know, or too little memory "
+            "for n_ctx (lower n_ctx or n_parallel)"
+        ) from exc
+    slots = Slots(n_ctx=settings.plan.n_ctx, n_parallel=settings.plan.n_parallel, slot_context=settings.context_length)
+    return LlamaCppModel(server, slots=slots, abilities=settings.abilities)

@@ -1,0 +1,185 @@
+"""The loaded model: xllamacpp's blocking, callback-based calls as async chunk streams.
+
+Each request runs ``Server.handle_*`` in its own worker thread (xllamacpp releases the GIL, and
+llama.cpp batches the concurrent requests in its parallel slots). The thread hands chunks to the
+event loop through a memory object stream. A stream cannot be a child task of the async generator
+that yields it (a task group must not stay open across ``yield``), hence a plain thread; the loop
+itself never blocks. Closing the stream sets a flag that the next callback returns as True, which
+tells llama.cpp to stop generating and free the slot.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+from anyio.streams.memory import MemoryObjectSendStream
+
+from modelyard.engine import Chunk, LoadedModel
+from modelyard.errors import Unsupported
+from modelyard.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+    to_plain,
+)
+from modelyard.specs import Ability
+
+from .failures import Slots, error_in, from_error_body, from_exception
+
+Handler = Callable[..., Any]
+# Fields of our request schemas that llama.cpp does not know or names differently.
+_DROP = ("model", "request_id", "user", "max_completion_tokens", "enable_thinking", "stop_token_ids")
+
+
+def _body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+    body = to_plain(request)
+    for key in _DROP:
+        body.pop(key, None)
+    limit = request.token_limit
+    if limit is not None:
+        body["max_tokens"] = limit
+    if "repetition_penalty" in body:
+        body["repeat_penalty"] = body.pop("repetition_penalty")
+    if isinstance(request, ChatCompletionRequest) and request.enable_thinking is not None:
+        body["chat_template_kwargs"] = {**(request.chat_template_kwargs or {}), "enable_thinking": request.enable_thinking}
+    # Always stream, always with usage: the core folds chunks into one response when asked to.
+    body["stream"] = True
+    body["stream_options"] = {"include_usage": True}
+    return body
+
+
+class LlamaCppModel(LoadedModel):
+    def __init__(self, server: Any, *, slots: Slots, abilities: tuple[Ability, ...]) -> None:
+        super().__init__(context_length=slots.slot_context, abilities=abilities)
+        self._server = server
+        self.slots = slots
+        self._workers: set[threading.Thread] = set()
+        self._stops: set[threading.Event] = set()
+
+    def _require(self, ability: Ability, what: str) -> None:
+        if ability not in self.abilities:
+            hint = " (launch it with embedding=true)" if ability == "embed" else ""
+            raise Unsupported(f"this model cannot {what}{hint}; it can: {', '.join(self.abilities)}", param="model")
+
+    def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+        self._require("chat", "chat")
+        return self._stream(self._server.handle_chat_completions, _body(request))
+
+    def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
+        self._require("generate", "complete text")
+        return self._stream(self._server.handle_completions, _body(request))
+
+    async def _stream(self, handler: Handler, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+        send, receive = anyio.create_memory_object_stream[Any](math.inf)
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=self._work,
+            args=(handler, body, send, stop, anyio.lowlevel.current_token()),
+            name="llamacpp-request",
+            daemon=True,
+        )
+        self._stops.add(stop)
+        self._workers.add(worker)
+        worker.start()
+        try:
+            async with receive:
+                async for item in receive:
+                    if isinstance(item, BaseException):
+                        raise from_exception(item, self.slots)
+                    error = error_in(item)
+                    if error is not None:
+                        raise from_error_body(error, self.slots)
+                    item.pop("model", None)  # the GGUF path; the core sets the model's name
+                    yield item
+        finally:
+            stop.set()  # the client went away or the stream ended: the next callback cancels
+            self._stops.discard(stop)
+
+    def _work(
+        self,
+        handler: Handler,
+        body: dict[str, Any],
+        send: MemoryObjectSendStream[Any],
+        stop: threading.Event,
+        token: Any,
+    ) -> None:
+        """Runs in the worker thread: call llama.cpp, forward chunks, then close the stream."""
+
+        def deliver(item: Any) -> None:
+            try:
+                anyio.from_thread.run_sync(send.send_nowait, item, token=token)
+            except Exception:  # receiver closed, or the event loop is gone: stop generating
+                stop.set()
+
+        def on_chunk(chunk: Any) -> bool:
+            if not stop.is_set():
+                deliver(chunk)
+            return stop.is_set()
+
+        try:
+            result = handler(body, on_chunk)
+            if result is not None and not stop.is_set():
+                deliver(result)  # an {"error": ...} answer instead of a stream
+        except BaseException as exc:
+            deliver(exc)
+        finally:
+            try:
+                anyio.from_thread.run_sync(send.close, token=token)
+            except Exception:
+                pass  # the loop is gone; nothing is listening
+            self._workers.discard(threading.current_thread())
+
+    async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
+        self._require("embed", "embed")
+        if request.dimensions is not None:
+            raise Unsupported("llama.cpp returns embeddings at the model's full size; leave out dimensions", param="dimensions")
+        body = {"input": request.input, "encoding_format": "float"}
+        result = await self._call(self._server.handle_embeddings, body)
+        data = sorted(result.get("data", []), key=lambda item: item["index"])
+        return {
+            "data": [{"index": item["index"], "embedding": item["embedding"]} for item in data],
+            "usage": _usage(result, ("prompt_tokens", "total_tokens")),
+        }
+
+    async def rerank(self, request: RerankRequest) -> dict[str, Any]:
+        self._require("rerank", "rerank")
+        body = {"query": request.query, "documents": request.texts(), "top_n": len(request.documents)}
+        result = await self._call(self._server.handle_rerank, body)
+        results = sorted(result.get("results", []), key=lambda item: item["index"])
+        usage = result.get("usage") or {}
+        tokens = usage.get("prompt_tokens", usage.get("total_tokens", 0))
+        return {
+            "results": [{"index": item["index"], "relevance_score": item["relevance_score"]} for item in results],
+            "usage": {"input_tokens": tokens},
+        }
+
+    async def _call(self, handler: Handler, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            result = await anyio.to_thread.run_sync(handler, body)
+        except Exception as exc:
+            raise from_exception(exc, self.slots) from exc
+        error = error_in(result)
+        if error is not None:
+            raise from_error_body(error, self.slots)
+        return result
+
+    async def close(self) -> None:
+        """Cancel what is in flight, wait for the worker threads, then free llama.cpp's memory."""
+        for stop in list(self._stops):
+            stop.set()
+        for worker in list(self._workers):
+            await anyio.to_thread.run_sync(worker.join)
+        server, self._server = self._server, None
+        del server
+
+
+def _usage(result: dict[str, Any], keys: tuple[str, ...]) -> dict[str, int]:
+    usage = result.get("usage") or {}
+    return {key: int(usage.get(key, 0)) for key in keys}
