@@ -42,7 +42,9 @@ class _ChatChoice:
 
     def _add_tool_call(self, call: dict[str, Any], position: int) -> None:
         index = call.get("index", position)
-        merged = self.tool_calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+        merged = self.tool_calls.setdefault(
+            index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+        )
         if call.get("id"):
             merged["id"] = call["id"]
         if call.get("type"):
@@ -54,7 +56,10 @@ class _ChatChoice:
             merged["function"]["arguments"] += function["arguments"]
 
     def result(self) -> dict[str, Any]:
-        message: dict[str, Any] = {"role": self.role, "content": "".join(self.content) if self.content else None}
+        message: dict[str, Any] = {
+            "role": self.role,
+            "content": "".join(self.content) if self.content else None,
+        }
         if self.reasoning:
             message["reasoning_content"] = "".join(self.reasoning)
         if self.tool_calls:
@@ -66,7 +71,12 @@ class _ChatChoice:
         elif message["content"] is None:
             message["content"] = ""
         logprobs = {"content": self.logprobs} if self.logprobs is not None else None
-        return {"index": self.index, "message": message, "logprobs": logprobs, "finish_reason": self.finish_reason}
+        return {
+            "index": self.index,
+            "message": message,
+            "logprobs": logprobs,
+            "finish_reason": self.finish_reason,
+        }
 
 
 class _TextChoice:
@@ -90,7 +100,12 @@ class _TextChoice:
             self.finish_reason = choice["finish_reason"]
 
     def result(self) -> dict[str, Any]:
-        return {"index": self.index, "text": "".join(self.text), "logprobs": self.logprobs, "finish_reason": self.finish_reason}
+        return {
+            "index": self.index,
+            "text": "".join(self.text),
+            "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason,
+        }
 
 
 class Folder:
@@ -108,7 +123,9 @@ class Folder:
         for position, choice in enumerate(chunk.get("choices") or ()):
             index = choice.get("index", position)
             if index not in self.choices:
-                self.choices[index] = _ChatChoice(index) if self.kind == "chat" else _TextChoice(index)
+                self.choices[index] = (
+                    _ChatChoice(index) if self.kind == "chat" else _TextChoice(index)
+                )
             self.choices[index].add(choice)
         if chunk.get("usage"):
             self.usage = chunk["usage"]

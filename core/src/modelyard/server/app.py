@@ -40,8 +40,16 @@ ROUTES = [
     # Catalog
     Route("/v1/model_registrations/{model_type}", catalog.list_registrations, methods=["GET"]),
     Route("/v1/model_registrations/{model_type}", catalog.register_model, methods=["POST"]),
-    Route("/v1/model_registrations/{model_type}/{model_name}", catalog.get_registration, methods=["GET"]),
-    Route("/v1/model_registrations/{model_type}/{model_name}", catalog.unregister_model, methods=["DELETE"]),
+    Route(
+        "/v1/model_registrations/{model_type}/{model_name}",
+        catalog.get_registration,
+        methods=["GET"],
+    ),
+    Route(
+        "/v1/model_registrations/{model_type}/{model_name}",
+        catalog.unregister_model,
+        methods=["DELETE"],
+    ),
     Route("/v1/engines/{model_name}", catalog.query_engines, methods=["GET"]),
     Route("/v1/engines/{model_type}/{model_name}", catalog.query_engines, methods=["GET"]),
     # Server
@@ -84,8 +92,13 @@ def create_app(manager: Manager | None = None) -> Starlette:
         metrics.routes = {route.endpoint: route.path for route in routes}
         middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
     middleware.append(Middleware(CatchAll))
-    handlers: dict[Any, Any] = {ModelyardError: modelyard_error_handler, HTTPException: http_error_handler}
-    app = Starlette(routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan)
+    handlers: dict[Any, Any] = {
+        ModelyardError: modelyard_error_handler,
+        HTTPException: http_error_handler,
+    }
+    app = Starlette(
+        routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
+    )
     app.state.manager = active
     app.state.metrics = metrics
     app.state.catalog = None

@@ -27,7 +27,9 @@ def _homogeneous(field: str, value: Any, kinds: tuple[tuple[type, ...], ...]) ->
         if all(isinstance(item, allowed) for item in value):
             return
     names = " or ".join("/".join(k.__name__ for k in allowed) for allowed in kinds)
-    raise ValueError(f"`{field}` must be a string or a list holding only one kind of item ({names})")
+    raise ValueError(
+        f"`{field}` must be a string or a list holding only one kind of item ({names})"
+    )
 
 
 class _CompletionBody(CompletionRequest, kw_only=True, omit_defaults=True):

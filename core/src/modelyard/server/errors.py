@@ -41,8 +41,13 @@ class JSONResponse(Response):
         return msgspec.json.encode(content)
 
 
-def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}, "detail": message}
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    return {
+        "error": {"message": message, "type": type_, "param": param, "code": code},
+        "detail": message,
+    }
 
 
 def error_response(exc: ModelyardError) -> JSONResponse:
@@ -83,7 +88,9 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     return JSONResponse(error_body(message, type_), status_code=exc.status_code, headers=headers)
 
 
-def invalid_body(exc: msgspec.DecodeError | msgspec.ValidationError | ValueError, what: str) -> InvalidRequest:
+def invalid_body(
+    exc: msgspec.DecodeError | msgspec.ValidationError | ValueError, what: str
+) -> InvalidRequest:
     """msgspec's message, kept whole because it names the JSON path (``$.temperature``)."""
     text = str(exc)
     found = _PATH_IN_MESSAGE.search(text)
@@ -96,7 +103,9 @@ def invalid_body(exc: msgspec.DecodeError | msgspec.ValidationError | ValueError
 async def read_body(request: Request) -> bytes:
     size = request.headers.get("content-length")
     if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-        raise InvalidRequest(f"request body of {size} bytes exceeds the limit of {MAX_BODY_BYTES} bytes")
+        raise InvalidRequest(
+            f"request body of {size} bytes exceeds the limit of {MAX_BODY_BYTES} bytes"
+        )
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
@@ -110,7 +119,9 @@ async def read_body(request: Request) -> bytes:
     return body
 
 
-async def decode_body(request: Request, decoder: msgspec.json.Decoder[T], what: str = "request body") -> T:
+async def decode_body(
+    request: Request, decoder: msgspec.json.Decoder[T], what: str = "request body"
+) -> T:
     """Read and validate a JSON body; every decode failure becomes a 400 naming the field."""
     body = await read_body(request)
     try:

@@ -17,7 +17,16 @@ from ..errors import InvalidRequest, Unsupported
 from ..specs import LaunchRequest, parse_size
 from .errors import invalid_body
 
-_TYPED = ("model_uid", "model_name", "model_type", "model_engine", "model_format", "quantization", "replica", "n_gpu")
+_TYPED = (
+    "model_uid",
+    "model_name",
+    "model_type",
+    "model_engine",
+    "model_format",
+    "quantization",
+    "replica",
+    "n_gpu",
+)
 # Xinference launch options modelyard hands to the manager as parameters when they are set.
 _PASSED_ON = ("download_hub", "model_path", "gpu_idx", "request_limits", "enable_thinking")
 # Xinference launch options with no modelyard meaning: fine when null/empty, refused when set.
@@ -53,10 +62,12 @@ def parse_wait_ready(raw: str | None) -> bool:
 def parse_launch(payload: Any) -> LaunchRequest:
     if not isinstance(payload, dict):
         raise InvalidRequest(
-            f"the launch body must be a JSON object such as {{\"model_name\": \"...\"}}, got {type(payload).__name__}"
+            f'the launch body must be a JSON object such as {{"model_name": "..."}}, got {type(payload).__name__}'
         )
     if not isinstance(payload.get("model_name"), str) or not payload["model_name"].strip():
-        raise InvalidRequest("Invalid input. Please specify the `model_name` field.", param="model_name")
+        raise InvalidRequest(
+            "Invalid input. Please specify the `model_name` field.", param="model_name"
+        )
     fields: dict[str, Any] = {}
     params: dict[str, Any] = {}
     for key, value in payload.items():
@@ -72,10 +83,15 @@ def parse_launch(payload: Any) -> LaunchRequest:
                 raise InvalidRequest(f"invalid model_size_in_billions: {exc}", param=key) from None
         elif key in _UNSUPPORTED:
             if not _is_unset(value):
-                raise Unsupported(f"{key}: {_UNSUPPORTED[key]}; remove it from the launch request", param=key)
+                raise Unsupported(
+                    f"{key}: {_UNSUPPORTED[key]}; remove it from the launch request", param=key
+                )
         elif key in _IGNORED:
             if key == "n_worker" and value not in (None, 1):
-                raise Unsupported("n_worker: a model runs in one worker; remove n_worker or set it to 1", param=key)
+                raise Unsupported(
+                    "n_worker: a model runs in one worker; remove n_worker or set it to 1",
+                    param=key,
+                )
         elif key in _PASSED_ON:
             if value is not None:
                 params[key] = value

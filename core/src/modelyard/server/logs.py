@@ -38,7 +38,9 @@ def _level(level: str | int) -> int:
         return level
     value = logging.getLevelName(level.upper())
     if not isinstance(value, int):
-        raise ValueError(f"unknown log level {level!r}; use debug, info, warning, error or critical")
+        raise ValueError(
+            f"unknown log level {level!r}; use debug, info, warning, error or critical"
+        )
     return value
 
 
@@ -61,7 +63,9 @@ def setup_logging(role: str, level: str | int = "info", *, console: bool = True)
             root.removeHandler(handler)
             handler.close()
 
-    handlers: list[logging.Handler] = [_FileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")]
+    handlers: list[logging.Handler] = [
+        _FileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
+    ]
     if console:
         handlers.append(_ConsoleHandler(sys.stderr))
     for handler in handlers:

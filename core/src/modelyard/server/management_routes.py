@@ -51,14 +51,23 @@ async def describe_model(request: Request) -> Response:
     request.state.model = record.uid
     if record.state in LOADING_STATES:
         # Xinference answers 503 while loading; the progress route tells how far it got.
-        message = f"model {uid} is {record.state} ({record.progress:.0%} done); retry when it is ready"
+        message = (
+            f"model {uid} is {record.state} ({record.progress:.0%} done); retry when it is ready"
+        )
         body: dict[str, Any] = {
-            "error": {"message": message, "type": "service_unavailable", "param": None, "code": "model_loading"},
+            "error": {
+                "message": message,
+                "type": "service_unavailable",
+                "param": None,
+                "code": "model_loading",
+            },
             "detail": message,
             "state": record.state,
             "progress": record.progress,
         }
-        return JSONResponse(body, status_code=503, headers={"retry-after": str(LOADING_RETRY_AFTER)})
+        return JSONResponse(
+            body, status_code=503, headers={"retry-after": str(LOADING_RETRY_AFTER)}
+        )
     return JSONResponse(model_object(record))
 
 
@@ -93,7 +102,12 @@ async def status(request: Request) -> Response:
     for record in manager_of(request).list():
         states[record.state] = states.get(record.state, 0) + 1
     return JSONResponse(
-        {"status": "ok", "version": __version__, "uptime_s": round(time.time() - _STARTED, 3), "models": states}
+        {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(time.time() - _STARTED, 3),
+            "models": states,
+        }
     )
 
 
@@ -110,8 +124,9 @@ async def list_plugins(request: Request) -> Response:
     """The installed engine plugins and the engines they provide (``modelyard plugins`` as JSON)."""
     from ..plugins import get_plugin_manager
 
-    pm = getattr(request.app.state, "plugin_manager", None) or await anyio.to_thread.run_sync(get_plugin_manager)
+    pm = getattr(request.app.state, "plugin_manager", None) or await anyio.to_thread.run_sync(
+        get_plugin_manager
+    )
     plugins = msgspec.to_builtins(pm.describe())
     engines = msgspec.to_builtins(list(pm.engines().values()))
     return JSONResponse({"plugins": plugins, "engines": engines})
-

@@ -11,7 +11,14 @@ import time
 from collections import Counter as Tally
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -22,7 +29,11 @@ UNMATCHED = "<unmatched>"
 
 
 def metrics_enabled() -> bool:
-    return os.environ.get("MODELYARD_DISABLE_METRICS", "").strip().lower() not in ("1", "true", "yes")
+    return os.environ.get("MODELYARD_DISABLE_METRICS", "").strip().lower() not in (
+        "1",
+        "true",
+        "yes",
+    )
 
 
 def model_label(scope: Scope) -> str:
@@ -37,11 +48,22 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.routes: dict[Any, str] = {}
         self.requests = Counter(
-            "modelyard_requests", "HTTP requests answered", ["method", "route", "model", "status"], registry=self.registry
+            "modelyard_requests",
+            "HTTP requests answered",
+            ["method", "route", "model", "status"],
+            registry=self.registry,
         )
-        self.errors = Counter("modelyard_errors", "Errors answered, by kind", ["route", "model", "kind"], registry=self.registry)
+        self.errors = Counter(
+            "modelyard_errors",
+            "Errors answered, by kind",
+            ["route", "model", "kind"],
+            registry=self.registry,
+        )
         self.duration = Histogram(
-            "modelyard_request_duration_seconds", "Time to answer a request, streams included", ["route"], registry=self.registry
+            "modelyard_request_duration_seconds",
+            "Time to answer a request, streams included",
+            ["route"],
+            registry=self.registry,
         )
         self.ttft = Histogram(
             "modelyard_time_to_first_token_seconds",
@@ -50,9 +72,24 @@ class Metrics:
             buckets=TTFT_BUCKETS,
             registry=self.registry,
         )
-        self.generated = Counter("modelyard_generated_tokens", "Tokens generated (from usage)", ["model"], registry=self.registry)
-        self.prompt = Counter("modelyard_prompt_tokens", "Prompt tokens processed (from usage)", ["model"], registry=self.registry)
-        self.models = Gauge("modelyard_models", "Models known to the server, by state", ["state"], registry=self.registry)
+        self.generated = Counter(
+            "modelyard_generated_tokens",
+            "Tokens generated (from usage)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.prompt = Counter(
+            "modelyard_prompt_tokens",
+            "Prompt tokens processed (from usage)",
+            ["model"],
+            registry=self.registry,
+        )
+        self.models = Gauge(
+            "modelyard_models",
+            "Models known to the server, by state",
+            ["state"],
+            registry=self.registry,
+        )
 
     def route(self, scope: Scope) -> str:
         return self.routes.get(scope.get("endpoint"), UNMATCHED)
@@ -74,7 +111,15 @@ class Metrics:
 
     def render(self, states: list[str]) -> bytes:
         counts = Tally(states)
-        for state in ("creating", "downloading", "loading", "ready", "error", "terminating", *counts):
+        for state in (
+            "creating",
+            "downloading",
+            "loading",
+            "ready",
+            "error",
+            "terminating",
+            *counts,
+        ):
             self.models.labels(state).set(counts.get(state, 0))
         return generate_latest(self.registry)
 
@@ -103,7 +148,9 @@ class MetricsMiddleware:
             await self.app(scope, receive, observing_send)
         finally:
             route = self.metrics.route(scope)
-            self.metrics.requests.labels(scope["method"], route, model_label(scope), str(status)).inc()
+            self.metrics.requests.labels(
+                scope["method"], route, model_label(scope), str(status)
+            ).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)
 
 

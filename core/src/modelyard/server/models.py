@@ -80,7 +80,9 @@ def describe(record: Record) -> dict[str, Any]:
         "model_engine": record.engine,
         "model_ability": abilities,
         "model_format": getattr(spec, "model_format", None),
-        "model_size_in_billions": format_size(spec.model_size_in_billions) if spec is not None else None,
+        "model_size_in_billions": format_size(spec.model_size_in_billions)
+        if spec is not None
+        else None,
         "quantization": record.quantization,
         "model_hub": getattr(source, "hub", None),
         "revision": getattr(source, "revision", None),

@@ -88,7 +88,9 @@ async def _generate(
             if metrics is not None and chunk.get("usage"):
                 metrics.usage(body.model, chunk["usage"])
 
-        return EventStream(events(source, first, stamp, include_usage=body.include_usage, on_chunk=on_chunk))
+        return EventStream(
+            events(source, first, stamp, include_usage=body.include_usage, on_chunk=on_chunk)
+        )
 
     folder = Folder(kind)
     try:
@@ -133,10 +135,18 @@ async def embeddings(request: Request) -> Response:
         vector = item.get("embedding")
         if body.encoding_format == "base64":
             vector = _as_base64(vector)
-        data.append({"index": item.get("index", position), "object": "embedding", "embedding": vector})
+        data.append(
+            {"index": item.get("index", position), "object": "embedding", "embedding": vector}
+        )
     usage = result.get("usage") or {"prompt_tokens": 0, "total_tokens": 0}
     return JSONResponse(
-        {"object": "list", "model": body.model, "model_replica": f"{body.model}-rep0", "data": data, "usage": usage}
+        {
+            "object": "list",
+            "model": body.model,
+            "model_replica": f"{body.model}-rep0",
+            "data": data,
+            "usage": usage,
+        }
     )
 
 
@@ -163,6 +173,9 @@ async def rerank(request: Request) -> Response:
     tokens = None
     if body.return_len:
         usage = result.get("usage") or {}
-        tokens = {"input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0)}
+        tokens = {
+            "input_tokens": usage.get("input_tokens", 0),
+            "output_tokens": usage.get("output_tokens", 0),
+        }
     meta = {"api_version": None, "billed_units": None, "tokens": tokens, "warnings": None}
     return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})

@@ -37,7 +37,8 @@ def _model_type(raw: str) -> ModelType:
     found = MODEL_TYPES.get(raw.lower())
     if found is None:
         raise InvalidRequest(
-            f"Unsupported model type: {raw}; modelyard serves {', '.join(MODEL_TYPES.values())}", param="model_type"
+            f"Unsupported model type: {raw}; modelyard serves {', '.join(MODEL_TYPES.values())}",
+            param="model_type",
         )
     return found
 
@@ -77,7 +78,11 @@ async def list_registrations(request: Request) -> Response:
     items = []
     for family in catalog.families(model_type):
         builtin = catalog.is_builtin(family.model_name)
-        items.append(_to_registration(family, builtin) if detailed else {"model_name": family.model_name, "is_builtin": builtin})
+        items.append(
+            _to_registration(family, builtin)
+            if detailed
+            else {"model_name": family.model_name, "is_builtin": builtin}
+        )
     return JSONResponse(items)
 
 

@@ -20,4 +20,11 @@ def serve(host: str = "127.0.0.1", port: int = 9997, log_level: str = "info") ->
     path = setup_logging("server", log_level)
     app = create_app()
     log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
-    uvicorn.run(app, host=host, port=port, log_level=log_level.lower(), log_config=None, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )

@@ -50,7 +50,13 @@ class Stamp(msgspec.Struct):
         return cls(f"{prefix}-{uuid.uuid4().hex}", object, int(time.time()), model)
 
     def apply(self, chunk: Chunk) -> Chunk:
-        return {**chunk, "id": self.id, "object": self.object, "created": self.created, "model": self.model}
+        return {
+            **chunk,
+            "id": self.id,
+            "object": self.object,
+            "created": self.created,
+            "model": self.model,
+        }
 
 
 def frame(payload: Any) -> bytes:
@@ -125,7 +131,9 @@ async def events(
 def _error_object(error: Any) -> dict[str, Any]:
     if isinstance(error, dict):
         message = str(error.get("message", error))
-        return error_body(message, str(error.get("type", "engine_error")), code=error.get("code"))["error"]
+        return error_body(message, str(error.get("type", "engine_error")), code=error.get("code"))[
+            "error"
+        ]
     return error_body(str(error), "engine_error")["error"]
 
 
@@ -181,9 +189,17 @@ class EventStream(Response):
 
                 async def stream() -> None:
                     try:
-                        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+                        await send(
+                            {
+                                "type": "http.response.start",
+                                "status": 200,
+                                "headers": self.raw_headers,
+                            }
+                        )
                         async for data in self.body_iterator:
-                            await send({"type": "http.response.body", "body": data, "more_body": True})
+                            await send(
+                                {"type": "http.response.body", "body": data, "more_body": True}
+                            )
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                     except OSError:  # the connection is gone (ASGI 2.4 servers raise on send)
                         pass
