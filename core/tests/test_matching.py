@@ -84,7 +84,7 @@ def _choose(groups: list[dict[str, str | None]], hardware: Hardware, **kw: objec
         return choose_engine(pm, FAMILY, SPEC, "none", hardware, **kw)  # type: ignore[arg-type]
 
 
-POOL = ["vLLM", "SGLang", "llama.cpp", "Transformers", "MLX", "acme", "Zeta", "beta-engine"]
+POOL = ["vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX", "acme", "Zeta", "beta-engine"]
 answers_st = st.dictionaries(
     st.sampled_from(POOL), st.none() | st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12), max_size=len(POOL)
 )
@@ -160,12 +160,15 @@ def test_documented_order_then_third_party_alphabetically(hardware: Hardware, ex
     matches = [Match.yes(name) for name in ["Zeta", "Transformers", "acme", "MLX", "llama.cpp", "SGLang", "vLLM"]]
     choice = rank(matches, hardware)
     assert choice.ranked == expected
+    # The transformers plugin's embedding engine sits right after Transformers.
+    with_st = rank([*matches, Match.yes("sentence_transformers")], hardware).ranked
+    assert with_st.index("sentence_transformers") == with_st.index("Transformers") + 1
     assert choice.engine == expected[0]
 
 
 def test_order_table_lists_every_known_engine_once() -> None:
     for order in ENGINE_ORDER.values():
-        assert sorted(order) == sorted({"vLLM", "SGLang", "llama.cpp", "Transformers", "MLX"})
+        assert sorted(order) == sorted({"vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"})
 
 
 def test_gguf_on_cuda_linux_goes_to_llamacpp_when_vllm_refuses() -> None:

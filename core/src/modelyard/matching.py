@@ -3,10 +3,13 @@
 The order, best first (engine names compare case-insensitively):
 
 - Linux, with or without a CUDA device, and any other system: vLLM, SGLang, llama.cpp,
-  Transformers, MLX. The engines decide for themselves whether they can run a spec (vLLM says no
+  Transformers, sentence_transformers, MLX. The engines decide for themselves whether they can run a spec (vLLM says no
   to GGUF and to hosts without a device it supports), so on Linux a GGUF lands on llama.cpp and a
   pytorch model on vLLM when it is installed, else on Transformers.
-- Apple Silicon (darwin/arm64): MLX, llama.cpp, Transformers, then vLLM and SGLang.
+- Apple Silicon (darwin/arm64): MLX, llama.cpp, Transformers, sentence_transformers, then vLLM
+  and SGLang.
+- ``sentence_transformers`` (the transformers plugin's embedding and rerank engine) ranks right
+  after Transformers.
 - Engines unknown to the order (third-party plugins) come after the known ones, alphabetically.
 - A user ``preference`` list (the launch's, or ``MODELYARD_ENGINE_PREFERENCE``, comma-separated)
   comes before all of that, in its own order.
@@ -33,9 +36,9 @@ if TYPE_CHECKING:
     from .plugins import PluginManager
 
 ENGINE_ORDER: dict[str, tuple[str, ...]] = {
-    "linux": ("vLLM", "SGLang", "llama.cpp", "Transformers", "MLX"),
-    "apple_silicon": ("MLX", "llama.cpp", "Transformers", "vLLM", "SGLang"),
-    "other": ("vLLM", "SGLang", "llama.cpp", "Transformers", "MLX"),
+    "linux": ("vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"),
+    "apple_silicon": ("MLX", "llama.cpp", "Transformers", "sentence_transformers", "vLLM", "SGLang"),
+    "other": ("vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"),
 }
 
 PREFERENCE_ENV = "MODELYARD_ENGINE_PREFERENCE"
