@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from modelyard.errors import (
     Conflict,
     InvalidRequest,
@@ -57,13 +56,25 @@ def plan(tmp_path: Path, **params: Any) -> LaunchPlan:
         quantizations=("none",),
         sources=(ModelSource(hub="local", model_id=str(weights)),),
     )
-    family = LLMFamily(model_name="echo-test", model_ability=("chat",), context_length=2048, model_specs=(spec,))
-    return LaunchPlan(model_name="echo-test", model_type="LLM", family=family, spec=spec,
-                      quantization="none", engine="echo", params=params, path=str(weights))
+    family = LLMFamily(
+        model_name="echo-test", model_ability=("chat",), context_length=2048, model_specs=(spec,)
+    )
+    return LaunchPlan(
+        model_name="echo-test",
+        model_type="LLM",
+        family=family,
+        spec=spec,
+        quantization="none",
+        engine="echo",
+        params=params,
+        path=str(weights),
+    )
 
 
 def chat(text: str, tag: str = "-") -> ChatCompletionRequest:
-    return ChatCompletionRequest(model="m", messages=[ChatMessage(role="user", content=text)], user=tag)
+    return ChatCompletionRequest(
+        model="m", messages=[ChatMessage(role="user", content=text)], user=tag
+    )
 
 
 async def collect(stream: AsyncIterator[dict[str, Any]]) -> str:
@@ -88,10 +99,17 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-async def test_launch_chat_terminate_frees_the_process(manager: ModelManager, tmp_path: Path) -> None:
+async def test_launch_chat_terminate_frees_the_process(
+    manager: ModelManager, tmp_path: Path
+) -> None:
     uid = await manager.start(plan(tmp_path, ballast_mb=64))
     record = manager.get(uid)
-    assert (uid, record.state, record.engine, record.context_length) == ("echo-test", "ready", "echo", 2048)
+    assert (uid, record.state, record.engine, record.context_length) == (
+        "echo-test",
+        "ready",
+        "echo",
+        2048,
+    )
     assert "chat" in record.abilities
     pid = record.pid
     assert pid is not None and pid != os.getpid()
@@ -100,7 +118,9 @@ async def test_launch_chat_terminate_frees_the_process(manager: ModelManager, tm
     chunks = [c async for c in manager.chat(uid, chat("one two three"))]
     assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks) == "one two three "
     assert chunks[-1]["usage"]["completion_tokens"] == 3
-    ranked = await manager.rerank(uid, RerankRequest(model=uid, query="red fox", documents=["a fox", "red fox"]))
+    ranked = await manager.rerank(
+        uid, RerankRequest(model=uid, query="red fox", documents=["a fox", "red fox"])
+    )
     assert [r["relevance_score"] for r in ranked["results"]] == [1.0, 2.0]
 
     await manager.terminate(uid)
@@ -131,7 +151,11 @@ async def test_uids_default_to_the_name_then_name_n_and_taken_uid_conflicts(
     ],
 )
 async def test_failed_load_leaves_no_record_and_says_why(
-    manager: ModelManager, tmp_path: Path, params: dict[str, Any], kind: type[Exception], message: str
+    manager: ModelManager,
+    tmp_path: Path,
+    params: dict[str, Any],
+    kind: type[Exception],
+    message: str,
 ) -> None:
     with pytest.raises(kind, match=message):
         await manager.start(plan(tmp_path, **params), uid="broken")
@@ -142,7 +166,9 @@ async def test_failed_load_leaves_no_record_and_says_why(
     assert await manager.start(plan(tmp_path), uid="broken") == "broken"
 
 
-async def test_loading_model_answers_unavailable_with_progress(manager: ModelManager, tmp_path: Path) -> None:
+async def test_loading_model_answers_unavailable_with_progress(
+    manager: ModelManager, tmp_path: Path
+) -> None:
     uid = await manager.start(plan(tmp_path, load_delay=1.5), wait_ready=False)
     assert manager.get(uid).state in ("creating", "loading")
     with pytest.raises(Unavailable, match="still loading") as info:
@@ -205,7 +231,9 @@ async def test_requests_overlap_in_the_runner(manager: ModelManager, tmp_path: P
     assert answers == ["peak=4 "] * 4
 
 
-async def test_closing_a_stream_cancels_generation_in_the_engine(manager: ModelManager, tmp_path: Path) -> None:
+async def test_closing_a_stream_cancels_generation_in_the_engine(
+    manager: ModelManager, tmp_path: Path
+) -> None:
     events = tmp_path / "events"
     uid = await manager.start(plan(tmp_path, word_delay=0.1, events=str(events)))
     stream = manager.chat(uid, chat(" ".join(["w"] * 100), tag="quitter"))
@@ -236,7 +264,9 @@ async def test_full_queue_answers_overloaded(manager: ModelManager, tmp_path: Pa
     assert await collect(manager.chat(uid, chat("room again"))) == "room again "
 
 
-async def test_aclose_terminates_every_runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_aclose_terminates_every_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
     manager = ModelManager(runner_env=runner_env())
     uids = [await manager.start(plan(tmp_path)) for _ in range(2)]  # starts itself on asyncio

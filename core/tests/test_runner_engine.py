@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-
 from modelyard import hookimpl
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import InvalidRequest
@@ -32,11 +31,17 @@ PARAMS = {"word_delay", "load_delay", "fail", "ballast_mb", "events"}
 
 @hookimpl
 def register_engines(register: Callable[[EngineInfo], None]) -> None:
-    register(EngineInfo(ENGINE, ("LLM", "rerank"), ("chat", "generate", "rerank"), ("ggufv2", "pytorch"), "none"))
+    register(
+        EngineInfo(
+            ENGINE, ("LLM", "rerank"), ("chat", "generate", "rerank"), ("ggufv2", "pytorch"), "none"
+        )
+    )
 
 
 @hookimpl
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match]:
     return [Match.yes(ENGINE)]
 
 
@@ -55,7 +60,9 @@ def load_model(engine: str, params: dict[str, Any], path: Path) -> LoadedModel |
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(PARAMS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise InvalidRequest(f"unknown echo engine parameter {unknown[0]!r}{hint}", param=f"params.{unknown[0]}")
+        raise InvalidRequest(
+            f"unknown echo engine parameter {unknown[0]!r}{hint}", param=f"params.{unknown[0]}"
+        )
     time.sleep(float(params.get("load_delay", 0)))
     fail = params.get("fail")
     if fail == "error":
@@ -88,7 +95,11 @@ class EchoModel(LoadedModel):
         return self._stream(request.messages[-1].text(), request.user or "-", chat=True)
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
-        prompt = request.prompt if isinstance(request.prompt, str) else " ".join(map(str, request.prompt))
+        prompt = (
+            request.prompt
+            if isinstance(request.prompt, str)
+            else " ".join(map(str, request.prompt))
+        )
         return self._stream(prompt, request.user or "-", chat=False)
 
     async def _stream(self, text: str, tag: str, *, chat: bool) -> AsyncIterator[Chunk]:
@@ -111,7 +122,11 @@ class EchoModel(LoadedModel):
                 sent += 1
             yield {
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(text.split()), "completion_tokens": sent, "total_tokens": sent},
+                "usage": {
+                    "prompt_tokens": len(text.split()),
+                    "completion_tokens": sent,
+                    "total_tokens": sent,
+                },
             }
             finished = True
         finally:

@@ -9,10 +9,15 @@ import anyio
 import msgspec
 import pytest
 from anyio.abc import SocketStream
-
 from modelyard.errors import ModelyardError, Overloaded
 from modelyard.runner import protocol as p
-from modelyard.schemas import ChatCompletionRequest, ChatMessage, RerankRequest
+from modelyard.schemas import (
+    ChatCompletionRequest,
+    ChatMessage,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+)
 from modelyard.specs import LLMFamily, ModelSource, ModelSpec
 
 pytestmark = pytest.mark.anyio
@@ -39,7 +44,9 @@ def _family() -> LLMFamily:
         quantizations=("Q4_1",),
         sources=(ModelSource(hub="local", model_id="/models/x.gguf"),),
     )
-    return LLMFamily(model_name="tiny", model_ability=("chat",), context_length=2048, model_specs=(spec,))
+    return LLMFamily(
+        model_name="tiny", model_ability=("chat",), context_length=2048, model_specs=(spec,)
+    )
 
 
 async def test_frames_round_trip_both_ways() -> None:
@@ -47,15 +54,26 @@ async def test_frames_round_trip_both_ways() -> None:
     server = p.FrameStream(left, p.TO_SERVER)
     runner = p.FrameStream(right, p.TO_RUNNER)
     family = _family()
-    load = p.LoadSpec(uid="tiny", engine="echo", family=family, spec=family.model_specs[0],
-                      quantization="Q4_1", params={"n_ctx": 512, "sampling.top_k": 3}, path="/m")
+    load = p.LoadSpec(
+        uid="tiny",
+        engine="echo",
+        family=family,
+        spec=family.model_specs[0],
+        quantization="Q4_1",
+        params={"n_ctx": 512, "sampling.top_k": 3},
+        path="/m",
+    )
     await server.send(p.Load(load))
     got = await runner.receive()
     assert isinstance(got, p.Load)
     assert got.spec == load  # the family union and nested specs come back typed
 
-    for frame in (p.Chunk(7, {"choices": [{"delta": {"content": "hi"}}]}), p.End(7),
-                  p.Error(8, Overloaded("busy").to_dict()), p.Ready(2048, ("chat",), 123)):
+    for frame in (
+        p.Chunk(7, {"choices": [{"delta": {"content": "hi"}}]}),
+        p.End(7),
+        p.Error(8, Overloaded("busy").to_dict()),
+        p.Ready(2048, ("chat",), 123),
+    ):
         await runner.send(frame)
         assert await server.receive() == frame
     await left.aclose()
@@ -63,18 +81,26 @@ async def test_frames_round_trip_both_ways() -> None:
 
 
 async def test_call_request_is_redecoded_as_its_op_type() -> None:
-    request = ChatCompletionRequest(model="m", messages=[ChatMessage(role="user", content="hello")], top_k=5)
-    call = msgspec.msgpack.decode(p.ENCODER.encode(p.make_call(1, "chat", request)), type=p.ToRunner)
+    request = ChatCompletionRequest(
+        model="m", messages=[ChatMessage(role="user", content="hello")], top_k=5
+    )
+    call = msgspec.msgpack.decode(
+        p.ENCODER.encode(p.make_call(1, "chat", request)), type=p.ToRunner
+    )
     decoded = p.decode_request(call)
     assert isinstance(decoded, ChatCompletionRequest)
     assert decoded == request
     rerank = RerankRequest(model="r", query="q", documents=["a", "b"])
-    call = msgspec.msgpack.decode(p.ENCODER.encode(p.make_call(2, "rerank", rerank)), type=p.ToRunner)
+    call = msgspec.msgpack.decode(
+        p.ENCODER.encode(p.make_call(2, "rerank", rerank)), type=p.ToRunner
+    )
     assert p.decode_request(call) == rerank
 
 
 async def test_error_dict_survives_the_wire_with_its_class() -> None:
-    frame = msgspec.msgpack.decode(p.ENCODER.encode(p.Error(1, Overloaded("too many").to_dict())), type=p.ToServer)
+    frame = msgspec.msgpack.decode(
+        p.ENCODER.encode(p.Error(1, Overloaded("too many").to_dict())), type=p.ToServer
+    )
     error = ModelyardError.from_dict(frame.error)
     assert isinstance(error, Overloaded)
     assert (error.status, error.retry_after) == (429, 1)
@@ -85,7 +111,9 @@ async def test_numpy_like_values_are_sent_as_lists() -> None:
         def tolist(self) -> list[float]:
             return [0.5, 0.25]
 
-    frame = msgspec.msgpack.decode(p.ENCODER.encode(p.Result(1, {"embedding": Vector()})), type=p.ToServer)
+    frame = msgspec.msgpack.decode(
+        p.ENCODER.encode(p.Result(1, {"embedding": Vector()})), type=p.ToServer
+    )
     assert frame.data == {"embedding": [0.5, 0.25]}
 
 
@@ -130,3 +158,23 @@ async def test_concurrent_senders_never_interleave_frames() -> None:
     assert sorted(received) == sorted([*range(20), *range(100, 120), *range(200, 220)])
     await left.aclose()
     await right.aclose()
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        CompletionRequest(model="m", prompt="hi"),
+        CompletionRequest(model="m", prompt=["a", "b"]),
+        CompletionRequest(model="m", prompt=[1, 2, 3]),
+        EmbeddingRequest(model="e", input=["x", "y"]),
+        EmbeddingRequest(model="e", input=[[1, 2], [3]]),
+    ],
+)
+async def test_list_union_requests_reach_the_runner_as_their_type(
+    request_: CompletionRequest | EmbeddingRequest,
+) -> None:
+    op = "complete" if isinstance(request_, CompletionRequest) else "embed"
+    call = msgspec.msgpack.decode(p.ENCODER.encode(p.make_call(3, op, request_)), type=p.ToRunner)
+    decoded = p.decode_request(call)
+    assert isinstance(decoded, type(request_))
+    assert msgspec.to_builtins(decoded) == msgspec.to_builtins(request_)

@@ -76,7 +76,9 @@ class Host:
             raise
         except Exception as exc:
             log.exception("engine %s failed to load %s", load.engine, name)
-            raise LaunchError(f"engine {load.engine} failed to load {name}: {format_exception(exc)}") from exc
+            raise LaunchError(
+                f"engine {load.engine} failed to load {name}: {format_exception(exc)}"
+            ) from exc
         if model is None:
             failed = "; ".join(f"{k}: {v}" for k, v in pm.failed.items())
             raise LaunchError(
@@ -115,10 +117,14 @@ class Host:
                 except ModelyardError as exc:
                     await self._reply(p.Error(call.id, exc.to_dict()))
                 except msgspec.ValidationError as exc:
-                    await self._reply(p.Error(call.id, EngineError(f"bad request frame: {exc}").to_dict()))
+                    await self._reply(
+                        p.Error(call.id, EngineError(f"bad request frame: {exc}").to_dict())
+                    )
                 except Exception as exc:
                     log.exception("%s call %d failed", call.op, call.id)
-                    error = EngineError(f"engine {self.load.engine} failed: {format_exception(exc)}")
+                    error = EngineError(
+                        f"engine {self.load.engine} failed: {format_exception(exc)}"
+                    )
                     await self._reply(p.Error(call.id, error.to_dict()))
         finally:
             self.calls.pop(call.id, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -23,7 +24,14 @@ import msgspec
 from anyio.abc import TaskGroup
 
 from ..engine import Chunk
-from ..errors import Conflict, InvalidRequest, LaunchError, ModelNotFound, ModelyardError, Unavailable
+from ..errors import (
+    Conflict,
+    InvalidRequest,
+    LaunchError,
+    ModelNotFound,
+    ModelyardError,
+    Unavailable,
+)
 from ..home import home_dir
 from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
@@ -75,7 +83,10 @@ class ModelManager:
         self._resolve = resolve
         self.max_pending = max_pending or _default_max_pending()
         # Passive OpenMP waiting: busy-waiting threads of several runners starve each other.
-        self.runner_env = {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"), **(runner_env or {})}
+        self.runner_env = {
+            "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),
+            **(runner_env or {}),
+        }
         self.terminate_grace = terminate_grace
         self._slots: dict[str, _Slot] = {}
         self._failures: collections.OrderedDict[str, str] = collections.OrderedDict()
@@ -103,7 +114,9 @@ class ModelManager:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise RuntimeError("use `async with ModelManager() as manager:` outside asyncio") from None
+            raise RuntimeError(
+                "use `async with ModelManager() as manager:` outside asyncio"
+            ) from None
         started = anyio.Event()
 
         async def host() -> None:
@@ -130,10 +143,8 @@ class ModelManager:
             self._host_task, self._tg = None, None
 
     async def _terminate_quietly(self, uid: str) -> None:
-        try:
+        with contextlib.suppress(ModelNotFound):
             await self.terminate(uid)
-        except ModelNotFound:
-            pass
 
     # --- launching ---
     async def launch(self, request: LaunchRequest, *, wait_ready: bool = True) -> str:
@@ -148,13 +159,17 @@ class ModelManager:
         slot.record.model_type = request.model_type
         try:
             hardware = await anyio.to_thread.run_sync(self._probe)
-            plan = plan_launch(request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware)
+            plan = plan_launch(
+                request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware
+            )
         except BaseException as exc:
             self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
             raise
         return await self._start(slot, plan, wait_ready)
 
-    async def start(self, plan: LaunchPlan, *, uid: str | None = None, wait_ready: bool = True) -> str:
+    async def start(
+        self, plan: LaunchPlan, *, uid: str | None = None, wait_ready: bool = True
+    ) -> str:
         """Launch an already planned model (``plan.path`` set skips the download)."""
         await self._ensure_started()
         slot = self._claim(uid, plan.model_name)
@@ -205,12 +220,20 @@ class ModelManager:
                     path = str(await self._download(record, plan.spec, plan.quantization))
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
-                    uid=record.uid, engine=plan.engine, family=plan.family, spec=plan.spec,
-                    quantization=plan.quantization, params=dict(plan.params), path=path,
+                    uid=record.uid,
+                    engine=plan.engine,
+                    family=plan.family,
+                    spec=plan.spec,
+                    quantization=plan.quantization,
+                    params=dict(plan.params),
+                    path=path,
                 )
                 slot.runner = runner = await RunnerProcess.spawn(
-                    load, tg=await self._ensure_started(), log_path=self._log_path(record.uid),
-                    env=self.runner_env, max_pending=self.max_pending,
+                    load,
+                    tg=await self._ensure_started(),
+                    log_path=self._log_path(record.uid),
+                    env=self.runner_env,
+                    max_pending=self.max_pending,
                 )
                 record.pid = runner.pid
                 runner.on_progress = partial(self._on_progress, record)
@@ -282,7 +305,9 @@ class ModelManager:
         """Cancel a launch in progress; the launch's waiter gets a LaunchError."""
         slot = self._slot(uid)
         if slot.settled.is_set():
-            raise InvalidRequest(f"model {uid!r} is not launching (state {slot.record.state}); terminate it instead")
+            raise InvalidRequest(
+                f"model {uid!r} is not launching (state {slot.record.state}); terminate it instead"
+            )
         slot.scope.cancel()
         await slot.settled.wait()
 
@@ -308,9 +333,13 @@ class ModelManager:
         if slot is not None:
             return slot
         if uid in self._failures:
-            raise ModelNotFound(f"model {uid!r} is not running: its launch failed: {self._failures[uid]}")
+            raise ModelNotFound(
+                f"model {uid!r} is not running: its launch failed: {self._failures[uid]}"
+            )
         running = ", ".join(sorted(self._slots)) or "none"
-        raise ModelNotFound(f"model {uid!r} is not running (running: {running}); launch it first", param="model")
+        raise ModelNotFound(
+            f"model {uid!r} is not running (running: {running}); launch it first", param="model"
+        )
 
     # --- serving ---
     def _runner(self, uid: str) -> RunnerProcess:

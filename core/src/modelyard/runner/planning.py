@@ -68,12 +68,19 @@ def plan_launch(
     )
     if choice.engine is None:
         raise LaunchError(
-            f"no engine can run {family.model_name} ({spec.model_format}, "
-            f"{spec.model_size_in_billions:g}B, {quantization}) here: {choice.explain()}",
+            f"cannot launch {family.model_name} ({spec.model_format}, "
+            f"{spec.model_size_in_billions:g}B, {quantization}):\n{choice.explain()}",
             param="model_engine" if request.model_engine else None,
         )
-    estimate = resources.estimate(pm, choice.engine, family, spec, quantization, request.params, hardware)
-    check_memory(family.model_name, choice.engine, estimate, hardware)
+    estimate = resources.estimate(
+        pm, choice.engine, family, spec, quantization, request.params, hardware
+    )
+    try:
+        resources.check_fit(estimate, hardware)
+    except LaunchError as exc:
+        raise LaunchError(
+            f"{family.model_name} on {choice.engine}: {exc.message}", code="insufficient_memory"
+        ) from None
     return LaunchPlan(
         model_name=family.model_name,
         model_type=request.model_type,
@@ -83,32 +90,4 @@ def plan_launch(
         engine=choice.engine,
         params=dict(request.params),
         estimate=estimate,
-    )
-
-
-def gib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB"
-
-
-def available_for(estimate: Estimate, hardware: Hardware) -> int:
-    gpu_free = sum(a.memory_free for a in hardware.accelerators)
-    if estimate.device == "gpu":
-        return gpu_free
-    if estimate.device == "split":
-        return gpu_free + hardware.memory_available
-    return hardware.memory_available
-
-
-def check_memory(name: str, engine: str, estimate: Estimate, hardware: Hardware) -> None:
-    """Refuse a launch whose estimate exceeds the memory free where it would be placed."""
-    free = available_for(estimate, hardware)
-    if estimate.total <= free:
-        return
-    where = "GPU memory" if estimate.device == "gpu" else "memory" if estimate.device == "cpu" else "GPU + CPU memory"
-    raise LaunchError(
-        f"{name} on {engine} needs about {gib(estimate.total)} of {where} (weights "
-        f"{gib(estimate.weights)}, KV cache {gib(estimate.kv_cache)}, overhead {gib(estimate.overhead)}) "
-        f"but only {gib(free)} is free; choose a smaller size or quantization, lower context_length, "
-        "or stop another model",
-        code="insufficient_memory",
     )

@@ -9,6 +9,7 @@ the call that is waiting for them; a watcher task reaps the process. Either one 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -67,7 +68,9 @@ def log_tail(path: Path, lines: int = 3) -> str:
 class RunnerProcess:
     """One runner subprocess and its connection. Create with ``await RunnerProcess.spawn(...)``."""
 
-    def __init__(self, process: Process, conn: p.FrameStream, log_path: Path, max_pending: int) -> None:
+    def __init__(
+        self, process: Process, conn: p.FrameStream, log_path: Path, max_pending: int
+    ) -> None:
         self.process = process
         self.conn = conn
         self.log_path = log_path
@@ -150,14 +153,18 @@ class RunnerProcess:
 
     def check_capacity(self, uid: str) -> None:
         if self.death is not None:
-            raise Unavailable(f"model {uid!r} is not serving: {self.death}; relaunch it", retry_after=5)
+            raise Unavailable(
+                f"model {uid!r} is not serving: {self.death}; relaunch it", retry_after=5
+            )
         if len(self._calls) >= self.max_pending:
             raise Overloaded(
                 f"model {uid!r} already has {self.max_pending} requests in flight; retry shortly "
                 "or raise MODELYARD_MAX_PENDING"
             )
 
-    async def stream(self, uid: str, op: p.Op, request: msgspec.Struct) -> AsyncIterator[dict[str, Any]]:
+    async def stream(
+        self, uid: str, op: p.Op, request: msgspec.Struct
+    ) -> AsyncIterator[dict[str, Any]]:
         """The chunks of a chat/complete call. Closing the iterator early cancels it in the engine."""
         self.check_capacity(uid)
         call_id = next(self._ids)
@@ -202,7 +209,9 @@ class RunnerProcess:
             if isinstance(frame, p.Error):
                 raise ModelyardError.from_dict(frame.error)
             if not isinstance(frame, p.Result):
-                raise ModelyardError(f"runner answered a {op} call with a {type(frame).__name__} frame")
+                raise ModelyardError(
+                    f"runner answered a {op} call with a {type(frame).__name__} frame"
+                )
             return frame.data
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise self._lost(uid) from None
@@ -226,11 +235,10 @@ class RunnerProcess:
                 frame = await self.conn.receive()
                 if isinstance(frame, (p.Chunk, p.Result, p.End, p.Error)):
                     send = self._calls.get(frame.id)
+                    # A caller that went away has closed its end; its Cancel is on the way.
                     if send is not None:
-                        try:
+                        with contextlib.suppress(anyio.BrokenResourceError, anyio.WouldBlock):
                             send.send_nowait(frame)
-                        except (anyio.BrokenResourceError, anyio.WouldBlock):
-                            pass  # the caller went away; its Cancel is on the way
                 elif isinstance(frame, p.Progress):
                     self.on_progress(frame.stage, frame.progress)
                 elif isinstance(frame, p.Ready):
@@ -270,16 +278,12 @@ class RunnerProcess:
             self.on_death(cause)
 
     def _kill_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     async def _send_quietly(self, frame: p._Frame) -> None:
-        try:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             await self.conn.send(frame)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-            pass
 
     # --- stopping ---
     async def terminate(self, grace: float = 5.0) -> None:
@@ -293,10 +297,8 @@ class RunnerProcess:
             for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
                 if self._exited.is_set():
                     break
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.pid, sig)
-                except ProcessLookupError:
-                    pass
                 with anyio.move_on_after(wait):
                     await self._exited.wait()
             self._die("terminated")
@@ -343,4 +345,6 @@ def _check_peer(stream: Any, pid: int) -> None:
     creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     peer_pid, _, _ = struct.unpack("3i", creds)
     if peer_pid != pid:
-        raise LaunchError(f"unexpected process {peer_pid} connected to the runner socket (expected {pid})")
+        raise LaunchError(
+            f"unexpected process {peer_pid} connected to the runner socket (expected {pid})"
+        )

@@ -33,4 +33,9 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     created: float = 0.0
 
     def progress_dict(self) -> dict[str, Any]:
-        return {"uid": self.uid, "state": self.state, "progress": self.progress, "error": self.error}
+        return {
+            "uid": self.uid,
+            "state": self.state,
+            "progress": self.progress,
+            "error": self.error,
+        }
