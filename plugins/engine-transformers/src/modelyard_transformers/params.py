@@ -1,0 +1,109 @@
+"""Launch parameters of both engines, validated once, and the torch runtime they configure.
+
+Threads: torch's OpenMP pool collapses when it busy-waits on cores that other work needs, so the
+default is the cores actually free (CPU count minus the 1-minute load, rounded), at most all but
+one, at least 1: 1 thread on a 2-core machine. ``n_threads`` or ``MODELYARD_TORCH_THREADS`` set it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any, Literal
+
+import msgspec
+
+from modelyard.errors import InvalidRequest
+
+Device = str  # "auto", "cpu", "cuda", "cuda:1", "mps"
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
+
+
+class _Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    n_threads: int | None = None
+    device: Device = "auto"
+    dtype: DType = "auto"
+    trust_remote_code: bool = False
+    # Requests arriving within this window of an idle engine start in the same batch.
+    batch_wait_ms: float = 5.0
+
+
+class LLMParams(_Common, kw_only=True, forbid_unknown_fields=True):
+    max_num_seqs: int = 8  # rows one batch may hold (vLLM's name)
+    context_length: int | None = None  # default: the family's, capped by the model config
+    continuous_batching: bool = True  # False: new requests wait for the running batch (debug, bench)
+    attn_implementation: str | None = None
+
+
+class SentenceParams(_Common, kw_only=True, forbid_unknown_fields=True):
+    max_batch_size: int = 64  # texts (or pairs) per encode call
+
+
+def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
+    """``params`` as ``kind``; unknown names are refused with the closest known ones."""
+    params = dict(params)
+    if "torch_dtype" in params and "dtype" not in params:
+        params["dtype"] = params.pop("torch_dtype")
+    if isinstance(params.get("dtype"), str):
+        params["dtype"] = _DTYPE_ALIASES.get(params["dtype"], params["dtype"])
+    known = list(kind.__struct_fields__)
+    for name in params:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(known))}"
+            raise InvalidRequest(f"unknown engine parameter {name!r}{hint}", param=name)
+    try:
+        return msgspec.convert(params, kind)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid engine parameter: {exc}") from None
+
+
+def default_threads() -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cpus - 1, cpus - busy))
+
+
+def thread_count(requested: int | None) -> int:
+    if requested is not None:
+        if requested < 1:
+            raise InvalidRequest(f"n_threads must be at least 1, got {requested}", param="n_threads")
+        return requested
+    env = os.environ.get("MODELYARD_TORCH_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise InvalidRequest(f"MODELYARD_TORCH_THREADS must be a whole number, got {env!r}") from None
+    return default_threads()
+
+
+def configure_torch(params: _Common) -> tuple[Any, Any, int]:
+    """Set torch's threads and pick (device, dtype): float32 on CPU; bf16 (else fp16) on CUDA."""
+    import torch
+
+    threads = thread_count(params.n_threads)
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # only settable before the first parallel work; harmless if too late
+        pass
+    name = params.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidRequest(f"device {name!r} asked for, but torch sees no CUDA device here", param="device")
+    device = torch.device(name)
+    if params.dtype != "auto":
+        dtype = getattr(torch, params.dtype)
+    elif device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    elif device.type == "mps":
+        dtype = torch.float16
+    else:
+        dtype = torch.float32
+    return device, dtype, threads

@@ -1,0 +1,85 @@
+"""Rerank with a sentence-transformers ``CrossEncoder``: one relevance score per document.
+
+The core sorts the results, cuts them to ``top_n`` and attaches the documents; this module scores
+every (query, document) pair, in request order. Concurrent requests share one ``predict`` batch.
+Pairs longer than the model's maximum are cut to it (what cross-encoders are trained to expect,
+and what Xinference and Cohere do); the response names them in ``truncated_documents``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from modelyard.engine import LoadedModel
+from modelyard.errors import InvalidRequest
+from modelyard.schemas import RerankRequest
+from modelyard.specs import RerankFamily
+
+from .batching import MicroBatcher
+from .params import SentenceParams, configure_torch, parse_params
+
+log = logging.getLogger(__name__)
+
+
+class CrossEncoderReranker(LoadedModel):
+    abilities = ("rerank",)
+
+    def __init__(self, family: RerankFamily, params: dict[str, Any], path: Path) -> None:
+        opts: SentenceParams = parse_params(params, SentenceParams)
+        device, dtype, self.threads = configure_torch(opts)
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(
+            str(path),
+            device=str(device),
+            trust_remote_code=opts.trust_remote_code,
+            local_files_only=True,
+            model_kwargs={"dtype": dtype},
+        )
+        self.model.eval()
+        self.max_length = int(self.model.max_length or family.max_tokens)
+        super().__init__(context_length=self.max_length)
+        self.batcher: MicroBatcher[tuple[str, str]] = MicroBatcher(
+            self._predict, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
+        )
+        log.info("loaded %s on %s (%s, %d threads)", path, device, dtype, self.threads)
+
+    @property
+    def batch_stats(self) -> dict[str, Any]:
+        return self.batcher.stats.as_dict()
+
+    def _predict(self, pairs: list[tuple[str, str]]) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            return self.model.predict(pairs, batch_size=len(pairs), convert_to_numpy=True, show_progress_bar=False)
+
+    def pair_token_counts(self, query: str, documents: list[str]) -> list[int]:
+        encoded = self.model.tokenizer([query] * len(documents), documents, add_special_tokens=True)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    async def rerank(self, request: RerankRequest) -> dict[str, Any]:
+        documents = request.texts()
+        if not documents:
+            raise InvalidRequest("documents is empty: send at least one document to rank", param="documents")
+        lengths = self.pair_token_counts(request.query, documents)
+        scores = await self.batcher.submit([(request.query, doc) for doc in documents])
+        results = [{"index": i, "relevance_score": float(score)} for i, score in enumerate(scores)]
+        out: dict[str, Any] = {
+            "results": results,
+            "usage": {"input_tokens": sum(min(n, self.max_length) for n in lengths)},
+        }
+        truncated = [i for i, n in enumerate(lengths) if n > self.max_length]
+        if truncated:
+            log.info("cut documents %s to %d tokens (query + document)", truncated, self.max_length)
+            out["truncated_documents"] = truncated
+        return out
+
+    async def close(self) -> None:
+        await self.batcher.aclose()
+
+
+def load_reranker(family: RerankFamily, params: dict[str, Any], path: Path) -> CrossEncoderReranker:
+    return CrossEncoderReranker(family, params, path)
