@@ -85,7 +85,10 @@ async def launch_progress(request: Request) -> Response:
     manager = manager_of(request)
     manager.get(uid)
     request.state.model = uid
-    return JSONResponse(manager.progress(uid))
+    progress = dict(manager.progress(uid))
+    # Xinference names the phase "stage"; its clients read that key.
+    progress.setdefault("stage", progress.get("state"))
+    return JSONResponse(progress)
 
 
 async def cancel_launch(request: Request) -> Response:

@@ -1,0 +1,181 @@
+"""OpenAI inference routes beyond streaming: non-streamed completions, embeddings, rerank, list."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import struct
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def _support() -> ModuleType:
+    name = "modelyard_server_test_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("test_server_support.py")
+        )
+        assert spec is not None and spec.loader is not None
+        sys.modules[name] = module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+S = _support()
+pytestmark = pytest.mark.anyio
+DOCS = ["short", "a much longer document", "middling doc"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def client() -> Any:
+    app, manager = S.app_with()
+    manager.add("chat")
+    manager.add("emb", model_type="embedding")
+    manager.add("rr", model_type="rerank")
+    async with S.asgi_client(app) as http:
+        http.manager = manager
+        yield http
+
+
+async def test_non_streamed_completion(client: Any) -> None:
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "chat", "prompt": "The capital of France is", "max_tokens": 4},
+    )
+    body = response.json()
+    assert response.status_code == 200
+    assert (
+        body["object"] == "text_completion"
+        and body["id"].startswith("cmpl-")
+        and body["model"] == "chat"
+    )
+    assert body["choices"] == [
+        {"index": 0, "text": "Paris is", "logprobs": None, "finish_reason": "length"}
+    ]
+    assert body["usage"]["completion_tokens"] == 2
+    assert client.manager.requests[0].max_tokens == 4
+
+
+async def test_non_streamed_chat_has_usage_and_the_uid_as_model(client: Any) -> None:
+    response = await client.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    body = response.json()
+    assert body["model"] == "chat"
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello there!"}
+    assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+
+
+async def test_embeddings_openai_shape(client: Any) -> None:
+    response = await client.post("/v1/embeddings", json={"model": "emb", "input": ["a", "bbb"]})
+    body = response.json()
+    assert response.status_code == 200
+    assert (
+        body["object"] == "list" and body["model"] == "emb" and body["model_replica"] == "emb-rep0"
+    )
+    assert body["data"] == [
+        {"index": 0, "object": "embedding", "embedding": [0.5, -1.0, 1.0]},
+        {"index": 1, "object": "embedding", "embedding": [0.5, -1.0, 3.0]},
+    ]
+    assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+
+
+async def test_embeddings_base64_is_little_endian_float32(client: Any) -> None:
+    response = await client.post(
+        "/v1/embeddings", json={"model": "emb", "input": "abcd", "encoding_format": "base64"}
+    )
+    encoded = response.json()["data"][0]["embedding"]
+    assert struct.unpack("<3f", base64.b64decode(encoded)) == (0.5, -1.0, 4.0)
+
+
+async def test_embeddings_accept_token_ids_and_reject_mixed_lists(client: Any) -> None:
+    ok = await client.post("/v1/embeddings", json={"model": "emb", "input": [[1, 2], [3]]})
+    assert ok.status_code == 200 and len(ok.json()["data"]) == 2
+    mixed = await client.post("/v1/embeddings", json={"model": "emb", "input": ["a", 1]})
+    assert mixed.status_code == 400 and "input" in mixed.json()["detail"]
+    empty = await client.post("/v1/embeddings", json={"model": "emb", "input": []})
+    assert empty.status_code == 400 and "$.input" in empty.json()["detail"]
+
+
+async def test_rerank_sorts_cuts_and_attaches_documents(client: Any) -> None:
+    body = {
+        "model": "rr",
+        "query": "q",
+        "documents": DOCS,
+        "top_n": 2,
+        "return_documents": True,
+        "return_len": True,
+    }
+    response = await client.post("/v1/rerank", json=body)
+    result = response.json()
+    assert response.status_code == 200
+    assert [r["index"] for r in result["results"]] == [1, 2]
+    assert [r["document"] for r in result["results"]] == [{"text": DOCS[1]}, {"text": DOCS[2]}]
+    assert result["results"][0]["relevance_score"] > result["results"][1]["relevance_score"]
+    assert result["meta"] == {
+        "api_version": None,
+        "billed_units": None,
+        "tokens": {"input_tokens": 11, "output_tokens": 0},
+        "warnings": None,
+    }
+    assert isinstance(result["id"], str) and result["id"]
+
+
+async def test_rerank_as_xinference_client_sends_it(client: Any) -> None:
+    """Nulls for every optional field plus the extra kwargs as a JSON string (XINFERENCE_API §5)."""
+    body = {
+        "model": "rr", "query": "q", "documents": DOCS, "top_n": None, "max_chunks_per_doc": None,
+        "return_documents": None, "return_len": None, "kwargs": "{}",
+    }  # fmt: skip
+    result = (await client.post("/v1/rerank", json=body)).json()
+    assert [r["index"] for r in result["results"]] == [1, 2, 0]
+    assert all(r["document"] is None for r in result["results"])
+    assert result["meta"]["tokens"] is None
+
+
+async def test_rerank_accepts_document_objects(client: Any) -> None:
+    body = {
+        "model": "rr",
+        "query": "q",
+        "documents": [{"text": "x"}, "yy"],
+        "return_documents": True,
+    }
+    result = (await client.post("/v1/rerank", json=body)).json()
+    assert [r["document"]["text"] for r in result["results"]] == ["yy", "x"]
+
+
+async def test_the_wrong_kind_of_model_is_a_400(client: Any) -> None:
+    response = await client.post("/v1/embeddings", json={"model": "chat", "input": "x"})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "unsupported"
+    response = await client.post(
+        "/v1/rerank", json={"model": "nope", "query": "q", "documents": ["a"]}
+    )
+    assert response.status_code == 404 and "nope" in response.json()["detail"]
+
+
+async def test_model_list_is_openai_and_xinference_shaped(client: Any) -> None:
+    body = (await client.get("/v1/models")).json()
+    assert body["object"] == "list"
+    items = {item["id"]: item for item in body["data"]}
+    assert set(items) == {"chat", "emb", "rr"}
+    chat = items["chat"]
+    assert (chat["object"], chat["owned_by"], chat["created"]) == (
+        "model",
+        "modelyard",
+        1_700_000_000,
+    )
+    assert (
+        chat["model_type"] == "LLM" and "chat" in chat["model_ability"] and chat["state"] == "ready"
+    )
+    assert items["emb"]["dimensions"] == 3 and items["emb"]["model_ability"] == ["embed"]
+    assert items["rr"]["type"] == "normal"
