@@ -18,7 +18,14 @@ from ..errors import CatalogError
 from ..home import home_dir
 from ..specs import EmbeddingFamily, Family, LLMFamily, RerankFamily
 from .loader import decode_family, load_families, load_registration
-from .store import Catalog, check_local_sources, close_matches, describe_spec, select_spec
+from .store import (
+    Catalog,
+    check_local_sources,
+    close_matches,
+    describe_spec,
+    select_spec,
+    summarize_specs,
+)
 from .validation import check_family, model_type_of
 from .xinference import family_from_registration, family_to_registration, parse_registration
 
@@ -44,6 +51,7 @@ __all__ = [
     "parse_registration",
     "plugin_families",
     "select_spec",
+    "summarize_specs",
 ]
 
 _catalogs: dict[Path, Catalog] = {}
@@ -73,10 +81,14 @@ def plugin_families(taken: Iterable[Family] = ()) -> list[Family]:
         def register(family: Family, _plugin: str = impl.plugin_name) -> None:
             where = f"family {getattr(family, 'model_name', family)!r} from plugin {_plugin!r}"
             if not isinstance(family, (LLMFamily, EmbeddingFamily, RerankFamily)):
-                raise CatalogError(f"{where}: expected an LLMFamily, EmbeddingFamily or RerankFamily")
+                raise CatalogError(
+                    f"{where}: expected an LLMFamily, EmbeddingFamily or RerankFamily"
+                )
             key = family.model_name.lower()
             if key in owners:
-                raise CatalogError(f"{where}: the name is already defined by {owners[key]}; rename it")
+                raise CatalogError(
+                    f"{where}: the name is already defined by {owners[key]}; rename it"
+                )
             owners[key] = f"plugin {_plugin!r}"
             found.append(decode_family(msgspec.to_builtins(family), where=where))
 

@@ -44,7 +44,9 @@ def load_families(path: Path) -> list[Family]:
 def load_registration(path: Path) -> Family:
     """Read one registration file (a single family object) written by ``Catalog.register``."""
     raw = read_json(path)
-    return decode_family(raw, where=describe_entry(f"registration file {path}", None, raw), path="$")
+    return decode_family(
+        raw, where=describe_entry(f"registration file {path}", None, raw), path="$"
+    )
 
 
 def decode_family(entry: Any, *, where: str, path: str = "$") -> Family:
@@ -52,7 +54,7 @@ def decode_family(entry: Any, *, where: str, path: str = "$") -> Family:
     if not isinstance(entry, dict):
         raise CatalogError(f"{where}: expected `object` at `{path}`, got `{json_type(entry)}`")
     try:
-        family: Family = msgspec.convert(entry, Family)  # type: ignore[arg-type]
+        family: Family = msgspec.convert(entry, Family)
     except msgspec.ValidationError as exc:
         raise CatalogError(f"{where}: {rebase_error(str(exc), path)}") from None
     check_family(family, where=where, path=path)

@@ -55,7 +55,11 @@ class Catalog:
 
     def families(self, model_type: ModelType | None = None) -> list[Family]:
         with self._lock:
-            return [f for f in self._families.values() if model_type is None or model_type_of(f) == model_type]
+            return [
+                f
+                for f in self._families.values()
+                if model_type is None or model_type_of(f) == model_type
+            ]
 
     def get(self, name: str, model_type: ModelType | None = None) -> Family:
         """The family called ``name`` (case-insensitive); ``ModelNotFound`` lists close names."""
@@ -67,7 +71,7 @@ class Catalog:
         kind = f"{model_type} model" if model_type else "model"
         message = f"{kind} {name!r} is not in the catalog"
         if family is not None:
-            message += f" (it is a {model_type_of(family)} model)"
+            message += f" (it is registered as {model_type_of(family)})"
         close = close_matches(name, candidates)
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
@@ -98,7 +102,9 @@ class Catalog:
                 )
             if persist:
                 path = self._path(model_type, family.model_name)
-                write_atomic(path, msgspec.json.format(msgspec.json.encode(family), indent=2) + b"\n")
+                write_atomic(
+                    path, msgspec.json.format(msgspec.json.encode(family), indent=2) + b"\n"
+                )
             self._families[key] = family
 
     def unregister(self, model_type: ModelType, name: str) -> None:
@@ -107,12 +113,21 @@ class Catalog:
         with self._lock:
             family = self._families.get(key)
             if family is None or model_type_of(family) != model_type:
-                custom = [f.model_name for f in self.families(model_type) if f.model_name.lower() not in self._builtin]
+                custom = [
+                    f.model_name
+                    for f in self.families(model_type)
+                    if f.model_name.lower() not in self._builtin
+                ]
                 close = close_matches(name, custom)
                 hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-                raise ModelNotFound(f"no custom {model_type} model is registered as {name!r}{hint}", param="model_name")
+                raise ModelNotFound(
+                    f"no custom {model_type} model is registered as {name!r}{hint}",
+                    param="model_name",
+                )
             if key in self._builtin:
-                raise Conflict(f"{name!r} is a built-in {model_type} model and cannot be unregistered")
+                raise Conflict(
+                    f"{name!r} is a built-in {model_type} model and cannot be unregistered"
+                )
             self._path(model_type, family.model_name).unlink(missing_ok=True)
             del self._families[key]
 
@@ -175,15 +190,31 @@ def select_spec(
             if candidate.lower() == quantization.lower():
                 return spec, candidate
     asked = ", ".join(
-        f"{k}={v}" for k, v in (("format", model_format), ("size", size), ("quantization", quantization)) if v is not None
+        f"{k}={v}"
+        for k, v in (("format", model_format), ("size", size), ("quantization", quantization))
+        if v is not None
     )
-    available = "; ".join(describe_spec(spec) for spec in family.model_specs)
-    raise LaunchError(f"{family.model_name} has no spec with {asked}; it has: {available}")
+    raise LaunchError(
+        f"{family.model_name} has no spec with {asked}; it has {summarize_specs(family.model_specs)}"
+    )
 
 
 def describe_spec(spec: ModelSpec) -> str:
-    size = f"{spec.model_size_in_billions:g}B"
-    return f"{spec.model_format} {size} [{', '.join(spec.quantizations)}]"
+    """'ggufv2 0.135B [Q4_1]'."""
+    return f"{spec.model_format} {spec.model_size_in_billions:g}B [{', '.join(spec.quantizations)}]"
+
+
+def summarize_specs(specs: Iterable[ModelSpec]) -> str:
+    """Per format, its sizes and quantizations: 'awq 4B, 8B [Int4]; ggufv2 0.6B [Q4_K_M, Q8_0]'."""
+    sizes: dict[str, dict[float, None]] = {}
+    quants: dict[str, dict[str, None]] = {}
+    for spec in specs:
+        sizes.setdefault(spec.model_format, {})[spec.model_size_in_billions] = None
+        quants.setdefault(spec.model_format, {}).update(dict.fromkeys(spec.quantizations))
+    return "; ".join(
+        f"{fmt} {', '.join(f'{size:g}B' for size in sorted(sizes[fmt]))} [{', '.join(quants[fmt])}]"
+        for fmt in sizes
+    )
 
 
 def check_local_sources(family: Family) -> None:
@@ -199,7 +230,9 @@ def check_local_sources(family: Family) -> None:
                     f"local path {source.model_id!r} of {family.model_name!r} is relative; give an absolute path"
                 )
             if not path.exists():
-                raise InvalidRequest(f"local path {str(path)!r} of {family.model_name!r} does not exist")
+                raise InvalidRequest(
+                    f"local path {str(path)!r} of {family.model_name!r} does not exist"
+                )
             if source.file_name_template is None:
                 continue
             for quantization in spec.quantizations:

@@ -20,19 +20,31 @@ from ..specs import EmbeddingFamily, Family, LLMFamily, ModelSpec, ModelType, Re
 # catch a quantization filed under the wrong format ("Int4" on a GGUF spec, "Q4_K_M" on AWQ).
 _GGUF = r"(UD-|i1-)?(I?Q\d+(_[0-9A-Z]+)*|TQ\d_\d|MXFP4(_MOE)?|F16|BF16|F32|FP16|FP32)"
 QUANTIZATION_RULES: dict[str, tuple[re.Pattern[str], str]] = {
-    "pytorch": (re.compile(r"none|4-bit|8-bit"), '"none" (or "4-bit"/"8-bit" for bitsandbytes at load time)'),
+    "pytorch": (
+        re.compile(r"none|4-bit|8-bit"),
+        '"none" (or "4-bit"/"8-bit" for bitsandbytes at load time)',
+    ),
     "awq": (re.compile(r"Int4(-[\w-]+)?"), '"Int4"'),
     "gptq": (re.compile(r"Int[2348](-[\w-]+)?"), '"Int2", "Int3", "Int4" or "Int8"'),
     "fp8": (re.compile(r"FP8"), '"FP8"'),
     "fp4": (re.compile(r"FP4|NVFP4|MXFP4"), '"FP4", "NVFP4" or "MXFP4"'),
     "bnb": (re.compile(r"4-bit|8-bit"), '"4-bit" or "8-bit"'),
-    "mlx": (re.compile(r"\d+bit(-\w+)?|bf16|fp16|none|mxfp[48]|nvfp4"), 'e.g. "4bit", "8bit", "bf16"'),
-    "ggufv2": (re.compile(_GGUF, re.IGNORECASE), 'a GGUF type such as "Q4_K_M", "Q8_0", "IQ4_XS" or "F16"'),
+    "mlx": (
+        re.compile(r"\d+bit(-\w+)?|bf16|fp16|none|mxfp[48]|nvfp4"),
+        'e.g. "4bit", "8bit", "bf16"',
+    ),
+    "ggufv2": (
+        re.compile(_GGUF, re.IGNORECASE),
+        'a GGUF type such as "Q4_K_M", "Q8_0", "IQ4_XS" or "F16"',
+    ),
 }
 
 ABILITIES: dict[ModelType, tuple[frozenset[str], frozenset[str]]] = {
     # type: (allowed abilities, at least one of these is required)
-    "LLM": (frozenset({"chat", "generate", "tools", "vision", "reasoning"}), frozenset({"chat", "generate"})),
+    "LLM": (
+        frozenset({"chat", "generate", "tools", "vision", "reasoning"}),
+        frozenset({"chat", "generate"}),
+    ),
     "embedding": (frozenset({"embed", "vision"}), frozenset({"embed"})),
     "rerank": (frozenset({"rerank"}), frozenset({"rerank"})),
 }
@@ -122,7 +134,9 @@ def _check_spec(spec: ModelSpec, where: str, path: str) -> None:
             )
     lowered = [q.lower() for q in spec.quantizations]
     if len(set(lowered)) != len(lowered):
-        raise CatalogError(f"{where}: `{path}.quantizations` lists a quantization twice; expected each once")
+        raise CatalogError(
+            f"{where}: `{path}.quantizations` lists a quantization twice; expected each once"
+        )
     for index, source in enumerate(spec.sources):
         spath = f"{path}.sources[{index}]"
         if "{" in source.model_id or "}" in source.model_id:
@@ -144,7 +158,9 @@ def _check_template(template: str, n_quantizations: int, where: str, path: str) 
     try:
         fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
     except ValueError as exc:
-        raise CatalogError(f"{where}: `{path}` {template!r} is not a valid template ({exc})") from None
+        raise CatalogError(
+            f"{where}: `{path}` {template!r} is not a valid template ({exc})"
+        ) from None
     unknown = fields - {"quantization"}
     if unknown:
         raise CatalogError(

@@ -22,8 +22,18 @@ from .loader import decode_family, describe_entry, json_type, rebase_error
 
 _HUBS = ("huggingface", "modelscope")
 # Canonical spellings, so "int4", "fp8" and "8bits" from older registrations pass our rules.
-_CANONICAL = {"int2": "Int2", "int3": "Int3", "int4": "Int4", "int8": "Int8", "8bits": "Int8", "4bits": "Int4",
-              "fp8": "FP8", "fp4": "FP4", "nvfp4": "NVFP4", "mxfp4": "MXFP4"}
+_CANONICAL = {
+    "int2": "Int2",
+    "int3": "Int3",
+    "int4": "Int4",
+    "int8": "Int8",
+    "8bits": "Int8",
+    "4bits": "Int4",
+    "fp8": "FP8",
+    "fp4": "FP4",
+    "nvfp4": "NVFP4",
+    "mxfp4": "MXFP4",
+}
 # Xinference abilities with no counterpart here that only describe a flavour of one we have.
 _DROPPED_ABILITIES = {"hybrid"}
 # Xinference's default when a custom LLM omits it (DEFAULT_CONTEXT_LENGTH).
@@ -80,22 +90,30 @@ def family_from_registration(data: dict[str, Any], model_type: ModelType) -> Fam
     if not isinstance(data, dict):
         raise CatalogError(f"{where}: expected `object` at `$`, got `{json_type(data)}`")
     specs = data.get("model_specs")
-    if isinstance(specs, list) and any(isinstance(s, dict) and "sources" in s for s in specs):
-        return decode_family({**data, "model_type": model_type}, where=where)  # already our shape
+    if isinstance(specs, (list, tuple)) and any(
+        isinstance(s, dict) and "sources" in s for s in specs
+    ):
+        # Already our shape (e.g. an entry of the detailed listing posted back): drop its listing-only key.
+        ours = {k: v for k, v in data.items() if k != "is_builtin"}
+        return decode_family({**ours, "model_type": model_type}, where=where)
     try:
         xfamily = msgspec.convert(data, _XFamily)
     except msgspec.ValidationError as exc:
         raise CatalogError(f"{where}: {rebase_error(str(exc), '$')}") from None
     ours = _family_dict(xfamily, model_type, where)
     ours["model_specs"] = [
-        spec for index, xspec in enumerate(xfamily.model_specs) for spec in _specs(xspec, where, index, model_type)
+        spec
+        for index, xspec in enumerate(xfamily.model_specs)
+        for spec in _specs(xspec, where, index, model_type)
     ]
     return decode_family(ours, where=where)
 
 
 def family_to_registration(family: Family, is_builtin: bool) -> dict[str, Any]:
     """Our family as a plain dict plus ``is_builtin``: the management API's detailed listing."""
-    data: dict[str, Any] = msgspec.to_builtins(family)
+    data: dict[str, Any] = msgspec.json.decode(
+        msgspec.json.encode(family)
+    )  # JSON types: lists, not tuples
     data["is_builtin"] = is_builtin
     return data
 
@@ -113,9 +131,17 @@ def _family_dict(x: _XFamily, model_type: ModelType, where: str) -> dict[str, An
         ours["model_ability"] = [a for a in x.model_ability if a not in _DROPPED_ABILITIES]
     if model_type == "LLM":
         if x.model_ability is None:
-            raise CatalogError(f"{where}: missing `$.model_ability`; expected e.g. [\"chat\"] or [\"generate\"]")
+            raise CatalogError(
+                f'{where}: missing `$.model_ability`; expected e.g. ["chat"] or ["generate"]'
+            )
         ours["context_length"] = x.context_length or _DEFAULT_CONTEXT
-        for key in ("model_family", "chat_template", "reasoning_start_tag", "reasoning_end_tag", "tool_parser"):
+        for key in (
+            "model_family",
+            "chat_template",
+            "reasoning_start_tag",
+            "reasoning_end_tag",
+            "tool_parser",
+        ):
             if getattr(x, key) is not None:
                 ours[key] = getattr(x, key)
         ours["stop_token_ids"] = x.stop_token_ids or []
@@ -123,7 +149,9 @@ def _family_dict(x: _XFamily, model_type: ModelType, where: str) -> dict[str, An
     elif model_type == "embedding":
         for key in ("dimensions", "max_tokens"):
             if getattr(x, key) is None:
-                raise CatalogError(f"{where}: missing `$.{key}`; an embedding model expected an `int` there")
+                raise CatalogError(
+                    f"{where}: missing `$.{key}`; an embedding model expected an `int` there"
+                )
         ours["dimensions"], ours["max_tokens"] = x.dimensions, x.max_tokens
     else:
         ours["max_tokens"] = x.max_tokens or _DEFAULT_RERANK_TOKENS
@@ -136,7 +164,9 @@ def _specs(x: _XSpec, where: str, index: int, model_type: ModelType) -> list[dic
     quantizations = x.quantizations or ([x.quantization] if x.quantization else [])
     if not quantizations:
         if x.model_format != "pytorch":
-            raise CatalogError(f"{where}: missing `{path}.quantization`; expected e.g. \"Q4_K_M\" or \"Int4\"")
+            raise CatalogError(
+                f'{where}: missing `{path}.quantization`; expected e.g. "Q4_K_M" or "Int4"'
+            )
         quantizations = ["none"]
     quantizations = [_CANONICAL.get(q.lower(), q) for q in quantizations]
     size = _size(x, where, path, model_type)
@@ -146,9 +176,15 @@ def _specs(x: _XSpec, where: str, index: int, model_type: ModelType) -> list[dic
     if x.model_id and hub not in _HUBS:
         raise CatalogError(f"{where}: `{path}.model_hub` is {hub!r}; expected one of {list(_HUBS)}")
     if not x.model_id and not local:
-        raise CatalogError(f"{where}: `{path}` has neither `model_id` nor `model_uri`; expected one of them")
+        raise CatalogError(
+            f"{where}: `{path}` has neither `model_id` nor `model_uri`; expected one of them"
+        )
     # Xinference may template the repository id by quantization; ours are literal: one spec each.
-    groups = [[q] for q in quantizations] if x.model_id and "{quantization}" in x.model_id else [quantizations]
+    groups = (
+        [[q] for q in quantizations]
+        if x.model_id and "{quantization}" in x.model_id
+        else [quantizations]
+    )
     specs = []
     for group in groups:
         sources = []
@@ -173,7 +209,11 @@ def _local_path(uri: str) -> str:
     """ "file:///models/x" or "/models/x" -> "/models/x"."""
     if uri.startswith("file://"):
         parsed = urlparse(uri)
-        return unquote(parsed.netloc + parsed.path) if parsed.netloc not in ("", "localhost") else unquote(parsed.path)
+        return (
+            unquote(parsed.netloc + parsed.path)
+            if parsed.netloc not in ("", "localhost")
+            else unquote(parsed.path)
+        )
     return uri
 
 
@@ -191,7 +231,7 @@ def _size(x: _XSpec, where: str, path: str, model_type: ModelType) -> float:
             return max(weights / 4 / 1e9, 1e-6)  # sentence-transformers checkpoints are float32
     raise CatalogError(
         f"{where}: missing `{path}.model_size_in_billions`; expected a number of billions of "
-        "parameters such as 7, 0.5 or \"0_5\" (0.11 for a BERT-base model)"
+        'parameters such as 7, 0.5 or "0_5" (0.11 for a BERT-base model)'
     )
 
 
