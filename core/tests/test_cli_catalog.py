@@ -15,14 +15,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-
 from modelyard import hookimpl, resources
 from modelyard import plugins as plugins_module
 from modelyard.cli import main
 from modelyard.specs import EngineInfo, Estimate, Family, Hardware, Match, ModelSpec
 
 GiB = 1024**3
-HARDWARE = Hardware(system="linux", machine="x86_64", cpu_count=2, memory_total=24 * GiB, memory_available=20 * GiB)
+HARDWARE = Hardware(
+    system="linux", machine="x86_64", cpu_count=2, memory_total=24 * GiB, memory_available=20 * GiB
+)
 
 
 class FakeEngines:
@@ -30,13 +31,21 @@ class FakeEngines:
 
     @hookimpl
     def register_engines(self, register: Callable[[EngineInfo], None]) -> None:
-        register(EngineInfo("cpu-gguf", ("LLM",), ("chat", "generate"), ("ggufv2",), library="fakelib"))
-        register(EngineInfo("cuda-only", ("LLM",), ("chat",), ("ggufv2", "pytorch"), library="fakegpu"))
+        register(
+            EngineInfo("cpu-gguf", ("LLM",), ("chat", "generate"), ("ggufv2",), library="fakelib")
+        )
+        register(
+            EngineInfo("cuda-only", ("LLM",), ("chat",), ("ggufv2", "pytorch"), library="fakegpu")
+        )
 
     @hookimpl
-    def match_engine(self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+    def match_engine(
+        self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    ) -> list[Match]:
         answers = [
-            Match.yes("cpu-gguf") if spec.model_format == "ggufv2" else Match.no("cpu-gguf", "serves GGUF only"),
+            Match.yes("cpu-gguf")
+            if spec.model_format == "ggufv2"
+            else Match.no("cpu-gguf", "serves GGUF only"),
         ]
         if not hardware.has("cuda"):
             answers.append(Match.no("cuda-only", "needs a CUDA device; this machine has none"))
@@ -48,12 +57,19 @@ class FakeEngines:
 
     @hookimpl
     def estimate_resources(
-        self, engine: str, family: Family, spec: ModelSpec, quantization: str, params: dict[str, Any], hardware: Hardware
+        self,
+        engine: str,
+        family: Family,
+        spec: ModelSpec,
+        quantization: str,
+        params: dict[str, Any],
+        hardware: Hardware,
     ) -> Estimate | None:
         if engine != "cpu-gguf":
             return None
-        context = int(params.get("context_length") or 4096)
-        parallel = int(params.get("parallel") or 1)
+        # Like a real engine: its own parameter names first; it ignores the generic "parallel".
+        context = int(params.get("n_ctx") or params.get("context_length") or 4096)
+        parallel = int(params.get("n_parallel") or 1)
         return Estimate(
             weights=100 * 2**20,
             kv_cache=context * parallel * 1024,
@@ -65,7 +81,9 @@ class FakeEngines:
 
 
 @pytest.fixture(autouse=True)
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[plugins_module.PluginManager]:
+def isolated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[plugins_module.PluginManager]:
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MODELYARD_ENGINE_PREFERENCE", raising=False)
     pm = plugins_module.PluginManager()
@@ -92,7 +110,13 @@ def family_file(tmp_path: Path, weights: Path, name: str = "my-tiny", **extra: A
                 "model_format": "ggufv2",
                 "model_size_in_billions": 0.5,
                 "quantizations": ["Q4_0", "Q2_K"],
-                "sources": [{"hub": "local", "model_id": str(weights.parent), "file_name_template": "tiny-{quantization}.gguf"}],
+                "sources": [
+                    {
+                        "hub": "local",
+                        "model_id": str(weights.parent),
+                        "file_name_template": "tiny-{quantization}.gguf",
+                    }
+                ],
             },
             {
                 "model_format": "pytorch",
@@ -154,8 +178,12 @@ def test_register_list_unregister(tmp_path: Path, weights: Path) -> None:
     }
     assert (tmp_path / "home" / "registrations" / "LLM" / "my-tiny.json").is_file()
     assert "my-tiny" in run("registrations").stdout and "custom" in run("registrations").stdout
-    detailed = {r["model_name"]: r for r in json.loads(run("registrations", "--detailed", "--json").stdout)}
-    assert detailed["my-tiny"]["context_length"] == 4096 and detailed["my-tiny"]["is_builtin"] is False
+    detailed = {
+        r["model_name"]: r for r in json.loads(run("registrations", "--detailed", "--json").stdout)
+    }
+    assert (
+        detailed["my-tiny"]["context_length"] == 4096 and detailed["my-tiny"]["is_builtin"] is False
+    )
 
     again = run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights)))
     assert again.exit_code == 1 and "'my-tiny' is taken" in again.stderr
@@ -205,7 +233,10 @@ def test_engine_table_says_who_can_run_and_why_not(tmp_path: Path, weights: Path
     assert set(by_quant) == {("ggufv2", "Q4_0"), ("ggufv2", "Q2_K"), ("pytorch", "none")}
     gguf = by_quant[("ggufv2", "Q4_0")]
     assert gguf["chosen"] == "cpu-gguf"
-    assert gguf["engines"]["cuda-only"] == {"ok": False, "reason": "needs a CUDA device; this machine has none"}
+    assert gguf["engines"]["cuda-only"] == {
+        "ok": False,
+        "reason": "needs a CUDA device; this machine has none",
+    }
     pytorch = by_quant[("pytorch", "none")]
     assert pytorch["chosen"] is None
     assert pytorch["engines"]["cpu-gguf"] == {"ok": False, "reason": "serves GGUF only"}
@@ -216,17 +247,29 @@ def test_engine_table_says_who_can_run_and_why_not(tmp_path: Path, weights: Path
     assert "2 CPUs" in table.stderr  # the hardware the answer is for
 
 
-def test_engine_with_cuda_and_a_requested_engine(tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_with_cuda_and_a_requested_engine(
+    tmp_path: Path, weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from modelyard.specs import Accelerator
 
-    gpu = Accelerator(kind="cuda", index=0, name="H100", memory_total=80 * GiB, memory_free=80 * GiB)
-    monkeypatch.setattr(resources, "probe_hardware", lambda: Hardware(**{**_fields(HARDWARE), "accelerators": (gpu,)}))
+    gpu = Accelerator(
+        kind="cuda", index=0, name="H100", memory_total=80 * GiB, memory_free=80 * GiB
+    )
+    monkeypatch.setattr(
+        resources,
+        "probe_hardware",
+        lambda: Hardware(**{**_fields(HARDWARE), "accelerators": (gpu,)}),
+    )
     run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights)))
-    data = json.loads(run("engine", "-n", "my-tiny", "-q", "Q2_K", "-e", "cuda-only", "--json").stdout)
+    data = json.loads(
+        run("engine", "-n", "my-tiny", "-q", "Q2_K", "-e", "cuda-only", "--json").stdout
+    )
     [spec] = data["specs"]
     assert spec["chosen"] is None  # the requested engine refused; no silent swap
     assert spec["engines"]["cuda-only"]["reason"] == "no kernel for Q2_K"
-    data = json.loads(run("engine", "-n", "my-tiny", "-q", "Q4_0", "-en", "cuda-only", "--json").stdout)
+    data = json.loads(
+        run("engine", "-n", "my-tiny", "-q", "Q4_0", "-en", "cuda-only", "--json").stdout
+    )
     assert data["specs"][0]["chosen"] == "cuda-only"
 
 
@@ -244,21 +287,94 @@ def test_engine_unknown_model_and_unknown_spec(tmp_path: Path, weights: Path) ->
 
 def test_cal_model_mem_uses_the_chosen_engines_estimate(tmp_path: Path, weights: Path) -> None:
     run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights)))
-    result = run("cal-model-mem", "-n", "my-tiny", "-s", "0_5", "-f", "ggufv2", "-q", "Q4_0", "-c", "2048", "--parallel", "2", "--json")
+    result = run(
+        "cal-model-mem",
+        "-n",
+        "my-tiny",
+        "-s",
+        "0_5",
+        "-f",
+        "ggufv2",
+        "-q",
+        "Q4_0",
+        "-c",
+        "2048",
+        "--n-parallel",
+        "2",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["engine"] == "cpu-gguf"
     assert data["kv_cache"] == 2048 * 2 * 1024
     assert data["total"] == 100 * 2**20 + 2048 * 2 * 1024 + 10 * 2**20
     assert (data["context_length"], data["parallel"], data["quantization"]) == (2048, 2, "Q4_0")
-    text = run("cal-model-mem", "-n", "my-tiny", "-f", "ggufv2", "-q", "Q4_0", "-c", "2048").stdout
-    assert "cpu-gguf" in text and "weights:" in text and "KV cache:" in text and "total:" in text
+    assert data["ignored"] == []
+    text = run(
+        "cal-model-mem", "-n", "my-tiny", "-f", "ggufv2", "-q", "Q4_0", "--param", "n_ctx=1024"
+    )
+    assert "cpu-gguf" in text.stdout and "weights:" in text.stdout and "total:" in text.stdout
+    assert "context 1024" in text.stdout and text.stderr == ""
+
+
+def test_cal_model_mem_warns_when_the_engine_ignores_an_option(
+    tmp_path: Path, weights: Path
+) -> None:
+    run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights)))
+    result = run("cal-model-mem", "-n", "my-tiny", "-f", "ggufv2", "-q", "Q4_0", "--parallel", "3")
+    assert result.exit_code == 0
+    assert "does not use --parallel 3 (it assumed 1)" in result.stderr
+    data = json.loads(
+        run("cal-model-mem", "-n", "my-tiny", "-f", "ggufv2", "--parallel", "3", "--json").stdout
+    )
+    assert data["ignored"] == ["--parallel 3 (it assumed 1)"]
 
 
 def test_cal_model_mem_falls_back_to_the_generic_estimate(tmp_path: Path, weights: Path) -> None:
     run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights)))
-    small = json.loads(run("cal-model-mem", "-n", "my-tiny", "-f", "pytorch", "-c", "1024", "--json").stdout)
-    large = json.loads(run("cal-model-mem", "-n", "my-tiny", "-f", "pytorch", "-c", "8192", "--json").stdout)
+    small = json.loads(
+        run(
+            "cal-model-mem",
+            "-n",
+            "my-tiny",
+            "-f",
+            "pytorch",
+            "-c",
+            "1024",
+            "--parallel",
+            "2",
+            "--json",
+        ).stdout
+    )
+    large = json.loads(
+        run(
+            "cal-model-mem",
+            "-n",
+            "my-tiny",
+            "-f",
+            "pytorch",
+            "-c",
+            "8192",
+            "--parallel",
+            "2",
+            "--json",
+        ).stdout
+    )
+    assert small["ignored"] == [] and small["parallel"] == 2
     assert small["engine"] is None and any("generic" in note for note in small["notes"])
     assert small["weights"] == large["weights"] > 0
     assert large["kv_cache"] == 8 * small["kv_cache"] > 0
+
+
+def test_registrations_lists_the_builtin_catalog_by_type() -> None:
+    rerank = registered("rerank")
+    assert rerank and all(
+        row["model_type"] == "rerank" and row["is_builtin"] for row in rerank.values()
+    )
+    assert "bge-reranker-base" in rerank
+    everything = json.loads(run("registrations", "--json").stdout)
+    types = {row["model_type"] for row in everything}
+    assert types == {"LLM", "embedding", "rerank"}
+    assert sum(row["model_type"] == "LLM" for row in everything) >= 25
+    smol = registered()["smollm2-instruct"]
+    assert "chat" in smol["model_ability"] and "ggufv2" in smol["model_formats"]

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-
 from modelyard.cli import main
 
 HEAVY = (
@@ -31,7 +30,11 @@ print(json.dumps({{"code": code, "modules": loaded}}))
 
 def loaded_after(args: list[str]) -> tuple[int, set[str]]:
     proc = subprocess.run(
-        [sys.executable, "-c", PROBE.format(args=args)], capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-c", PROBE.format(args=args)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
     )
     report = json.loads(proc.stdout.strip().splitlines()[-1])
     return report["code"], set(report["modules"])
@@ -42,7 +45,9 @@ def test_help_imports_nothing_heavy() -> None:
         code, modules = loaded_after(args)
         assert code == 0
         assert modules.isdisjoint(HEAVY), (args, sorted(modules & set(HEAVY)))
-        assert not any(name.startswith("modelyard_") for name in modules), "a plugin was loaded for --help"
+        assert not any(name.startswith("modelyard_") for name in modules), (
+            "a plugin was loaded for --help"
+        )
 
 
 def test_help_lists_every_command() -> None:

@@ -12,14 +12,15 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-
 from modelyard.cli import main
 from modelyard.cli.options import DEFAULT_ENDPOINT
 from modelyard.client import DEFAULT_ENDPOINT as CLIENT_DEFAULT
 
 
 def load_stub() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("modelyard_test_stub", Path(__file__).with_name("test_client_stub.py"))
+    spec = importlib.util.spec_from_file_location(
+        "modelyard_test_stub", Path(__file__).with_name("test_client_stub.py")
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -87,7 +88,9 @@ def test_unreachable_server_is_a_clean_error() -> None:
         port = sock.getsockname()[1]
     result = run("list", "-e", f"http://127.0.0.1:{port}")
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"Error: cannot reach the modelyard server at http://127.0.0.1:{port}")
+    assert result.stderr.startswith(
+        f"Error: cannot reach the modelyard server at http://127.0.0.1:{port}"
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -109,12 +112,17 @@ def test_list_json_table_and_terminate(endpoint: str, stub: Any) -> None:
 
 def test_chat_one_shot_streams_the_reply(endpoint: str, stub: Any) -> None:
     run("launch", "-n", "m")
-    result = run("chat", "-u", "m", "--message", "hello there", "--max-tokens", "7", "--system", "be brief")
+    result = run(
+        "chat", "-u", "m", "--message", "hello there", "--max-tokens", "7", "--system", "be brief"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == "reply 2 to hello there\n"
     body, _ = stub.last("/v1/chat/completions")
     assert body["stream"] is True and body["max_tokens"] == 7
-    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello there"}]
+    assert body["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello there"},
+    ]
 
 
 def test_chat_interactive_keeps_history(endpoint: str, stub: Any) -> None:
@@ -160,7 +168,9 @@ def test_generate_streams_and_not(endpoint: str, stub: Any) -> None:
     assert run("generate", "-u", "base-only", "-p", "Once", "--no-stream").stdout == " and so on\n"
 
 
-def test_api_key_is_sent_as_bearer(endpoint: str, stub: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_is_sent_as_bearer(
+    endpoint: str, stub: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[str | None] = []
     original = stub.list_models
 

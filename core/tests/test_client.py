@@ -10,7 +10,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-
 from modelyard.client import (
     ChatModelHandle,
     Client,
@@ -33,7 +32,9 @@ from modelyard.errors import (
 
 
 def load_stub() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("modelyard_test_stub", Path(__file__).with_name("test_client_stub.py"))
+    spec = importlib.util.spec_from_file_location(
+        "modelyard_test_stub", Path(__file__).with_name("test_client_stub.py")
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -122,7 +123,13 @@ def test_chat_plain_and_streaming(client: Client, stub: object) -> None:
     assert isinstance(result, dict)
     assert result["choices"][0]["message"]["content"] == "reply 1 to hi"
     body, _ = stub.last("/v1/chat/completions")
-    assert body == {"model": "m", "messages": history, "max_tokens": 5, "temperature": 0, "stream": False}
+    assert body == {
+        "model": "m",
+        "messages": history,
+        "max_tokens": 5,
+        "temperature": 0,
+        "stream": False,
+    }
 
     chunks = list(model.chat(history, stream=True))
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
@@ -165,17 +172,27 @@ def test_embedding_and_rerank(client: Client, stub: object) -> None:
     assert [r["index"] for r in result["results"]] == [1, 2]
     assert result["results"][0]["document"] == {"text": "the red fox jumps"}
     body, _ = stub.last("/v1/rerank")
-    assert body == {"model": "r", "documents": docs, "query": "red fox", "top_n": 2, "return_documents": True}
+    assert body == {
+        "model": "r",
+        "documents": docs,
+        "query": "red fox",
+        "top_n": 2,
+        "return_documents": True,
+    }
     rr.rerank(docs, "red fox")
     body, _ = stub.last("/v1/rerank")
-    assert "top_n" not in body and "return_documents" not in body  # unset means the server's default
+    assert (
+        "top_n" not in body and "return_documents" not in body
+    )  # unset means the server's default
 
 
 def test_registrations_and_engines(client: Client, stub: object) -> None:
     family = {"model_name": "my-llm", "model_ability": ["chat"]}
     client.register_model("LLM", family, persist=False)
     body, _ = stub.last("/v1/model_registrations/LLM")
-    assert isinstance(body["model"], str) and json.loads(body["model"]) == family  # Xinference sends text
+    assert (
+        isinstance(body["model"], str) and json.loads(body["model"]) == family
+    )  # Xinference sends text
     assert body["persist"] is False
     names = {r["model_name"]: r["is_builtin"] for r in client.list_model_registrations("LLM")}
     assert names == {"builtin-llm": True, "my-llm": False}
@@ -224,12 +241,27 @@ def test_endpoint_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("status", "body", "expected", "message"),
     [
-        (404, {"error": {"message": "m1", "code": "model_not_found"}, "detail": "m1"}, ModelNotFound, "m1"),
-        (400, {"error": {"message": "too long", "code": "context_length_exceeded"}}, ContextLengthExceeded, "too long"),
+        (
+            404,
+            {"error": {"message": "m1", "code": "model_not_found"}, "detail": "m1"},
+            ModelNotFound,
+            "m1",
+        ),
+        (
+            400,
+            {"error": {"message": "too long", "code": "context_length_exceeded"}},
+            ContextLengthExceeded,
+            "too long",
+        ),
         (429, {"error": {"message": "busy", "type": "rate_limit_error"}}, Overloaded, "busy"),
         (400, {"detail": "xinference style"}, InvalidRequest, "xinference style"),
         (400, {"detail": [{"loc": ["x"]}]}, InvalidRequest, '[{"loc": ["x"]}]'),
-        (422, {"error": {"message": "bad", "type": "invalid_request_error"}}, InvalidRequest, "bad"),
+        (
+            422,
+            {"error": {"message": "bad", "type": "invalid_request_error"}},
+            InvalidRequest,
+            "bad",
+        ),
         (500, {"error": "plain string"}, ModelyardError, "plain string"),
         (500, {"error": {"message": "oom", "type": "engine_error"}}, EngineError, "oom"),
         (503, {"error": {"message": "dead", "type": "service_unavailable"}}, Unavailable, "dead"),

@@ -21,7 +21,6 @@ from pathlib import Path
 import httpx
 import pytest
 from click.testing import CliRunner
-
 from modelyard.cli import main
 from modelyard.client import ChatModelHandle, Client, EmbeddingModelHandle
 from modelyard.errors import Conflict, ContextLengthExceeded, ModelNotFound, ModelyardError
@@ -80,7 +79,10 @@ def test_client_lifecycle_chat_generate_embed(url: str) -> None:
         uid = client.launch_model("echo", model_uid="echo-c")
         assert uid == "echo-c"
         models = client.list_models()
-        assert models["echo-c"]["model_name"] == "echo" and models["echo-c"]["model_engine"] == "example"
+        assert (
+            models["echo-c"]["model_name"] == "echo"
+            and models["echo-c"]["model_engine"] == "example"
+        )
         model = client.get_model(uid)
         assert isinstance(model, ChatModelHandle)
 
@@ -91,11 +93,16 @@ def test_client_lifecycle_chat_generate_embed(url: str) -> None:
         assert result["usage"]["completion_tokens"] == 4
 
         chunks = list(model.chat(messages, stream=True, max_tokens=2))
-        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices"))
+        text = "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+        )
         assert text.strip() == "the quick"
 
         pieces = list(model.generate("one two three", stream=True))
-        assert "".join(c["choices"][0]["text"] for c in pieces if c.get("choices")).strip() == "one two three"
+        assert (
+            "".join(c["choices"][0]["text"] for c in pieces if c.get("choices")).strip()
+            == "one two three"
+        )
 
         with pytest.raises(ContextLengthExceeded, match="context"):
             model.chat([{"role": "user", "content": "word " * 3000}])
@@ -106,7 +113,11 @@ def test_client_lifecycle_chat_generate_embed(url: str) -> None:
         emb = client.get_model(emb_uid)
         assert isinstance(emb, EmbeddingModelHandle)
         data = emb.create_embedding(["a", "b"])["data"]
-        assert len(data) == 2 and len(data[0]["embedding"]) == 8 and data[0]["embedding"] != data[1]["embedding"]
+        assert (
+            len(data) == 2
+            and len(data[0]["embedding"]) == 8
+            and data[0]["embedding"] != data[1]["embedding"]
+        )
 
         client.terminate_model(uid)
         client.terminate_model(emb_uid)
@@ -118,7 +129,9 @@ def test_client_lifecycle_chat_generate_embed(url: str) -> None:
 def test_client_launch_error_says_why(url: str) -> None:
     with Client(url) as client, pytest.raises(ModelyardError) as info:
         client.launch_model("ecko")
-    assert info.value.status in (400, 404) and "echo" in info.value.message  # a close match is offered
+    assert (
+        info.value.status in (400, 404) and "echo" in info.value.message
+    )  # a close match is offered
     with Client(url) as client:
         assert client.list_models() == {}  # no stale model left behind
 
@@ -128,7 +141,9 @@ def test_client_registrations_and_engines(url: str, tmp_path: Path) -> None:
         names = {r["model_name"]: r["is_builtin"] for r in client.list_model_registrations("LLM")}
         assert "echo" in names
         engines = client.query_engine_by_model_name("echo")
-        assert isinstance(engines["example"], list) and engines["example"][0]["model_name"] == "echo"
+        assert (
+            isinstance(engines["example"], list) and engines["example"][0]["model_name"] == "echo"
+        )
 
 
 def test_cli_against_the_server(url: str) -> None:
@@ -145,12 +160,20 @@ def test_cli_against_the_server(url: str) -> None:
     interactive = runner.invoke(main, ["chat", "-u", "echo-cli"], input="first words\nsecond\n")
     assert interactive.exit_code == 0, interactive.output
     assert "first words" in interactive.stdout and "second" in interactive.stdout
-    generate = runner.invoke(main, ["generate", "-u", "echo-cli", "-p", "alpha beta", "--max-tokens", "1"])
+    generate = runner.invoke(
+        main, ["generate", "-u", "echo-cli", "-p", "alpha beta", "--max-tokens", "1"]
+    )
     assert generate.stdout.strip() == "alpha"
 
-    bad_param = runner.invoke(main, ["launch", "-n", "echo", "-u", "echo-bad", "--no-such-knob", "3"])
+    bad_param = runner.invoke(
+        main, ["launch", "-n", "echo", "-u", "echo-bad", "--no-such-knob", "3"]
+    )
     assert bad_param.exit_code == 1 and "no_such_knob" in bad_param.stderr
 
     assert runner.invoke(main, ["terminate", "-u", "echo-cli"]).exit_code == 0
     missing = runner.invoke(main, ["chat", "-u", "echo-cli", "-m", "hi"])
-    assert missing.exit_code == 1 and "echo-cli" in missing.stderr and "Traceback" not in missing.output
+    assert (
+        missing.exit_code == 1
+        and "echo-cli" in missing.stderr
+        and "Traceback" not in missing.output
+    )

@@ -27,8 +27,13 @@ _LAUNCH_KEYS = {"model_uid", "model_name", "model_type", "model_engine", "model_
 _ABILITIES = {"LLM": ["chat", "generate"], "embedding": ["embed"], "rerank": ["rerank"]}
 
 
-def error(status: int, message: str, code: str | None = None, kind: str = "invalid_request_error") -> JSONResponse:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}, "detail": message}
+def error(
+    status: int, message: str, code: str | None = None, kind: str = "invalid_request_error"
+) -> JSONResponse:
+    body = {
+        "error": {"message": message, "type": kind, "param": None, "code": code},
+        "detail": message,
+    }
     return JSONResponse(body, status_code=status)
 
 
@@ -55,7 +60,9 @@ class Stub:
         if not body.get("model_name"):
             return error(400, "Specify the `model_name` field.")
         if body["model_name"] == "nope":
-            return error(400, "model 'nope' is not in the catalog; close matches: none", "launch_failed")
+            return error(
+                400, "model 'nope' is not in the catalog; close matches: none", "launch_failed"
+            )
         uid = body.get("model_uid") or body["model_name"]
         if uid in self.models:
             return error(409, f"model uid {uid!r} is already in use", kind="conflict_error")
@@ -75,14 +82,19 @@ class Stub:
         return JSONResponse({"model_uid": uid})
 
     async def list_models(self, request: Request) -> Response:
-        data = [{"id": uid, "object": "model", "created": 0, "owned_by": "modelyard", **d} for uid, d in self.models.items()]
+        data = [
+            {"id": uid, "object": "model", "created": 0, "owned_by": "modelyard", **d}
+            for uid, d in self.models.items()
+        ]
         return JSONResponse({"object": "list", "data": data})
 
     async def model(self, request: Request) -> Response:
         uid = request.path_params["uid"]
         self.record(request, None)
         if uid not in self.models:
-            return error(404, f"model uid {uid!r} is not running", "model_not_found", "not_found_error")
+            return error(
+                404, f"model uid {uid!r} is not running", "model_not_found", "not_found_error"
+            )
         if request.method == "DELETE":
             del self.models[uid]
             return JSONResponse({"id": uid, "object": "model", "deleted": True})
@@ -92,24 +104,42 @@ class Stub:
         body = await request.json()
         self.record(request, body)
         if body["model"] not in self.models:
-            return error(404, f"model uid {body['model']!r} is not running", "model_not_found", "not_found_error")
+            return error(
+                404,
+                f"model uid {body['model']!r} is not running",
+                "model_not_found",
+                "not_found_error",
+            )
         last = body["messages"][-1]["content"]
         reply = f"reply {len(body['messages'])} to {last}"
         if not body.get("stream"):
             message = {"role": "assistant", "content": reply}
-            return JSONResponse({"object": "chat.completion", "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]})
+            return JSONResponse(
+                {
+                    "object": "chat.completion",
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                }
+            )
         deltas: list[dict[str, Any]] = [{"role": "assistant", "content": None}]
         words = reply.split(" ")
         deltas += [{"content": token} for token in [words[0], *(" " + w for w in words[1:])]]
-        return self.sse([{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas], last == "boom")
+        return self.sse(
+            [{"choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas],
+            last == "boom",
+        )
 
     async def complete(self, request: Request) -> Response:
         body = await request.json()
         self.record(request, body)
         pieces = [body["prompt"], " and", " so", " on"]
         if not body.get("stream"):
-            return JSONResponse({"choices": [{"index": 0, "text": "".join(pieces[1:]), "finish_reason": "length"}]})
-        return self.sse([{"choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces[1:]], False)
+            return JSONResponse(
+                {"choices": [{"index": 0, "text": "".join(pieces[1:]), "finish_reason": "length"}]}
+            )
+        return self.sse(
+            [{"choices": [{"index": 0, "text": p, "finish_reason": None}]} for p in pieces[1:]],
+            False,
+        )
 
     def sse(self, chunks: list[dict[str, Any]], fail: bool) -> StreamingResponse:
         async def events() -> AsyncIterator[str]:
@@ -127,17 +157,26 @@ class Stub:
         body = await request.json()
         self.record(request, body)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [float(len(text)), 1.0]} for i, text in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(text)), 1.0]}
+            for i, text in enumerate(inputs)
+        ]
         return JSONResponse({"object": "list", "data": data, "model": body["model"]})
 
     async def rerank(self, request: Request) -> Response:
         body = await request.json()
         self.record(request, body)
         words = set(body["query"].split())
-        scored = [(len(words & set(doc.split())), i, doc) for i, doc in enumerate(body["documents"])]
+        scored = [
+            (len(words & set(doc.split())), i, doc) for i, doc in enumerate(body["documents"])
+        ]
         scored.sort(key=lambda item: (-item[0], item[1]))
         results = [
-            {"index": i, "relevance_score": float(score), "document": {"text": doc} if body.get("return_documents") else None}
+            {
+                "index": i,
+                "relevance_score": float(score),
+                "document": {"text": doc} if body.get("return_documents") else None,
+            }
             for score, i, doc in scored[: body.get("top_n") or len(scored)]
         ]
         return JSONResponse({"id": "rerank-1", "results": results})
@@ -148,11 +187,18 @@ class Stub:
             body = await request.json()
             self.record(request, body)
             family = json.loads(body["model"])
-            self.registered[family["model_name"]] = {**family, "model_type": model_type, "persist": body["persist"]}
+            self.registered[family["model_name"]] = {
+                **family,
+                "model_type": model_type,
+                "persist": body["persist"],
+            }
             return JSONResponse(None)
         self.record(request, None)
         detailed = request.query_params.get("detailed") == "true"
-        rows = [f if detailed else {"model_name": n, "is_builtin": False} for n, f in self.registered.items()]
+        rows = [
+            f if detailed else {"model_name": n, "is_builtin": False}
+            for n, f in self.registered.items()
+        ]
         return JSONResponse([{"model_name": "builtin-llm", "is_builtin": True}, *rows])
 
     async def registration(self, request: Request) -> Response:
@@ -162,13 +208,20 @@ class Stub:
             self.registered.pop(name, None)
             return JSONResponse(None)
         if name not in self.registered:
-            return error(404, f"model {name!r} is not registered", "model_not_found", "not_found_error")
+            return error(
+                404, f"model {name!r} is not registered", "model_not_found", "not_found_error"
+            )
         return JSONResponse(self.registered[name])
 
     async def engines(self, request: Request) -> Response:
         name = request.path_params["name"]
         self.record(request, None)
-        return JSONResponse({"llama.cpp": [{"model_name": name, "model_format": "ggufv2"}], "vLLM": "no CUDA device"})
+        return JSONResponse(
+            {
+                "llama.cpp": [{"model_name": name, "model_format": "ggufv2"}],
+                "vLLM": "no CUDA device",
+            }
+        )
 
     async def teapot(self, request: Request) -> Response:
         return Response("short and stout", status_code=418)
@@ -183,8 +236,16 @@ class Stub:
                 Route("/v1/completions", self.complete, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),
                 Route("/v1/rerank", self.rerank, methods=["POST"]),
-                Route("/v1/model_registrations/{model_type}", self.registrations, methods=["GET", "POST"]),
-                Route("/v1/model_registrations/{model_type}/{name}", self.registration, methods=["GET", "DELETE"]),
+                Route(
+                    "/v1/model_registrations/{model_type}",
+                    self.registrations,
+                    methods=["GET", "POST"],
+                ),
+                Route(
+                    "/v1/model_registrations/{model_type}/{name}",
+                    self.registration,
+                    methods=["GET", "DELETE"],
+                ),
                 Route("/v1/engines/{model_type}/{name}", self.engines, methods=["GET"]),
                 Route("/teapot", self.teapot),
             ]

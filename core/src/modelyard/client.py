@@ -172,7 +172,9 @@ class Client:
         response = self._send(method, path, **kw)
         return response.json() if response.content else None
 
-    def _post_maybe_stream(self, path: str, body: dict[str, Any]) -> dict[str, Any] | Iterator[dict[str, Any]]:
+    def _post_maybe_stream(
+        self, path: str, body: dict[str, Any]
+    ) -> dict[str, Any] | Iterator[dict[str, Any]]:
         if body.get("stream"):
             return _iter_sse(self._send("POST", path, json=body, stream=True))
         result: dict[str, Any] = self._json("POST", path, json=body)
@@ -229,12 +231,16 @@ class Client:
                 return ChatModelHandle(self, model_uid, desc)
             if "generate" in abilities:
                 return GenerateModelHandle(self, model_uid, desc)
-            raise Unsupported(f"model {model_uid!r} can neither chat nor generate (abilities: {abilities})")
+            raise Unsupported(
+                f"model {model_uid!r} can neither chat nor generate (abilities: {abilities})"
+            )
         if model_type == "embedding":
             return EmbeddingModelHandle(self, model_uid, desc)
         if model_type == "rerank":
             return RerankModelHandle(self, model_uid, desc)
-        raise Unsupported(f"model {model_uid!r} has a model_type this client does not know: {model_type!r}")
+        raise Unsupported(
+            f"model {model_uid!r} has a model_type this client does not know: {model_type!r}"
+        )
 
     def terminate_model(self, model_uid: str) -> None:
         self._send("DELETE", f"/v1/models/{model_uid}").close()
@@ -245,24 +251,38 @@ class Client:
 
     # -- catalog -----------------------------------------------------------------------------
 
-    def list_model_registrations(self, model_type: str = "LLM", detailed: bool = False) -> list[dict[str, Any]]:
+    def list_model_registrations(
+        self, model_type: str = "LLM", detailed: bool = False
+    ) -> list[dict[str, Any]]:
         query = {"detailed": "true" if detailed else "false"}
-        result: list[dict[str, Any]] = self._json("GET", f"/v1/model_registrations/{model_type}", params=query)
+        result: list[dict[str, Any]] = self._json(
+            "GET", f"/v1/model_registrations/{model_type}", params=query
+        )
         return result
 
     def get_model_registration(self, model_type: str, model_name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._json("GET", f"/v1/model_registrations/{model_type}/{model_name}")
+        result: dict[str, Any] = self._json(
+            "GET", f"/v1/model_registrations/{model_type}/{model_name}"
+        )
         return result
 
-    def register_model(self, model_type: str, model: str | dict[str, Any], persist: bool = True) -> None:
+    def register_model(
+        self, model_type: str, model: str | dict[str, Any], persist: bool = True
+    ) -> None:
         """Register a custom family: ``model`` is its JSON text or dict (sent as JSON text, as Xinference does)."""
         text = model if isinstance(model, str) else json.dumps(model)
-        self._json("POST", f"/v1/model_registrations/{model_type}", json={"model": text, "persist": persist})
+        self._json(
+            "POST",
+            f"/v1/model_registrations/{model_type}",
+            json={"model": text, "persist": persist},
+        )
 
     def unregister_model(self, model_type: str, model_name: str) -> None:
         self._json("DELETE", f"/v1/model_registrations/{model_type}/{model_name}")
 
-    def query_engine_by_model_name(self, model_name: str, model_type: str = "LLM") -> dict[str, Any]:
+    def query_engine_by_model_name(
+        self, model_name: str, model_type: str = "LLM"
+    ) -> dict[str, Any]:
         """Per engine, the specs it can run here, or the reason it cannot (Xinference's shape)."""
         result: dict[str, Any] = self._json("GET", f"/v1/engines/{model_type}/{model_name}")
         return result
@@ -274,7 +294,9 @@ class ModelHandle:
         self.model_uid = model_uid
         self.description = description
 
-    def _body(self, params: dict[str, Any], generate_config: dict[str, Any] | None) -> dict[str, Any]:
+    def _body(
+        self, params: dict[str, Any], generate_config: dict[str, Any] | None
+    ) -> dict[str, Any]:
         # xinference-client puts generate_config keys at the top level; accept both spellings.
         return {"model": self.model_uid, **(generate_config or {}), **params}
 
@@ -284,7 +306,11 @@ class ModelHandle:
 
 class GenerateModelHandle(ModelHandle):
     def generate(
-        self, prompt: str, stream: bool = False, generate_config: dict[str, Any] | None = None, **params: Any
+        self,
+        prompt: str,
+        stream: bool = False,
+        generate_config: dict[str, Any] | None = None,
+        **params: Any,
     ) -> dict[str, Any] | Iterator[dict[str, Any]]:
         """``/v1/completions``: the response dict, or an iterator of chunks when ``stream=True``."""
         body = {**self._body(params, generate_config), "prompt": prompt}
@@ -308,7 +334,9 @@ class ChatModelHandle(GenerateModelHandle):
 
 class EmbeddingModelHandle(ModelHandle):
     def create_embedding(self, input: str | list[str], **params: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self.client._json("POST", "/v1/embeddings", json={**self._body(params, None), "input": input})
+        result: dict[str, Any] = self.client._json(
+            "POST", "/v1/embeddings", json={**self._body(params, None), "input": input}
+        )
         return result
 
 
@@ -322,6 +350,12 @@ class RerankModelHandle(ModelHandle):
         **params: Any,
     ) -> dict[str, Any]:
         body = {**self._body(params, None), "documents": documents, "query": query}
-        body.update({k: v for k, v in (("top_n", top_n), ("return_documents", return_documents)) if v is not None})
+        body.update(
+            {
+                k: v
+                for k, v in (("top_n", top_n), ("return_documents", return_documents))
+                if v is not None
+            }
+        )
         result: dict[str, Any] = self.client._json("POST", "/v1/rerank", json=body)
         return result

@@ -43,7 +43,9 @@ def plugins(as_json: bool) -> None:
         output.print_json({"plugins": infos, "engines": engines, "error": conflict})
         return
     if not infos:
-        output.note("No engine plugin is installed; install one, e.g. `pip install modelyard-engine-llamacpp`.")
+        output.note(
+            "No engine plugin is installed; install one, e.g. `pip install modelyard-engine-llamacpp`."
+        )
     else:
         output.print_table(
             "Plugins",
@@ -126,7 +128,9 @@ def read_family(path: Path, model_type: str) -> Family:
     except (ValueError, AttributeError):
         declared = model_type  # parse_registration reports what is wrong with it
     if declared != model_type:
-        raise CatalogError(f"{path}: the file says model_type {declared!r} but -t says {model_type!r}")
+        raise CatalogError(
+            f"{path}: the file says model_type {declared!r} but -t says {model_type!r}"
+        )
     try:
         return parse_registration(data, model_type)  # type: ignore[arg-type]
     except CatalogError as exc:
@@ -135,11 +139,23 @@ def read_family(path: Path, model_type: str) -> Family:
 
 @click.command()
 @model_type_option(required=True)
-@click.option("-f", "--file", "path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--persist/--no-persist", default=True, show_default=True, help="Keep it across restarts.")
-@click.option("-e", "--endpoint", default=None, help="Register on this running server instead of locally.")
+@click.option(
+    "-f",
+    "--file",
+    "path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
+@click.option(
+    "--persist/--no-persist", default=True, show_default=True, help="Keep it across restarts."
+)
+@click.option(
+    "-e", "--endpoint", default=None, help="Register on this running server instead of locally."
+)
 @click.option("--api-key", envvar="MODELYARD_API_KEY", default=None)
-def register(model_type: str, path: Path, persist: bool, endpoint: str | None, api_key: str | None) -> None:
+def register(
+    model_type: str, path: Path, persist: bool, endpoint: str | None, api_key: str | None
+) -> None:
     """Register a custom model family from a JSON file.
 
     Locally (the default) it is stored under MODELYARD_HOME, where every later modelyard process
@@ -159,13 +175,17 @@ def register(model_type: str, path: Path, persist: bool, endpoint: str | None, a
     if persist:
         click.echo(f"Registered {model_type} model {family.model_name!r}.")
     else:
-        click.echo(f"{family.model_name!r} is valid; not persisted (--no-persist), so nothing was registered.")
+        click.echo(
+            f"{family.model_name!r} is valid; not persisted (--no-persist), so nothing was registered."
+        )
 
 
 @click.command()
 @model_type_option(required=True)
 @click.option("-n", "--model-name", required=True)
-@click.option("-e", "--endpoint", default=None, help="Unregister on this running server instead of locally.")
+@click.option(
+    "-e", "--endpoint", default=None, help="Unregister on this running server instead of locally."
+)
 @click.option("--api-key", envvar="MODELYARD_API_KEY", default=None)
 def unregister(model_type: str, model_name: str, endpoint: str | None, api_key: str | None) -> None:
     """Remove a custom model family."""

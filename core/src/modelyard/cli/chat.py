@@ -39,8 +39,10 @@ def chat(
         handle = client.get_model(model_uid)
         if not isinstance(handle, ChatModelHandle):
             kind = handle.description.get("model_type")
-            raise Unsupported(f"model {model_uid!r} cannot chat (it is {kind}; abilities: "
-                              f"{handle.description.get('model_ability')})")
+            raise Unsupported(
+                f"model {model_uid!r} cannot chat (it is {kind}; abilities: "
+                f"{handle.description.get('model_ability')})"
+            )
         if message is not None:
             history.append({"role": "user", "content": message})
             reply(handle, history, stream, config)

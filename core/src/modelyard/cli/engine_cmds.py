@@ -9,7 +9,7 @@ import click
 import msgspec
 
 from . import output
-from .options import json_option, model_type_option, parse_size
+from .options import json_option, model_type_option, parse_params, parse_size
 
 if TYPE_CHECKING:
     from ..specs import Family, Hardware, ModelSpec
@@ -29,7 +29,7 @@ def hardware_line(hw: Hardware) -> str:
 def _specs(
     family: Family, model_format: str | None, size: float | None, quantization: str | None
 ) -> list[tuple[ModelSpec, str]]:
-    found = []
+    found: list[tuple[ModelSpec, str]] = []
     for spec in family.model_specs:
         if model_format and spec.model_format != model_format:
             continue
@@ -71,12 +71,18 @@ def engine(
     size_b = parse_size(size)
     pairs = _specs(family, model_format, size_b, quantization)
     if not pairs:  # let the catalog say what exists
-        catalog.select_spec(family, model_format=model_format, size=size_b, quantization=quantization)
+        catalog.select_spec(
+            family, model_format=model_format, size=size_b, quantization=quantization
+        )
     results: list[dict[str, Any]] = []
     for spec, quant in pairs:
         choice = choose_engine(pm, family, spec, quant, hw, requested=engine_name)
-        engines = {name: {"ok": True, "reason": None} for name in choice.ranked}
-        engines.update({name: {"ok": False, "reason": why} for name, why in choice.refusals.items()})
+        engines: dict[str, dict[str, Any]] = {
+            name: {"ok": True, "reason": None} for name in choice.ranked
+        }
+        engines.update(
+            {name: {"ok": False, "reason": why} for name, why in choice.refusals.items()}
+        )
         results.append(
             {
                 "model_format": spec.model_format,
@@ -109,39 +115,79 @@ def _print_engine_table(model_name: str, results: list[dict[str, Any]]) -> None:
     grouped: dict[tuple[Any, ...], list[str]] = {}
     for r in results:
         for name, answer in r["engines"].items():
-            key = (r["model_format"], r["model_size_in_billions"], name, answer["ok"], answer["reason"], r["chosen"] == name)
+            key = (
+                r["model_format"],
+                r["model_size_in_billions"],
+                name,
+                answer["ok"],
+                answer["reason"],
+                r["chosen"] == name,
+            )
             grouped.setdefault(key, []).append(r["quantization"])
     rows = [
-        [fmt, size, quants, ("* " if chosen else "") + name, "yes" if ok else "no", "chosen" if chosen else reason]
+        [
+            fmt,
+            size,
+            quants,
+            ("* " if chosen else "") + name,
+            "yes" if ok else "no",
+            "chosen" if chosen else reason,
+        ]
         for (fmt, size, name, ok, reason, chosen), quants in grouped.items()
     ]
     output.print_table(
-        f"Engines for {model_name}", ["Format", "Size (B)", "Quantizations", "Engine", "Runs here", "Why not"], rows
+        f"Engines for {model_name}",
+        ["Format", "Size (B)", "Quantizations", "Engine", "Runs here", "Why not"],
+        rows,
     )
 
 
-@click.command("cal-model-mem")
+@click.command(
+    "cal-model-mem", context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
 @click.option("-n", "--model-name", required=True)
 @model_type_option()
 @click.option("-s", "--size-in-billions", "size", default=None)
 @click.option("-f", "--model-format", default=None)
 @click.option("-q", "--quantization", default=None)
-@click.option("-c", "--context-length", type=click.IntRange(min=1), default=None, help="Default: the model's.")
-@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
-@click.option(*_ENGINE_OPTION, "engine_name", default=None, help="Default: the engine that would be chosen.")
+@click.option(
+    "-c", "--context-length", type=click.IntRange(min=1), default=None, help="Default: the model's."
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Concurrent sequences. Default: the engine's.",
+)
+@click.option(
+    *_ENGINE_OPTION, "engine_name", default=None, help="Default: the engine that would be chosen."
+)
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An engine parameter (repeatable).",
+)
 @json_option
+@click.pass_context
 def cal_model_mem(
+    ctx: click.Context,
     model_name: str,
     model_type: str | None,
     size: str | None,
     model_format: str | None,
     quantization: str | None,
     context_length: int | None,
-    parallel: int,
+    parallel: int | None,
     engine_name: str | None,
+    params: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Memory a model needs: weights, KV cache at the context and parallelism, and overhead."""
+    """Memory a model needs: weights, KV cache at the context and parallelism, and overhead.
+
+    Engine parameters go through as for `launch` (--n_ctx 8192, --param dtype=float32), so the
+    estimate is the one the launch would be admitted on."""
     from .. import resources
     from ..catalog import get_catalog
     from ..matching import choose_engine
@@ -155,10 +201,14 @@ def cal_model_mem(
     if engine_name is None:
         choice = choose_engine(pm, family, spec, quant, hw)
         engine_name = choice.engine or (choice.ranked[0] if choice.ranked else "")
-    params: dict[str, Any] = {"parallel": parallel}
+    # -c / --parallel travel under the generic names; engine-specific names pass through as given.
+    engine_params = parse_params(params, ctx.args)
     if context_length is not None:
-        params["context_length"] = context_length
-    estimate = resources.estimate(pm, engine_name, family, spec, quant, params, hw)
+        engine_params["context_length"] = context_length
+    if parallel is not None:
+        engine_params["parallel"] = parallel
+    estimate = resources.estimate(pm, engine_name, family, spec, quant, engine_params, hw)
+    ignored = _ignored(estimate, context_length, parallel)
     if as_json:
         output.print_json(
             {
@@ -169,6 +219,7 @@ def cal_model_mem(
                 "engine": engine_name or None,
                 **msgspec.to_builtins(estimate),
                 "total": estimate.total,
+                "ignored": ignored,
             }
         )
         return
@@ -177,3 +228,18 @@ def cal_model_mem(
         f" on {engine_name or 'no engine (generic estimate)'}"
     )
     click.echo(resources.format_estimate(estimate))
+    for option in ignored:
+        output.warn(
+            f"{engine_name}'s estimate does not use {option}; pass the engine's own parameter instead "
+            "(e.g. --n_ctx / --n_parallel for llama.cpp)"
+        )
+
+
+def _ignored(estimate: Any, context_length: int | None, parallel: int | None) -> list[str]:
+    """The options the engine's estimate did not honour: say so rather than print a wrong answer."""
+    ignored = []
+    if context_length is not None and estimate.context_length not in (None, context_length):
+        ignored.append(f"-c {context_length} (it assumed {estimate.context_length})")
+    if parallel is not None and estimate.parallel != parallel:
+        ignored.append(f"--parallel {parallel} (it assumed {estimate.parallel})")
+    return ignored

@@ -40,13 +40,28 @@ def serve(host: str, port: int, log_level: str) -> None:
 @endpoint_option
 @click.option("-n", "--model-name", required=True)
 @model_type_option(default="LLM")
-@click.option("-en", "--model-engine", "--engine", "model_engine", default=None, help="Default: the best one here.")
+@click.option(
+    "-en",
+    "--model-engine",
+    "--engine",
+    "model_engine",
+    default=None,
+    help="Default: the best one here.",
+)
 @click.option("-f", "--model-format", default=None)
 @click.option("-s", "--size-in-billions", "size", default=None)
 @click.option("-q", "--quantization", default=None)
 @click.option("-u", "--model-uid", default=None)
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="An engine parameter (repeatable).")
-@click.option("--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready.")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An engine parameter (repeatable).",
+)
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready."
+)
 @click.pass_context
 def launch(
     ctx: click.Context,
@@ -65,19 +80,19 @@ def launch(
     """Launch a model. Unknown options (--n-ctx 4096, --sampling.top_k 20) go to the engine."""
     engine_params = parse_params(params, ctx.args)
     size_b = parse_size(size)
-    with connect(endpoint, api_key) as client:
-        with output.console(stderr=True).status(f"Launching {model_name}..."):
-            uid = client.launch_model(
-                model_name,
-                model_type=model_type,
-                model_engine=model_engine,
-                model_uid=model_uid,
-                model_format=model_format,
-                model_size_in_billions=size_b,
-                quantization=quantization,
-                wait_ready=wait,
-                **engine_params,
-            )
+    status = output.console(stderr=True).status(f"Launching {model_name}...")
+    with connect(endpoint, api_key) as client, status:
+        uid = client.launch_model(
+            model_name,
+            model_type=model_type,
+            model_engine=model_engine,
+            model_uid=model_uid,
+            model_format=model_format,
+            model_size_in_billions=size_b,
+            quantization=quantization,
+            wait_ready=wait,
+            **engine_params,
+        )
     click.echo(f"Model uid: {uid}")
 
 
@@ -109,7 +124,9 @@ def list_models(endpoint: str, api_key: str | None, as_json: bool) -> None:
         return
     # Show the state column only when the server reports it.
     columns = [(title, key) for title, key in _LIST_COLUMNS if any(key in m for m in models)]
-    output.print_table(None, [t for t, _ in columns], [[m.get(k) for _, k in columns] for m in models])
+    output.print_table(
+        None, [t for t, _ in columns], [[m.get(k) for _, k in columns] for m in models]
+    )
 
 
 @click.command()
@@ -159,7 +176,9 @@ def generate(
     with connect(endpoint, api_key) as client:
         handle = client.get_model(model_uid)
         if not isinstance(handle, GenerateModelHandle):
-            raise Unsupported(f"model {model_uid!r} does not generate text; it is {handle.description.get('model_type')}")
+            raise Unsupported(
+                f"model {model_uid!r} does not generate text; it is {handle.description.get('model_type')}"
+            )
         result = handle.generate(prompt, stream=stream, **sampling(max_tokens, temperature))
         if isinstance(result, dict):
             write(result["choices"][0].get("text") or "")

@@ -65,6 +65,10 @@ def error(message: str) -> None:
     console(stderr=True).print(f"Error: {message}", style="bold red", markup=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    console(stderr=True).print(f"Warning: {message}", style="yellow", markup=False, soft_wrap=True)
+
+
 def note(message: str) -> None:
     console(stderr=True).print(message, style="dim", markup=False, soft_wrap=True)
 
