@@ -274,3 +274,9 @@ async def test_aclose_terminates_every_runner(
     await manager.aclose()
     assert all(pid is not None and not alive(pid) for pid in pids)
     assert manager.list() == []
+
+
+def test_max_pending_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_MAX_PENDING", "7")
+    assert ModelManager().max_pending == 7
+    assert ModelManager(max_pending=3).max_pending == 3

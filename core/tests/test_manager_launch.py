@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 from modelyard.catalog import Catalog
-from modelyard.errors import LaunchError, ModelNotFound
+from modelyard.errors import LaunchError, ModelNotFound, Unavailable
 from modelyard.plugins import PluginManager
 from modelyard.runner import ModelManager
 from modelyard.specs import Hardware, LaunchRequest, LLMFamily, ModelSource, ModelSpec
@@ -100,3 +102,64 @@ def _chat(text: str):  # type: ignore[no-untyped-def]
     from modelyard.schemas import ChatCompletionRequest, ChatMessage
 
     return ChatCompletionRequest(model="m", messages=[ChatMessage(role="user", content=text)])
+
+
+async def test_download_progress_is_visible_and_requests_wait_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub is faked here (no model hub on this machine); what is tested is the manager's state."""
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.syspath_prepend(str(TESTS))
+    pm = PluginManager()
+    pm.register(importlib.import_module("test_runner_engine"), name="echo")
+    spec = ModelSpec(
+        model_format="ggufv2",
+        model_size_in_billions=0.001,
+        quantizations=("Q4_0",),
+        sources=(
+            ModelSource(
+                hub="huggingface",
+                model_id="example/echo-GGUF",
+                file_name_template="echo-{quantization}.gguf",
+            ),
+        ),
+    )
+    family = LLMFamily(
+        model_name="echo-hub", model_ability=("chat",), context_length=2048, model_specs=(spec,)
+    )
+    catalog = Catalog(registrations_dir=tmp_path / "registrations")
+    catalog.register(family, persist=False)
+    halfway, release = threading.Event(), threading.Event()
+    weights = tmp_path / "downloaded.gguf"
+    weights.write_bytes(b"GGUF")
+
+    def fake_resolve(
+        spec: ModelSpec, quantization: str, *, progress: Callable[[float], None]
+    ) -> Path:
+        progress(0.5)
+        halfway.set()
+        release.wait(10)
+        return weights
+
+    async with ModelManager(
+        pm=pm,
+        catalog=catalog,
+        hardware=lambda: HARDWARE,
+        resolve=fake_resolve,
+        runner_env=runner_env(),
+    ) as manager:
+        uid = await manager.launch(LaunchRequest(model_name="echo-hub"), wait_ready=False)
+        await anyio.to_thread.run_sync(halfway.wait, 10)
+        assert manager.progress(uid) == {
+            "uid": uid,
+            "state": "downloading",
+            "progress": 0.5,
+            "error": None,
+        }
+        with pytest.raises(Unavailable, match=r"still loading \(downloading, 50%\)"):
+            manager.chat(uid, _chat("hi"))
+        release.set()
+        with anyio.fail_after(30):
+            while manager.get(uid).state != "ready":
+                await anyio.sleep(0.05)
+        assert manager.get(uid).pid is not None

@@ -102,33 +102,37 @@ class RunnerProcess:
         path = workdir / "sock"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            listener = await anyio.create_unix_listener(path)
-            os.chmod(path, 0o600)
-            with log_path.open("ab") as log_file:
-                process = await anyio.open_process(
-                    [sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
-                    stdin=subprocess.DEVNULL,
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                    # Own process group: Ctrl-C in the server's terminal does not hit runners, and
-                    # the group can be killed as a whole (engines that fork workers, e.g. vLLM).
-                    start_new_session=True,
-                )
-            try:
-                stream = await _accept(listener, process, log_path)
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    if process.returncode is None:
-                        process.kill()
-                        await process.wait()
-                raise
+            async with await anyio.create_unix_listener(path) as listener:
+                os.chmod(path, 0o600)
+                with log_path.open("ab") as log_file:
+                    process = await anyio.open_process(
+                        [sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
+                        stdin=subprocess.DEVNULL,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                        # Own process group: Ctrl-C in the server's terminal does not hit runners,
+                        # and the group can be killed whole (engines that fork workers, e.g. vLLM).
+                        start_new_session=True,
+                    )
+                try:
+                    stream = await _accept(listener, process, log_path)
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        if process.returncode is None:
+                            process.kill()
+                            await process.wait()
+                    raise
         finally:
             shutil.rmtree(workdir, ignore_errors=True)  # a connected socket needs no path
         self = cls(process, p.FrameStream(stream, p.TO_SERVER), log_path, max_pending)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)
-        await self.conn.send(p.Load(load))
+        try:
+            await self.conn.send(p.Load(load))
+        except BaseException:  # cancelled or broken: never leave a runner behind
+            await self.terminate(grace=0)
+            raise
         return self
 
     # --- launch ---
@@ -308,7 +312,7 @@ class RunnerProcess:
 async def _accept(listener: Any, process: Process, log_path: Path) -> Any:
     """The runner's connection, or a LaunchError if it exits (or hangs) before connecting."""
     accepted: list[Any] = []
-    async with listener, anyio.create_task_group() as tg:
+    async with anyio.create_task_group() as tg:
 
         async def accept() -> None:
             accepted.append(await listener.accept())
@@ -333,7 +337,11 @@ async def _accept(listener: Any, process: Process, log_path: Path) -> Any:
             + (f"; last output: {tail}" if tail else "")
         )
     stream = accepted[0]
-    _check_peer(stream, process.pid)
+    try:
+        _check_peer(stream, process.pid)
+    except LaunchError:
+        await stream.aclose()
+        raise
     return stream
 
 
