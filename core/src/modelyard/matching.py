@@ -30,14 +30,30 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
-from .specs import EmbeddingFamily, Family, Hardware, LLMFamily, Match, ModelSpec, ModelType, format_size
+from .specs import (
+    EmbeddingFamily,
+    Family,
+    Hardware,
+    LLMFamily,
+    Match,
+    ModelSpec,
+    ModelType,
+    format_size,
+)
 
 if TYPE_CHECKING:
     from .plugins import PluginManager
 
 ENGINE_ORDER: dict[str, tuple[str, ...]] = {
     "linux": ("vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"),
-    "apple_silicon": ("MLX", "llama.cpp", "Transformers", "sentence_transformers", "vLLM", "SGLang"),
+    "apple_silicon": (
+        "MLX",
+        "llama.cpp",
+        "Transformers",
+        "sentence_transformers",
+        "vLLM",
+        "SGLang",
+    ),
     "other": ("vLLM", "SGLang", "llama.cpp", "Transformers", "sentence_transformers", "MLX"),
 }
 
@@ -153,19 +169,29 @@ def collect_matches(
     did not declare, or whose library is missing, are refusals with the reason."""
     engines = pm.engines()
     answers: list[Match] = []
-    for result in pm.hook.match_engine(family=family, spec=spec, quantization=quantization, hardware=hardware):
+    for result in pm.hook.match_engine(
+        family=family, spec=spec, quantization=quantization, hardware=hardware
+    ):
         answers.extend(result or ())
     answered = {m.engine.lower() for m in answers}
     for name, info in engines.items():
         if not info.available:
             # The library is missing: whatever the plugin said, it cannot run here.
             answers = [m for m in answers if m.engine.lower() != name.lower()]
-            answers.append(Match.no(name, info.unavailable_reason or f"{info.library} is not installed"))
+            answers.append(
+                Match.no(name, info.unavailable_reason or f"{info.library} is not installed")
+            )
         elif model_type(family) not in info.model_types:
             answers = [m for m in answers if m.engine.lower() != name.lower()]
-            answers.append(Match.no(name, f"serves {'/'.join(info.model_types)} models, not {model_type(family)}"))
+            answers.append(
+                Match.no(
+                    name, f"serves {'/'.join(info.model_types)} models, not {model_type(family)}"
+                )
+            )
         elif name.lower() not in answered:
-            answers.append(Match.no(name, "its plugin gave no answer for this engine (a plugin bug)"))
+            answers.append(
+                Match.no(name, "its plugin gave no answer for this engine (a plugin bug)")
+            )
     return answers
 
 
@@ -186,10 +212,14 @@ def choose_engine(
     return rank(matches, hardware, requested=requested, preference=prefs)
 
 
-def engine_table(pm: PluginManager, family: Family, hardware: Hardware) -> dict[str, list[dict[str, Any]] | str]:
+def engine_table(
+    pm: PluginManager, family: Family, hardware: Hardware
+) -> dict[str, list[dict[str, Any]] | str]:
     """Xinference's ``/v1/engines/{model_name}`` shape: for each engine serving this model type, the
     specs and quantizations it can run here, or one string with its reasons when it can run none."""
-    engines = {name: info for name, info in pm.engines().items() if model_type(family) in info.model_types}
+    engines = {
+        name: info for name, info in pm.engines().items() if model_type(family) in info.model_types
+    }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
     reasons: dict[str, list[str]] = {name: [] for name in engines}
     for spec in family.model_specs:
@@ -208,7 +238,9 @@ def engine_table(pm: PluginManager, family: Family, hardware: Hardware) -> dict[
     order = order_for(hardware)
     table: dict[str, list[dict[str, Any]] | str] = {}
     for name in sorted(engines, key=lambda n: (_position(n, order), n.lower())):
-        table[name] = runs[name] if runs[name] else "; ".join(reasons[name]) or "cannot run this model"
+        table[name] = (
+            runs[name] if runs[name] else "; ".join(reasons[name]) or "cannot run this model"
+        )
     return table
 
 
@@ -223,7 +255,8 @@ def _entries(family: Family, spec: ModelSpec, quants: list[str]) -> list[dict[st
             }
         ]
     return [
-        {"model_name": family.model_name, "model_format": spec.model_format, "quantization": quant} for quant in quants
+        {"model_name": family.model_name, "model_format": spec.model_format, "quantization": quant}
+        for quant in quants
     ]
 
 

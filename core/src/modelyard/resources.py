@@ -104,7 +104,10 @@ def _memory() -> tuple[int, int]:
     return total, available
 
 
-NVIDIA_SMI_ARGS = ("--query-gpu=index,name,memory.total,memory.free", "--format=csv,noheader,nounits")
+NVIDIA_SMI_ARGS = (
+    "--query-gpu=index,name,memory.total,memory.free",
+    "--format=csv,noheader,nounits",
+)
 
 
 def parse_nvidia_smi(text: str) -> tuple[Accelerator, ...]:
@@ -127,7 +130,9 @@ def _cuda_devices() -> tuple[Accelerator, ...]:
     if binary is None:
         return ()
     try:
-        done = subprocess.run([binary, *NVIDIA_SMI_ARGS], capture_output=True, text=True, timeout=15, check=False)
+        done = subprocess.run(
+            [binary, *NVIDIA_SMI_ARGS], capture_output=True, text=True, timeout=15, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return parse_nvidia_smi(done.stdout) if done.returncode == 0 else ()
@@ -148,7 +153,13 @@ def weight_bytes(size_in_billions: float, bits_per_weight: float) -> int:
 
 
 def kv_cache_bytes(
-    *, layers: int, kv_heads: int, head_dim: int, context: int, parallel: int = 1, bytes_per_element: float = 2
+    *,
+    layers: int,
+    kv_heads: int,
+    head_dim: int,
+    context: int,
+    parallel: int = 1,
+    bytes_per_element: float = 2,
 ) -> int:
     """Keys and values for ``parallel`` sequences of ``context`` tokens each (fp16: 2 bytes each)."""
     return round(2 * layers * kv_heads * head_dim * context * parallel * bytes_per_element)
@@ -176,7 +187,9 @@ def _int_param(params: dict[str, Any], *names: str) -> int | None:
             try:
                 return int(value)
             except (TypeError, ValueError):
-                raise LaunchError(f"engine parameter {name!r} must be an integer, got {value!r}", param=name) from None
+                raise LaunchError(
+                    f"engine parameter {name!r} must be an integer, got {value!r}", param=name
+                ) from None
     return None
 
 
@@ -191,9 +204,18 @@ def estimate(
 ) -> Estimate:
     """The owning plugin's estimate, or ``generic_estimate`` when it gives none."""
     answer = pm.hook.estimate_resources(
-        engine=engine, family=family, spec=spec, quantization=quantization, params=params, hardware=hardware
+        engine=engine,
+        family=family,
+        spec=spec,
+        quantization=quantization,
+        params=params,
+        hardware=hardware,
     )
-    return answer if answer is not None else generic_estimate(family, spec, quantization, params, hardware)
+    return (
+        answer
+        if answer is not None
+        else generic_estimate(family, spec, quantization, params, hardware)
+    )
 
 
 def generic_estimate(
@@ -213,7 +235,9 @@ def generic_estimate(
     kv = 0
     context: int | None = None
     if isinstance(family, LLMFamily):
-        context = _int_param(params, "context_length", "n_ctx", "max_model_len") or family.context_length
+        context = (
+            _int_param(params, "context_length", "n_ctx", "max_model_len") or family.context_length
+        )
         layers, kv_heads, head_dim = typical_shape(spec.model_size_in_billions)
         layers = _int_param(params, "num_layers") or layers
         kv_heads = _int_param(params, "num_kv_heads") or kv_heads
@@ -223,7 +247,9 @@ def generic_estimate(
             layers=layers, kv_heads=kv_heads, head_dim=head_dim, context=context, parallel=parallel,
             bytes_per_element=element,
         )  # fmt: skip
-        notes.append(f"KV cache for {layers} layers x {kv_heads} KV heads x {head_dim} dims (a typical model of this size)")
+        notes.append(
+            f"KV cache for {layers} layers x {kv_heads} KV heads x {head_dim} dims (a typical model of this size)"
+        )
     else:
         context = family.max_tokens
     return Estimate(

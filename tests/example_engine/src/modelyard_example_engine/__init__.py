@@ -74,7 +74,12 @@ def register_families(register: Callable[[Family], None]) -> None:
     """Contribute the toy models to the catalog. Their source is this package itself: the
     ``package`` hub returns its directory, so launching them needs no download."""
     source = (ModelSource(hub="package", model_id="modelyard_example_engine"),)
-    spec = ModelSpec(model_format="pytorch", model_size_in_billions=0.001, quantizations=("none",), sources=source)
+    spec = ModelSpec(
+        model_format="pytorch",
+        model_size_in_billions=0.001,
+        quantizations=("none",),
+        sources=source,
+    )
     register(
         LLMFamily(
             model_name="echo",
@@ -98,14 +103,21 @@ def register_families(register: Callable[[Family], None]) -> None:
 
 
 @hookimpl
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match]:
     """Answer for our engine only, from the arguments alone (no I/O). Every no says why, in words a
     user can act on. Accepting only our own architecture keeps the toy from competing with real
     engines for real models."""
     if spec.model_format != "pytorch":
         return [Match.no(ENGINE, f"serves the pytorch format only, not {spec.model_format}")]
     if ARCHITECTURE not in family.architectures:
-        return [Match.no(ENGINE, f"serves the {ARCHITECTURE} architecture only (this model is {_arch(family)})")]
+        return [
+            Match.no(
+                ENGINE,
+                f"serves the {ARCHITECTURE} architecture only (this model is {_arch(family)})",
+            )
+        ]
     if isinstance(family, RerankFamily):
         return [Match.no(ENGINE, "cannot rerank")]
     if quantization != "none":
@@ -130,7 +142,9 @@ def estimate_resources(
     A real engine computes weights + KV cache with ``modelyard.resources`` helpers."""
     if engine != ENGINE:
         return None
-    return Estimate(weights=0, kv_cache=0, overhead=1024 * 1024, device="cpu", notes=("echo model: no weights",))
+    return Estimate(
+        weights=0, kv_cache=0, overhead=1024 * 1024, device="cpu", notes=("echo model: no weights",)
+    )
 
 
 @hookimpl
@@ -149,14 +163,26 @@ def load_model(
     for name, value in params.items():
         if name not in PARAMS:
             close = difflib.get_close_matches(name, PARAMS, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; it accepts: {', '.join(PARAMS)}"
-            raise InvalidRequest(f"unknown parameter {name!r} for the {ENGINE} engine{hint}", param=name)
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else f"; it accepts: {', '.join(PARAMS)}"
+            )
+            raise InvalidRequest(
+                f"unknown parameter {name!r} for the {ENGINE} engine{hint}", param=name
+            )
         if not isinstance(value, PARAMS[name]) or isinstance(value, bool) or value < 1:
-            raise InvalidRequest(f"parameter {name!r} must be a positive integer, got {value!r}", param=name)
+            raise InvalidRequest(
+                f"parameter {name!r} must be a positive integer, got {value!r}", param=name
+            )
     from .model import EchoEmbedding, EchoModel  # the "engine library": imported only when loading
 
     if isinstance(family, EmbeddingFamily):
         dims = params.get("dimensions", family.dimensions)
-        return EchoEmbedding(dimensions=dims, context_length=params.get("context_length", family.max_tokens))
-    context = params.get("context_length", family.context_length if isinstance(family, LLMFamily) else 2048)
+        return EchoEmbedding(
+            dimensions=dims, context_length=params.get("context_length", family.max_tokens)
+        )
+    context = params.get(
+        "context_length", family.context_length if isinstance(family, LLMFamily) else 2048
+    )
     return EchoModel(context_length=context)

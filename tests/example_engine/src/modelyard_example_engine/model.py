@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
-
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import ContextLengthExceeded
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
@@ -53,9 +52,19 @@ class EchoModel(LoadedModel):
         self._check_context(prompt_tokens, request.token_limit)
         return self._stream(words(text), prompt_tokens, request.token_limit, chat=False)
 
-    async def _stream(self, reply: list[str], prompt_tokens: int, limit: int | None, *, chat: bool) -> AsyncIterator[Chunk]:
+    async def _stream(
+        self, reply: list[str], prompt_tokens: int, limit: int | None, *, chat: bool
+    ) -> AsyncIterator[Chunk]:
         if chat:
-            yield {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+            yield {
+                "choices": [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                ]
+            }
         emitted = reply if limit is None else reply[:limit]
         for word in emitted:
             # A checkpoint per token: lets the runner cancel this request between tokens.
