@@ -130,6 +130,7 @@ def test_chat_interactive_keeps_history(endpoint: str, stub: Any) -> None:
     result = run("chat", "-u", "m", "--no-stream", input="first\nsecond\nexit\n")
     assert result.exit_code == 0, result.output
     assert "reply 1 to first" in result.stdout and "reply 3 to second" in result.stdout
+    assert "\x1b" not in result.stdout  # no colour codes when stdout is not a terminal
     body, _ = stub.last("/v1/chat/completions")
     assert body["messages"] == [
         {"role": "user", "content": "first"},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -151,8 +150,8 @@ def sampling(max_tokens: int | None, temperature: float | None) -> dict[str, Any
 
 
 def write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    """Print a token now (click flushes; it also drops colours when stdout is not a terminal)."""
+    click.echo(text, nl=False)
 
 
 @click.command()
