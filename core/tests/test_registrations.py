@@ -114,6 +114,17 @@ def test_taken_names_are_refused_ignoring_case(catalog: Catalog, home: Path) -> 
     assert len(_json_files(home / "registrations")) == 1
 
 
+def test_a_registration_written_by_another_process_is_not_overwritten(
+    catalog: Catalog, home: Path
+) -> None:
+    Catalog(builtin_families()).register(
+        _llm(context_length=1024)
+    )  # e.g. the CLI, after the server started
+    with pytest.raises(Conflict, match="already registered in"):
+        catalog.register(_llm())
+    assert Catalog(builtin_families()).get("my-chat").context_length == 1024
+
+
 def test_builtins_cannot_be_unregistered_and_unknown_names_say_so(catalog: Catalog) -> None:
     with pytest.raises(Conflict, match="built-in"):
         catalog.unregister("LLM", "qwen3")

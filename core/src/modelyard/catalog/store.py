@@ -102,6 +102,12 @@ class Catalog:
                 )
             if persist:
                 path = self._path(model_type, family.model_name)
+                if path.exists():  # written by another process (the CLI) since this catalog loaded
+                    raise Conflict(
+                        f"model_name {family.model_name!r} is already registered in {path}; "
+                        "choose another name or unregister it first",
+                        param="model_name",
+                    )
                 write_atomic(
                     path, msgspec.json.format(msgspec.json.encode(family), indent=2) + b"\n"
                 )
