@@ -273,3 +273,16 @@ def test_error_from_body(status: int, body: object, expected: type, message: str
     assert type(err) is expected
     assert err.message == message
     assert err.status == status
+
+
+def test_a_timeout_is_unavailable_and_says_so(client: Client, stub: object) -> None:
+    import anyio
+
+    async def slow(request: object) -> object:
+        await anyio.sleep(1)
+        raise AssertionError("the client should have given up")
+
+    stub.list_models = slow  # type: ignore[attr-defined]
+    expected = pytest.raises(Unavailable, match="did not answer GET /v1/models in time")
+    with stub_module.serving(stub) as url, Client(url, timeout=0.1) as impatient, expected:
+        impatient.list_models()

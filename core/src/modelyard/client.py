@@ -117,6 +117,8 @@ def _iter_sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
             if isinstance(chunk, dict) and chunk.get("error") is not None:
                 raise error_from_body(None, chunk, "the stream failed")
             yield chunk
+    except httpx.TimeoutException:
+        raise Unavailable("the stream stalled: no token within the client's timeout") from None
     except httpx.TransportError as exc:
         raise Unavailable(f"the server closed the stream before it ended ({exc})") from None
     finally:  # also when the caller stops early: closing tells the server to cancel the generation
@@ -156,6 +158,11 @@ class Client:
         request = self._http.build_request(method, self.endpoint + path, **kw)
         try:
             response = self._http.send(request, stream=stream)
+        except httpx.TimeoutException:
+            raise Unavailable(
+                f"the modelyard server at {self.endpoint} did not answer {method} {path} in time; "
+                "wait and retry, or give the client a longer timeout"
+            ) from None
         except httpx.TransportError as exc:
             raise Unavailable(
                 f"cannot reach the modelyard server at {self.endpoint} ({exc or type(exc).__name__}); "
