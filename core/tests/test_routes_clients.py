@@ -77,7 +77,7 @@ def test_xinference_client_lifecycle_and_handles(served: tuple[str, Any]) -> Non
 
 
 def test_xinference_client_embedding_rerank_and_registrations(served: tuple[str, Any]) -> None:
-    url, manager = served
+    url, _ = served
     client = RESTfulClient(url)
     client.launch_model(model_name="toy-embed", model_type="embedding", model_uid="xe")
     client.launch_model(model_name="toy-rerank", model_type="rerank", model_uid="xr")

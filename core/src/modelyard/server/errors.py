@@ -67,7 +67,15 @@ def observe_error(scope: Scope, kind: str) -> None:
 async def modelyard_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
     if exc.status >= 500:
-        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.status, exc.message)
+        # 503 (loading, dead runner) is routine; other 5xx deserve attention.
+        log.log(
+            logging.INFO if exc.status == 503 else logging.WARNING,
+            "%s %s -> %s: %s",
+            request.method,
+            request.url.path,
+            exc.status,
+            exc.message,
+        )
     observe_error(request.scope, type(exc).__name__)
     return error_response(exc)
 
