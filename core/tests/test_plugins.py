@@ -106,11 +106,6 @@ def test_example_engine_is_discovered_from_its_installed_entry_point() -> None:
     assert "example" not in pm.failed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="plugins.py registers entry points with pm.register, so pluggy's list_plugin_distinfo() stays "
-    "empty and describe() has no distribution/version (fix requested in the matching report)",
-)
 def test_describe_names_the_distribution_and_its_version() -> None:
     dist = example_dist()
     described = {p.name: p for p in loaded().describe()}

@@ -61,6 +61,9 @@ class PluginManager:
         self.pm = pluggy.PluginManager("modelyard")
         self.pm.add_hookspecs(hookspecs)
         self.failed: dict[str, str] = {}
+        # pluggy learns distributions only through its own setuptools loader; we load entry points
+        # ourselves (to catch import errors), so keep each plugin's distribution here.
+        self._dists: dict[str, importlib.metadata.Distribution] = {}
         self._engines: dict[str, EngineInfo] | None = None
 
     @property
@@ -76,15 +79,19 @@ class PluginManager:
         for ep in _entry_points():
             if (allow and ep.name not in allow) or ep.name in block or self.pm.has_plugin(ep.name):
                 continue
-            self._load(ep.name, ep.load)
+            self._load(ep.name, ep.load, ep.dist)
 
-    def _load(self, name: str, load: Callable[[], object]) -> None:
+    def _load(
+        self, name: str, load: Callable[[], object], dist: importlib.metadata.Distribution | None = None
+    ) -> None:
         try:
             module = load()
         except Exception as exc:  # a broken plugin is reported, not fatal
             self.failed[name] = format_exception(exc)
             return
         self.register(module, name=name)
+        if dist is not None:
+            self._dists[name] = dist
 
     def register(self, plugin: ModuleType | object, name: str | None = None) -> None:
         self.pm.register(plugin, name=name)
@@ -130,7 +137,6 @@ class PluginManager:
 
     def describe(self) -> list[PluginInfo]:
         """What is installed: each plugin with its distribution, version, hooks and engines."""
-        dists = {id(plugin): dist for plugin, dist in self.pm.list_plugin_distinfo()}
         owners: dict[str, list[str]] = {}
         for impl in self.pm.hook.register_engines.get_hookimpls():
             found: list[EngineInfo] = []
@@ -138,12 +144,12 @@ class PluginManager:
             owners[impl.plugin_name] = [info.name for info in found]
         infos = []
         for name, plugin in self.pm.list_name_plugin():
-            dist = dists.get(id(plugin))
+            dist = self._dists.get(name)
             callers = self.pm.get_hookcallers(plugin) or []
             infos.append(
                 PluginInfo(
                     name=name,
-                    distribution=dist.project_name if dist else None,
+                    distribution=dist.metadata["Name"] if dist else None,
                     version=dist.version if dist else None,
                     hooks=sorted(caller.name for caller in callers),
                     engines=owners.get(name, []),

@@ -63,6 +63,10 @@ class _Family(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag
     architectures: tuple[str, ...] = ()
     version: int = 2
 
+    @property
+    def model_type(self) -> ModelType:
+        return type(self).__struct_config__.tag  # type: ignore[return-value]
+
 
 class LLMFamily(_Family, tag="LLM"):
     model_ability: Annotated[tuple[Ability, ...], Meta(min_length=1)]
