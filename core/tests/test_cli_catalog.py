@@ -378,3 +378,22 @@ def test_registrations_lists_the_builtin_catalog_by_type() -> None:
     assert sum(row["model_type"] == "LLM" for row in everything) >= 25
     smol = registered()["smollm2-instruct"]
     assert "chat" in smol["model_ability"] and "ggufv2" in smol["model_formats"]
+
+
+def test_plugins_lists_an_installed_entry_point_with_its_distribution(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("modelyard_example_engine") is None:
+        pytest.skip(
+            "the example engine plugin is not installed (uv pip install -e tests/example_engine)"
+        )
+    monkeypatch.setenv("MODELYARD_PLUGINS", "example")  # allow-list: just the example entry point
+    pm = plugins_module.PluginManager()
+    pm.load_entry_points()
+    monkeypatch.setattr(plugins_module, "get_plugin_manager", lambda: pm)
+    [plugin] = json.loads(run("plugins", "--json").stdout)["plugins"]
+    assert (plugin["name"], plugin["distribution"]) == ("example", "modelyard-example-engine")
+    assert plugin["version"] and plugin["engines"] == ["example"]
+    assert "modelyard-example-engine" in run("plugins").stdout
