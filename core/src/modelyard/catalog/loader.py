@@ -65,7 +65,7 @@ def read_json(path: Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise CatalogError(f"cannot read catalog file {path}: {exc.strerror or exc}") from None
+        raise CatalogError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
