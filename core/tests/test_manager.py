@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,11 @@ async def test_uids_default_to_the_name_then_name_n_and_taken_uid_conflicts(
     [
         ({"fail": "error"}, InvalidRequest, "told to fail loading"),
         ({"tempreature": 1}, InvalidRequest, "unknown echo engine parameter 'tempreature'"),
-        ({"fail": "exit"}, LaunchError, "runner exited with code 3"),
+        (
+            {"fail": "exit"},
+            LaunchError,
+            "runner exited with code 3.*last output: echo: exiting as told",
+        ),
         ({"fail": "segv"}, LaunchError, "SIGSEGV"),
     ],
 )
@@ -280,3 +285,52 @@ def test_max_pending_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("MODELYARD_MAX_PENDING", "7")
     assert ModelManager().max_pending == 7
     assert ModelManager(max_pending=3).max_pending == 3
+
+
+_ORPHAN_SCRIPT = """
+import sys, anyio
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from test_manager import plan, runner_env
+from modelyard.runner import ModelManager
+
+async def main():
+    async with ModelManager(runner_env=runner_env()) as manager:
+        uid = await manager.start(plan(Path(sys.argv[2])))
+        print(manager.get(uid).pid, flush=True)
+        await anyio.sleep_forever()
+
+anyio.run(main)
+"""
+
+
+async def test_runner_exits_when_the_server_process_dies(tmp_path: Path) -> None:
+    env = {**os.environ, "MODELYARD_HOME": str(tmp_path / "home")}
+    async with await anyio.open_process(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, str(TESTS), str(tmp_path)], env=env
+    ) as server:
+        assert server.stdout is not None
+        with anyio.fail_after(30):
+            line = await server.stdout.receive()
+        runner_pid = int(line.decode().split()[0])
+        assert alive(runner_pid)
+        server.kill()  # no chance to clean up: only the socket's EOF tells the runner
+        await server.wait()
+    await eventually(lambda: not alive(runner_pid) or _zombie(runner_pid))
+
+
+def _zombie(pid: int) -> bool:
+    # The runner's parent is gone, so it is reparented; until init reaps it, it may show as a zombie.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_runner_output_reaches_the_server_log(
+    manager: ModelManager, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="modelyard.runner.output")
+    with pytest.raises(LaunchError):
+        await manager.start(plan(tmp_path, fail="exit"), uid="noisy")
+    assert "[noisy] echo: exiting as told" in caplog.messages

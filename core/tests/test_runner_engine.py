@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -68,6 +69,7 @@ def load_model(engine: str, params: dict[str, Any], path: Path) -> LoadedModel |
     if fail == "error":
         raise InvalidRequest("echo was told to fail loading", param="params.fail")
     if fail == "exit":
+        print("echo: exiting as told", file=sys.stderr, flush=True)
         os._exit(3)
     if fail == "segv":
         os.kill(os.getpid(), signal.SIGSEGV)

@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(),
         stream=sys.stderr,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+        # The server logs each line with its own timestamp, prefixed with the model uid.
+        format="%(levelname)s %(name)s: %(message)s",
     )
     return anyio.run(run_runner, args.socket)
 

@@ -32,7 +32,6 @@ from ..errors import (
     ModelyardError,
     Unavailable,
 )
-from ..home import home_dir
 from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Hardware, LaunchRequest, ModelSpec
@@ -231,7 +230,6 @@ class ModelManager:
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,
                     tg=await self._ensure_started(),
-                    log_path=self._log_path(record.uid),
                     env=self.runner_env,
                     max_pending=self.max_pending,
                 )
@@ -390,6 +388,3 @@ class ModelManager:
 
             self._hardware = probe_hardware
         return self._hardware()
-
-    def _log_path(self, uid: str) -> Path:
-        return home_dir() / "logs" / f"runner-{uid}_{int(time.time() * 1000)}" / "modelyard.log"

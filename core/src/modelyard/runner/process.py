@@ -1,10 +1,8 @@
-"""The server's side of one runner: spawn it, talk to it, notice when it dies, and stop it.
+"""The server's side of one runner: talk to it, notice when it dies, and stop it.
 
-The server listens on a Unix socket in a fresh private directory (mode 0700), spawns
-``python -m modelyard.runner --socket PATH`` with an argv list, accepts exactly one connection (and
-checks the peer is that child), then sends the ``Load`` frame. A reader task routes reply frames to
-the call that is waiting for them; a watcher task reaps the process. Either one noticing the end
-(socket EOF, process exit) fails every call in flight with ``Unavailable`` and reports the cause.
+After ``spawn.start_runner`` the server sends the ``Load`` frame. A reader task routes reply frames
+to the call waiting for them; a watcher task reaps the process. Either one noticing the end (socket
+EOF, process exit) fails every call in flight with ``Unavailable`` and reports the cause.
 """
 
 from __future__ import annotations
@@ -14,66 +12,31 @@ import itertools
 import logging
 import math
 import os
-import shutil
 import signal
-import socket
-import struct
-import subprocess
-import sys
-import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import Process, SocketAttribute, TaskGroup
+from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import LaunchError, ModelyardError, Overloaded, Unavailable
 from . import protocol as p
+from .spawn import RunnerOutput, describe_exit, start_runner
 
 log = logging.getLogger("modelyard.runner")
-CONNECT_TIMEOUT = 60.0  # interpreter start plus imports on a busy machine
-_HINTS = {
-    signal.SIGKILL: "killed; out of memory?",
-    signal.SIGSEGV: "segmentation fault in the engine",
-    signal.SIGABRT: "aborted by the engine",
-    signal.SIGBUS: "bus error in the engine",
-    signal.SIGTERM: "terminated",
-}
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "runner closed its connection"
-    if returncode < 0:
-        sig = signal.Signals(-returncode)
-        hint = _HINTS.get(sig)
-        return f"runner exited with {sig.name}" + (f" ({hint})" if hint else "")
-    return f"runner exited with code {returncode}"
-
-
-def log_tail(path: Path, lines: int = 3) -> str:
-    try:
-        with path.open("rb") as handle:
-            handle.seek(max(0, path.stat().st_size - 4096))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    kept = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
-    return " | ".join(kept)
 
 
 class RunnerProcess:
     """One runner subprocess and its connection. Create with ``await RunnerProcess.spawn(...)``."""
 
     def __init__(
-        self, process: Process, conn: p.FrameStream, log_path: Path, max_pending: int
+        self, process: Process, conn: p.FrameStream, output: RunnerOutput, max_pending: int
     ) -> None:
         self.process = process
         self.conn = conn
-        self.log_path = log_path
+        self.output = output
         self.max_pending = max_pending
         self.pid = process.pid
         self.ready: p.Ready | None = None
@@ -94,38 +57,11 @@ class RunnerProcess:
         load: p.LoadSpec,
         *,
         tg: TaskGroup,
-        log_path: Path,
         env: Mapping[str, str] | None = None,
         max_pending: int = 64,
     ) -> RunnerProcess:
-        workdir = Path(tempfile.mkdtemp(prefix="modelyard-runner-"))  # mkdtemp makes it 0700
-        path = workdir / "sock"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            async with await anyio.create_unix_listener(path) as listener:
-                os.chmod(path, 0o600)
-                with log_path.open("ab") as log_file:
-                    process = await anyio.open_process(
-                        [sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
-                        stdin=subprocess.DEVNULL,
-                        stdout=log_file,
-                        stderr=subprocess.STDOUT,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                        # Own process group: Ctrl-C in the server's terminal does not hit runners,
-                        # and the group can be killed whole (engines that fork workers, e.g. vLLM).
-                        start_new_session=True,
-                    )
-                try:
-                    stream = await _accept(listener, process, log_path)
-                except BaseException:
-                    with anyio.CancelScope(shield=True):
-                        if process.returncode is None:
-                            process.kill()
-                            await process.wait()
-                    raise
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)  # a connected socket needs no path
-        self = cls(process, p.FrameStream(stream, p.TO_SERVER), log_path, max_pending)
+        process, stream, output = await start_runner(name=load.uid, tg=tg, env=env)
+        self = cls(process, p.FrameStream(stream, p.TO_SERVER), output, max_pending)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)
         try:
@@ -143,11 +79,9 @@ class RunnerProcess:
             return self.ready
         if self.launch_error is not None:
             raise self.launch_error
-        tail = log_tail(self.log_path)
+        tail = await self.output.tail()
         raise LaunchError(
-            f"{self.death} while loading the model"
-            + (f"; last output: {tail}" if tail else "")
-            + f" (full log: {self.log_path})"
+            f"{self.death} while loading the model" + (f"; last output: {tail}" if tail else "")
         )
 
     # --- serving ---
@@ -307,52 +241,3 @@ class RunnerProcess:
                     await self._exited.wait()
             self._die("terminated")
             await self.conn.aclose()
-
-
-async def _accept(listener: Any, process: Process, log_path: Path) -> Any:
-    """The runner's connection, or a LaunchError if it exits (or hangs) before connecting."""
-    accepted: list[Any] = []
-    async with anyio.create_task_group() as tg:
-
-        async def accept() -> None:
-            accepted.append(await listener.accept())
-            tg.cancel_scope.cancel()
-
-        async def exited() -> None:
-            await process.wait()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(accept)
-        tg.start_soon(exited)
-        with anyio.move_on_after(CONNECT_TIMEOUT):
-            await anyio.sleep_forever()
-        tg.cancel_scope.cancel()
-    if not accepted:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        tail = log_tail(log_path)
-        raise LaunchError(
-            f"the runner did not start: {describe_exit(process.returncode)}"
-            + (f"; last output: {tail}" if tail else "")
-        )
-    stream = accepted[0]
-    try:
-        _check_peer(stream, process.pid)
-    except LaunchError:
-        await stream.aclose()
-        raise
-    return stream
-
-
-def _check_peer(stream: Any, pid: int) -> None:
-    # The directory is private already; this also rules out a stray process of the same user.
-    if not hasattr(socket, "SO_PEERCRED"):  # Linux only; macOS relies on the private directory
-        return
-    raw: socket.socket = stream.extra(SocketAttribute.raw_socket)
-    creds = raw.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    peer_pid, _, _ = struct.unpack("3i", creds)
-    if peer_pid != pid:
-        raise LaunchError(
-            f"unexpected process {peer_pid} connected to the runner socket (expected {pid})"
-        )
