@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,9 @@ class SentenceEmbedder(LoadedModel):
         )
         self.model.eval()
         self.max_seq_length = int(self.model.max_seq_length or family.max_tokens)
-        self.dimensions = int(self.model.get_sentence_embedding_dimension() or family.dimensions)
+        # sentence-transformers 6 renamed the getter; 5.x has only the old name.
+        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dimensions = int(getter() or family.dimensions)
         super().__init__(context_length=self.max_seq_length)
         self.batcher: MicroBatcher[str] = MicroBatcher(
             self._encode, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
@@ -98,13 +99,8 @@ class SentenceEmbedder(LoadedModel):
         lengths = self.token_counts(texts)
         truncated = check_lengths(lengths, self.max_seq_length, truncate=request.truncate, what="input")
         vectors = await self.batcher.submit(texts)
-        data = []
-        for i, vector in enumerate(vectors):
-            if request.encoding_format == "base64":
-                embedding: Any = base64.b64encode(vector.astype("float32").tobytes()).decode()
-            else:
-                embedding = vector.tolist()
-            data.append({"index": i, "object": "embedding", "embedding": embedding})
+        # Float lists always: the core applies encoding_format (base64) for every engine alike.
+        data = [{"index": i, "object": "embedding", "embedding": v.tolist()} for i, v in enumerate(vectors)]
         tokens = sum(min(n, self.max_seq_length) for n in lengths)
         result: dict[str, Any] = {"data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
         if truncated:

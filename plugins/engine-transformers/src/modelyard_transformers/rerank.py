@@ -39,7 +39,9 @@ class CrossEncoderReranker(LoadedModel):
             model_kwargs={"dtype": dtype},
         )
         self.model.eval()
-        self.max_length = int(self.model.max_length or family.max_tokens)
+        # sentence-transformers 6 calls it max_seq_length (max_length is deprecated); 5.x max_length.
+        has_new = hasattr(type(self.model), "max_seq_length")
+        self.max_length = int((self.model.max_seq_length if has_new else self.model.max_length) or family.max_tokens)
         super().__init__(context_length=self.max_length)
         self.batcher: MicroBatcher[tuple[str, str]] = MicroBatcher(
             self._predict, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000

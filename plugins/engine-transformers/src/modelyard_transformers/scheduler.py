@@ -91,6 +91,11 @@ class Scheduler:
         with self._cv:
             self._cv.notify()
 
+    def active(self) -> int:
+        """Rows in the batch (a cancelled one counts until the loop drops it) plus live waiting requests."""
+        with self._cv:
+            return len(self._rows) + sum(not seq.done for seq in self._pending)
+
     def close(self) -> None:
         with self._cv:
             self._closed = True
