@@ -64,6 +64,9 @@ async def test_metrics_count_requests_errors_tokens_and_first_tokens() -> None:
         )
         await http.post("/v1/chat/completions", json={"model": "ghost", "messages": HELLO})
         await http.get("/nowhere")
+        # No token at all (a role chunk, then the end): no time to first token to observe.
+        manager.next_stream["m"] = lambda: S.FakeStream(S.chat_chunks([])[:1])
+        await http.post("/v1/chat/completions", json={"model": "m", "messages": HELLO})
         response = await http.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     found = samples(response.text)

@@ -124,6 +124,39 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _has_token(chunk: dict[str, Any]) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if (
+            choice.get("text")
+            or delta.get("content")
+            or delta.get("reasoning_content")
+            or delta.get("tool_calls")
+        ):
+            return True
+    return False
+
+
+class GenerationObserver:
+    """Watches one generation's chunks: the first one carrying a token sets time to first token
+    (engines often send a role-only chunk before prefill ends), usage chunks count tokens."""
+
+    def __init__(self, metrics: Metrics | None, model: str) -> None:
+        self.metrics = metrics
+        self.model = model
+        self.started = time.perf_counter()
+        self.first_seen = False
+
+    def see(self, chunk: dict[str, Any]) -> None:
+        if self.metrics is None:
+            return
+        if not self.first_seen and _has_token(chunk):
+            self.first_seen = True
+            self.metrics.first_token(self.model, time.perf_counter() - self.started)
+        if chunk.get("usage"):
+            self.metrics.usage(self.model, chunk["usage"])
+
+
 class MetricsMiddleware:
     """Counts every answered request with its route template, model and status."""
 

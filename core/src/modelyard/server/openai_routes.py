@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -22,7 +21,7 @@ from ..schemas import ChatCompletionRequest, CompletionRequest
 from . import bodies
 from .aggregate import Folder
 from .errors import JSONResponse, decode_body
-from .metrics import Metrics
+from .metrics import GenerationObserver, Metrics
 from .models import Manager, Record, require_ready
 from .sse import ClientGone, EventStream, Stamp, aclose, events, race_disconnect
 
@@ -62,14 +61,14 @@ async def _generate(
     request: Request, body: ChatCompletionRequest | CompletionRequest, kind: Literal["chat", "text"]
 ) -> Response:
     ready_model(request, body.model)
-    manager, metrics = manager_of(request), _metrics(request)
+    manager = manager_of(request)
     if isinstance(body, ChatCompletionRequest):
         stamp = Stamp.new("chatcmpl", "chat.completion.chunk", body.model)
         source = manager.chat(body.model, body)
     else:
         stamp = Stamp.new("cmpl", "text_completion", body.model)
         source = manager.complete(body.model, body)
-    started = time.perf_counter()
+    observer = GenerationObserver(_metrics(request), body.model)
     try:
         # Errors before the first chunk (context too long, queue full...) are plain HTTP errors.
         first = await race_disconnect(request, lambda: anext(source, None))
@@ -79,38 +78,32 @@ async def _generate(
     except BaseException:
         await aclose(source)
         raise
-    if metrics is not None:
-        metrics.first_token(body.model, time.perf_counter() - started)
-
     if body.stream:
-
-        def on_chunk(chunk: Chunk) -> None:
-            if metrics is not None and chunk.get("usage"):
-                metrics.usage(body.model, chunk["usage"])
-
-        return EventStream(
-            events(source, first, stamp, include_usage=body.include_usage, on_chunk=on_chunk)
+        chunks = events(
+            source, first, stamp, include_usage=body.include_usage, on_chunk=observer.see
         )
+        return EventStream(chunks)
 
     folder = Folder(kind)
     try:
-        await race_disconnect(request, lambda: _fold(folder, first, source))
+        await race_disconnect(request, lambda: _fold(folder, first, source, observer))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     finally:
         await aclose(source)
-    if metrics is not None:
-        metrics.usage(body.model, folder.usage)
     return JSONResponse(folder.result(id=stamp.id, created=stamp.created, model=stamp.model))
 
 
-async def _fold(folder: Folder, first: Chunk | None, source: AsyncIterator[Chunk]) -> None:
+async def _fold(
+    folder: Folder, first: Chunk | None, source: AsyncIterator[Chunk], observer: GenerationObserver
+) -> None:
     chunk = first
     while chunk is not None:
         error = chunk.get("error")
         if error is not None:
             message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
             raise EngineError(f"the engine failed: {message}")
+        observer.see(chunk)
         folder.add(chunk)
         chunk = await anext(source, None)
 
