@@ -73,7 +73,7 @@ async def test_metrics_count_requests_errors_tokens_and_first_tokens() -> None:
     chat = "/v1/chat/completions"
     assert (
         value(found, "modelyard_requests_total", method="POST", route=chat, model="m", status="200")
-        == 2
+        == 3
     )
     # An unknown model name is not a label value (it would make the label set unbounded).
     assert (
