@@ -8,7 +8,6 @@ dies later leaves its record in state "error" with the cause; launching the same
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
@@ -21,7 +20,6 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import TaskGroup
 
 from ..engine import Chunk
 from ..errors import (
@@ -36,9 +34,10 @@ from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Hardware, LaunchRequest, ModelSpec
 from . import protocol as p
+from .background import Background
 from .planning import CatalogLike, LaunchPlan, plan_launch
 from .process import RunnerProcess
-from .records import LAUNCHING, ModelRecord
+from .records import LAUNCHING, ModelRecord, Slot
 
 log = logging.getLogger("modelyard.manager")
 Resolve = Callable[..., Path]
@@ -46,22 +45,6 @@ Resolve = Callable[..., Path]
 
 def _default_max_pending() -> int:
     return int(os.environ.get("MODELYARD_MAX_PENDING") or 64)
-
-
-class _Slot:
-    """A record plus what the manager needs to drive it."""
-
-    def __init__(self, record: ModelRecord) -> None:
-        self.record = record
-        self.runner: RunnerProcess | None = None
-        self.failure: ModelyardError | None = None
-        self.settled = anyio.Event()  # the launch finished, either way
-        self.gone = anyio.Event()  # removed from the manager
-        self.scope = anyio.CancelScope()  # cancels the launch
-
-    @property
-    def dead(self) -> bool:
-        return self.record.state == "error"
 
 
 class ModelManager:
@@ -87,48 +70,18 @@ class ModelManager:
             **(runner_env or {}),
         }
         self.terminate_grace = terminate_grace
-        self._slots: dict[str, _Slot] = {}
+        self._slots: dict[str, Slot] = {}
         self._failures: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._tg: TaskGroup | None = None
-        self._own_tg = False
-        self._closed = anyio.Event()
-        self._host_task: asyncio.Task[None] | None = None
+        self._background = Background()
 
     # --- lifecycle of the manager ---
     async def __aenter__(self) -> ModelManager:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
-        self._own_tg = True
+        await self._background.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool | None:
         await self.aclose()
-        tg, self._tg = self._tg, None
-        assert tg is not None
-        return await tg.__aexit__(*exc_info)
-
-    async def _ensure_started(self) -> TaskGroup:
-        if self._tg is not None:
-            return self._tg
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(
-                "use `async with ModelManager() as manager:` outside asyncio"
-            ) from None
-        started = anyio.Event()
-
-        async def host() -> None:
-            async with anyio.create_task_group() as tg:
-                self._tg = tg
-                started.set()
-                await self._closed.wait()
-                tg.cancel_scope.cancel()
-
-        self._host_task = loop.create_task(host())
-        await started.wait()
-        assert self._tg is not None
-        return self._tg
+        return await self._background.__aexit__(*exc_info)
 
     async def aclose(self) -> None:
         """Terminate every runner (and cancel launches in progress)."""
@@ -136,10 +89,7 @@ class ModelManager:
             async with anyio.create_task_group() as tg:
                 for uid in list(self._slots):
                     tg.start_soon(self._terminate_quietly, uid)
-        self._closed.set()
-        if self._host_task is not None:
-            await self._host_task
-            self._host_task, self._tg = None, None
+            await self._background.close()
 
     async def _terminate_quietly(self, uid: str) -> None:
         with contextlib.suppress(ModelNotFound):
@@ -153,7 +103,7 @@ class ModelManager:
         ``wait_ready`` is False; later failures are raised to a waiting caller and remembered for
         ``get``/``progress`` of that uid.
         """
-        await self._ensure_started()
+        await self._background.group()
         slot = self._claim(request.model_uid, request.model_name)
         slot.record.model_type = request.model_type
         try:
@@ -170,11 +120,11 @@ class ModelManager:
         self, plan: LaunchPlan, *, uid: str | None = None, wait_ready: bool = True
     ) -> str:
         """Launch an already planned model (``plan.path`` set skips the download)."""
-        await self._ensure_started()
+        await self._background.group()
         slot = self._claim(uid, plan.model_name)
         return await self._start(slot, plan, wait_ready)
 
-    def _claim(self, requested: str | None, model_name: str) -> _Slot:
+    def _claim(self, requested: str | None, model_name: str) -> Slot:
         if requested:
             uid = requested
             existing = self._slots.get(uid)
@@ -192,16 +142,16 @@ class ModelManager:
         if uid in self._slots:  # a dead runner's record: the relaunch replaces it
             self._remove(self._slots[uid], None)
         self._failures.pop(uid, None)
-        slot = _Slot(ModelRecord(uid=uid, model_name=model_name, created=time.time()))
+        slot = Slot(ModelRecord(uid=uid, model_name=model_name, created=time.time()))
         self._slots[uid] = slot
         return slot
 
-    async def _start(self, slot: _Slot, plan: LaunchPlan, wait_ready: bool) -> str:
+    async def _start(self, slot: Slot, plan: LaunchPlan, wait_ready: bool) -> str:
         record = slot.record
         record.model_name, record.model_type = plan.model_name, plan.model_type
         record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
         record.engine, record.params = plan.engine, dict(plan.params)
-        tg = await self._ensure_started()
+        tg = await self._background.group()
         tg.start_soon(self._bring_up, slot, plan)
         if wait_ready:
             await slot.settled.wait()
@@ -209,7 +159,7 @@ class ModelManager:
                 raise slot.failure
         return record.uid
 
-    async def _bring_up(self, slot: _Slot, plan: LaunchPlan) -> None:
+    async def _bring_up(self, slot: Slot, plan: LaunchPlan) -> None:
         record, failure = slot.record, None
         try:
             with slot.scope:
@@ -229,7 +179,7 @@ class ModelManager:
                 )
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,
-                    tg=await self._ensure_started(),
+                    tg=await self._background.group(),
                     env=self.runner_env,
                     max_pending=self.max_pending,
                 )
@@ -273,13 +223,13 @@ class ModelManager:
         if record.state in LAUNCHING:
             record.progress = progress
 
-    def _on_death(self, slot: _Slot, cause: str) -> None:
+    def _on_death(self, slot: Slot, cause: str) -> None:
         record = slot.record
         if record.state == "ready":  # deaths while loading are launch failures, handled there
             log.error("model %s: %s", record.uid, cause)
             record.state, record.error = "error", cause
 
-    def _remove(self, slot: _Slot, failure: ModelyardError | None) -> None:
+    def _remove(self, slot: Slot, failure: ModelyardError | None) -> None:
         uid = slot.record.uid
         if self._slots.get(uid) is slot:
             del self._slots[uid]
@@ -326,7 +276,7 @@ class ModelManager:
         finally:
             self._remove(slot, None)
 
-    def _slot(self, uid: str) -> _Slot:
+    def _slot(self, uid: str) -> Slot:
         slot = self._slots.get(uid)
         if slot is not None:
             return slot

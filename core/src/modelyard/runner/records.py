@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import msgspec
 
+from ..errors import ModelyardError
 from ..specs import Family, ModelSpec, ModelType
+
+if TYPE_CHECKING:
+    from .process import RunnerProcess
 
 RecordState = Literal["creating", "downloading", "loading", "ready", "error", "terminating"]
 LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "loading"})
@@ -39,3 +44,19 @@ class ModelRecord(msgspec.Struct, kw_only=True):
             "progress": self.progress,
             "error": self.error,
         }
+
+
+class Slot:
+    """A record plus what the manager needs to drive it (internal to the manager)."""
+
+    def __init__(self, record: ModelRecord) -> None:
+        self.record = record
+        self.runner: RunnerProcess | None = None
+        self.failure: ModelyardError | None = None
+        self.settled = anyio.Event()  # the launch finished, either way
+        self.gone = anyio.Event()  # removed from the manager
+        self.scope = anyio.CancelScope()  # cancels the launch
+
+    @property
+    def dead(self) -> bool:
+        return self.record.state == "error"
