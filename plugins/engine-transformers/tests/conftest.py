@@ -85,6 +85,14 @@ def smollm2() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
+def smollm2_tokenizer() -> Any:
+    path = _require("smollm2-135m-instruct", "transformers")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+@pytest.fixture(scope="session")
 def minilm() -> Iterator[Any]:
     path = _require("all-minilm-l6-v2", "torch", "sentence_transformers")
     yield from _load("sentence_transformers", minilm_family(), path, {"n_threads": 1})

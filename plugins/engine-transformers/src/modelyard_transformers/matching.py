@@ -38,8 +38,7 @@ def missing_libraries(engine: str) -> list[str]:
     return [name for name in _REQUIREMENTS[engine] if importlib.util.find_spec(name) is None]
 
 
-def unavailable_reason(engine: str) -> str | None:
-    missing = missing_libraries(engine)
+def unavailable_reason(engine: str, missing: list[str]) -> str | None:
     if not missing:
         return None
     pips = " ".join(_PIP_NAMES.get(name, name) for name in missing)
@@ -53,7 +52,7 @@ def engine_infos() -> list[EngineInfo]:
         (TRANSFORMERS, ("LLM",), ("chat", "generate", "tools"), "transformers"),
         (SENTENCE_TRANSFORMERS, ("embedding", "rerank"), ("embed", "rerank"), "sentence_transformers"),
     ):
-        reason = unavailable_reason(engine)
+        reason = unavailable_reason(engine, missing_libraries(engine))
         infos.append(
             EngineInfo(
                 name=engine,
@@ -82,7 +81,7 @@ def match_llm(family: Family, spec: ModelSpec, quantization: str, hardware: Hard
     if not isinstance(family, LLMFamily):
         return Match.no(TRANSFORMERS, f"{TRANSFORMERS} serves LLMs; {family.model_type} models run on {SENTENCE_TRANSFORMERS}")
     if missing:
-        return Match.no(TRANSFORMERS, unavailable_reason(TRANSFORMERS) or "missing libraries")
+        return Match.no(TRANSFORMERS, unavailable_reason(TRANSFORMERS, missing) or "missing libraries")
     if reason := _format_reason(TRANSFORMERS, spec, quantization):
         return Match.no(TRANSFORMERS, reason)
     if "vision" in family.model_ability:
@@ -99,7 +98,7 @@ def match_sentence(family: Family, spec: ModelSpec, quantization: str, hardware:
     if not isinstance(family, EmbeddingFamily | RerankFamily):
         return Match.no(SENTENCE_TRANSFORMERS, f"{SENTENCE_TRANSFORMERS} serves embedding and rerank models; LLMs run on {TRANSFORMERS}")
     if missing:
-        return Match.no(SENTENCE_TRANSFORMERS, unavailable_reason(SENTENCE_TRANSFORMERS) or "missing libraries")
+        return Match.no(SENTENCE_TRANSFORMERS, unavailable_reason(SENTENCE_TRANSFORMERS, missing) or "missing libraries")
     if reason := _format_reason(SENTENCE_TRANSFORMERS, spec, quantization):
         return Match.no(SENTENCE_TRANSFORMERS, reason)
     if isinstance(family, RerankFamily) and family.type not in ("normal", "unknown"):

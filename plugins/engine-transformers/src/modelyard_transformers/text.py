@@ -65,10 +65,11 @@ class StopMatcher:
         if not self.stops:
             out, self.sent = self.text[self.sent :], len(self.text)
             return out, False
-        found = [i for i in (self.text.find(s, self.sent) for s in self.stops) if i >= 0]
+        # The stop that completes first wins (as if the text had come one character at a time).
+        found = [(i + len(s), i) for s in self.stops if (i := self.text.find(s, self.sent)) >= 0]
         if found:
-            end = min(found)
-            out, self.sent = self.text[self.sent : end], end
+            start = min(found)[1]
+            out, self.sent = self.text[self.sent : start], start
             return out, True
         end = len(self.text) - self._held_back()
         out, self.sent = self.text[self.sent : end], end
