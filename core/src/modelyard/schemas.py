@@ -142,12 +142,26 @@ class ChatCompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
         return self.max_completion_tokens or self.max_tokens
 
 
+def _check_homogeneous(field: str, items: object, kinds: tuple[type, ...]) -> None:
+    """msgspec allows one list type per union, so "list of str, or list of int" is checked here."""
+    if not isinstance(items, list):
+        return
+    for kind in kinds:
+        if all(type(item) is kind for item in items):
+            return
+    names = " or ".join(f"only {kind.__name__}s" for kind in kinds)
+    raise ValueError(f"`{field}` must be a string or a list holding {names}")
+
+
 class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
-    prompt: str | Annotated[list[str], Meta(min_length=1)] | Annotated[list[int], Meta(min_length=1)]
+    prompt: str | Annotated[list[str | int], Meta(min_length=1)]
     max_tokens: PositiveInt | None = 16
     echo: bool = False
     logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     suffix: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_homogeneous("prompt", self.prompt, (str, int))
 
     @property
     def token_limit(self) -> int | None:
@@ -156,17 +170,15 @@ class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
 
 class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
     model: str
-    input: (
-        str
-        | Annotated[list[str], Meta(min_length=1)]
-        | Annotated[list[int], Meta(min_length=1)]
-        | Annotated[list[list[int]], Meta(min_length=1)]
-    )
+    input: str | Annotated[list[str | int | list[int]], Meta(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: PositiveInt | None = None
     user: str | None = None
     # Inputs longer than the model's maximum: refuse with a 400 (default), or truncate when asked.
     truncate: bool = False
+
+    def __post_init__(self) -> None:
+        _check_homogeneous("input", self.input, (str, int, list))
 
 
 class RerankDocument(Struct):
