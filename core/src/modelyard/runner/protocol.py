@@ -126,29 +126,9 @@ TO_RUNNER = msgspec.msgpack.Decoder(ToRunner)
 TO_SERVER = msgspec.msgpack.Decoder(ToServer)
 
 
-class _TrustedCompletion(CompletionRequest, kw_only=True, omit_defaults=True):
-    prompt: Any
-
-
-class _TrustedEmbedding(EmbeddingRequest, kw_only=True, omit_defaults=True):
-    input: Any
-
-
-# msgspec cannot decode a union of several list types (``prompt``, ``input`` in schemas.py). The
-# server validated the body already, so the runner may take those fields as they come; the engine
-# still receives a CompletionRequest/EmbeddingRequest (a subclass).
-_TRUSTED: dict[str, type[msgspec.Struct]] = {
-    "complete": _TrustedCompletion,
-    "embed": _TrustedEmbedding,
-}
-
-
 @functools.cache
 def _request_decoder(op: str) -> msgspec.msgpack.Decoder[Any]:
-    try:
-        return msgspec.msgpack.Decoder(REQUEST_TYPES[op])
-    except TypeError:
-        return msgspec.msgpack.Decoder(_TRUSTED[op])
+    return msgspec.msgpack.Decoder(REQUEST_TYPES[op])
 
 
 def make_call(call_id: int, op: Op, request: msgspec.Struct) -> Call:

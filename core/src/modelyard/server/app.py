@@ -77,11 +77,12 @@ def create_app(manager: Manager | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
+        if not owned:
             yield
-        finally:
-            if owned:
-                await active.aclose()
+            return
+        # The manager's background tasks (runner watchers) live exactly as long as the app.
+        async with active:  # type: ignore[attr-defined]
+            yield
 
     routes = list(ROUTES)
     middleware: list[Middleware] = []
