@@ -48,7 +48,11 @@ def test_engine_was_chosen_by_the_core(server: Server, smollm2: str) -> None:
 def test_chat_answers_with_real_usage(oai: openai.OpenAI, smollm2: str) -> None:
     reply = oai.chat.completions.create(
         model=smollm2,
-        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        # The 135M model needs a system prompt to answer this bare question sensibly (checked in-process).
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
         max_tokens=16,
         temperature=0,
     )

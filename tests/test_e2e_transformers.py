@@ -127,7 +127,11 @@ def test_custom_safetensors_smollm2_chats_on_transformers(server: Server, oai: o
     uid = server.launch(model_name="local-smollm2-safetensors", model_engine="Transformers", model_uid="hf-smol")
     try:
         reply = oai.chat.completions.create(
-            model=uid, messages=[{"role": "user", "content": "What is the capital of France?"}],
+            model=uid,
+            messages=[
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
             max_tokens=12, temperature=0,
         )
         assert "Paris" in reply.choices[0].message.content
