@@ -81,7 +81,9 @@ def build_minilm(out: Path) -> None:
         # The archive may hold the files at its root or inside one top folder: flatten either way.
         prefix = ""
         if "modules.json" not in names:
-            prefix = next(n for n in names if n.endswith("modules.json")).removesuffix("modules.json")
+            prefix = next(n for n in names if n.endswith("modules.json")).removesuffix(
+                "modules.json"
+            )
         for name in names:
             if name.endswith("/") or not name.startswith(prefix):
                 continue
@@ -128,6 +130,7 @@ def prepare(name: str) -> Path:
     try:
         print(f"{name}: building ...", flush=True)
         STEPS[name](tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the models are for every user of the checkout
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

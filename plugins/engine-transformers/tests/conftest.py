@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modelyard.specs import EmbeddingFamily, LLMFamily, ModelSource, ModelSpec, RerankFamily
 
-MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS") or Path(__file__).resolve().parents[3] / ".models")
+MODELS = Path(
+    os.environ.get("MODELYARD_TEST_MODELS") or Path(__file__).resolve().parents[3] / ".models"
+)
 PREPARE = "run `python scripts/prepare_models.py` from the repository root"
 
 
@@ -71,7 +72,14 @@ def _require(folder: str, *modules: str) -> Path:
 def _load(engine: str, family: Any, path: Path, params: dict[str, Any]) -> Iterator[Any]:
     from modelyard_transformers import load_model
 
-    model = load_model(engine=engine, family=family, spec=family.model_specs[0], quantization="none", params=params, path=path)
+    model = load_model(
+        engine=engine,
+        family=family,
+        spec=family.model_specs[0],
+        quantization="none",
+        params=params,
+        path=path,
+    )
     try:
         yield model
     finally:

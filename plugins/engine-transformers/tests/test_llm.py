@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
 from modelyard.errors import ContextLengthExceeded, InvalidRequest, Unsupported
 from modelyard.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, ResponseFormat
 
@@ -17,7 +16,9 @@ QUESTION = "What is the capital of France?"
 def chat_request(content: str = QUESTION, **kw: Any) -> ChatCompletionRequest:
     kw.setdefault("temperature", 0)
     kw.setdefault("max_tokens", 12)
-    return ChatCompletionRequest(model="smol", messages=[ChatMessage(role="user", content=content)], **kw)
+    return ChatCompletionRequest(
+        model="smol", messages=[ChatMessage(role="user", content=content)], **kw
+    )
 
 
 async def collect(stream: Any) -> list[dict[str, Any]]:
@@ -26,7 +27,9 @@ async def collect(stream: Any) -> list[dict[str, Any]]:
 
 def chat_text(chunks: list[dict[str, Any]], index: int = 0) -> str:
     return "".join(
-        c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"][0]["index"] == index
+        c["choices"][0]["delta"].get("content", "")
+        for c in chunks
+        if c["choices"][0]["index"] == index
     )
 
 
@@ -41,7 +44,9 @@ def test_chat_uses_the_models_template_and_answers(smollm2: Any) -> None:
     )
     assert "You are a helpful AI assistant named SmolLM" in rendered
     usage = chunks[-1]["usage"]
-    assert usage["prompt_tokens"] == len(smollm2.tokenizer(rendered, add_special_tokens=False)["input_ids"])
+    assert usage["prompt_tokens"] == len(
+        smollm2.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    )
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
 
 
@@ -64,7 +69,9 @@ def test_stop_string_ends_the_answer_before_it(smollm2: Any) -> None:
 
 def test_seeded_sampling_is_reproducible(smollm2: Any) -> None:
     def run() -> str:
-        request = chat_request("Tell me a story.", temperature=1.0, top_p=0.9, top_k=40, seed=7, max_tokens=12)
+        request = chat_request(
+            "Tell me a story.", temperature=1.0, top_p=0.9, top_k=40, seed=7, max_tokens=12
+        )
         return chat_text(asyncio.run(collect(smollm2.chat(request))))
 
     assert run() == run()
@@ -80,7 +87,10 @@ def test_four_concurrent_streams_run_in_shared_batches(smollm2: Any) -> None:
 
     async def main() -> list[list[dict[str, Any]]]:
         return await asyncio.gather(
-            *(collect(smollm2.chat(chat_request(q, max_tokens=16, ignore_eos=True))) for q in questions)
+            *(
+                collect(smollm2.chat(chat_request(q, max_tokens=16, ignore_eos=True)))
+                for q in questions
+            )
         )
 
     results = asyncio.run(main())
@@ -90,7 +100,10 @@ def test_four_concurrent_streams_run_in_shared_batches(smollm2: Any) -> None:
 
 
 def test_batched_and_joined_streams_match_solo_greedy_runs(smollm2: Any) -> None:
-    first, second = chat_request(QUESTION, max_tokens=14), chat_request("Name three fruits.", max_tokens=14)
+    first, second = (
+        chat_request(QUESTION, max_tokens=14),
+        chat_request("Name three fruits.", max_tokens=14),
+    )
     solo = [chat_text(asyncio.run(collect(smollm2.chat(r)))) for r in (first, second)]
 
     async def staggered() -> list[str]:
@@ -126,20 +139,28 @@ def test_context_and_unsupported_requests_are_refused(smollm2: Any) -> None:
     with pytest.raises(ContextLengthExceeded, match="context of 2048"):
         asyncio.run(collect(smollm2.chat(chat_request(max_tokens=2040))))
     with pytest.raises(Unsupported, match="response_format"):
-        asyncio.run(collect(smollm2.chat(chat_request(response_format=ResponseFormat(type="json_object")))))
+        asyncio.run(
+            collect(smollm2.chat(chat_request(response_format=ResponseFormat(type="json_object"))))
+        )
     with pytest.raises(InvalidRequest, match="token ids"):
         asyncio.run(collect(smollm2.complete(CompletionRequest(model="smol", prompt=[10**9]))))
 
 
 def test_completion_with_echo_and_several_prompts(smollm2: Any) -> None:
     request = CompletionRequest(
-        model="smol", prompt=["The capital of France is", "One, two, three,"], max_tokens=4, temperature=0, echo=True
+        model="smol",
+        prompt=["The capital of France is", "One, two, three,"],
+        max_tokens=4,
+        temperature=0,
+        echo=True,
     )
     chunks = asyncio.run(collect(smollm2.complete(request)))
     texts = {0: "", 1: ""}
     for chunk in chunks:
         texts[chunk["choices"][0]["index"]] += chunk["choices"][0]["text"]
-    assert texts[0].startswith("The capital of France is") and len(texts[0]) > len("The capital of France is")
+    assert texts[0].startswith("The capital of France is") and len(texts[0]) > len(
+        "The capital of France is"
+    )
     assert texts[1].startswith("One, two, three,")
     assert chunks[-1]["usage"]["completion_tokens"] == 8
 

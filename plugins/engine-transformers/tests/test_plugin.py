@@ -8,23 +8,34 @@ import subprocess
 import sys
 from pathlib import Path
 
+import modelyard_transformers as plugin
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import modelyard_transformers as plugin
-from modelyard.specs import Accelerator, EmbeddingFamily, Hardware, LLMFamily, ModelSource, ModelSpec, RerankFamily
+from modelyard.specs import (
+    Accelerator,
+    EmbeddingFamily,
+    Hardware,
+    LLMFamily,
+    ModelSource,
+    ModelSpec,
+    RerankFamily,
+)
 from modelyard_transformers.estimate import estimate
 from modelyard_transformers.matching import SENTENCE_TRANSFORMERS, TRANSFORMERS, match_all
 
-CPU = Hardware(system="linux", machine="x86_64", cpu_count=2, memory_total=24 << 30, memory_available=20 << 30)
+CPU = Hardware(
+    system="linux", machine="x86_64", cpu_count=2, memory_total=24 << 30, memory_available=20 << 30
+)
 GPU = Hardware(
     system="linux",
     machine="x86_64",
     cpu_count=16,
     memory_total=128 << 30,
     memory_available=120 << 30,
-    accelerators=(Accelerator(kind="cuda", index=0, name="H100", memory_total=80 << 30, memory_free=79 << 30),),
+    accelerators=(
+        Accelerator(kind="cuda", index=0, name="H100", memory_total=80 << 30, memory_free=79 << 30),
+    ),
 )
 FORMATS = ["pytorch", "ggufv2", "awq", "gptq", "fp4", "fp8", "bnb", "mlx"]
 NOTHING_MISSING = {TRANSFORMERS: [], SENTENCE_TRANSFORMERS: []}
@@ -59,14 +70,26 @@ def test_entry_point_and_cheap_registration() -> None:
         "import sys, modelyard_transformers as p; found = []; p.register_engines(found.append); "
         "print([e.name for e in found], 'torch' in sys.modules, 'transformers' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "['Transformers', 'sentence_transformers'] False False"
 
 
-@given(fmt=st.sampled_from(FORMATS), quant=st.sampled_from(["none", "None", "Int4", "Q4_K_M", "8-bit"]))
-def test_only_unquantized_pytorch_is_accepted_and_every_no_has_a_reason(fmt: str, quant: str) -> None:
-    for family, engine in ((llm(), TRANSFORMERS), (embedder(), SENTENCE_TRANSFORMERS), (reranker(), SENTENCE_TRANSFORMERS)):
-        answers = {m.engine: m for m in match_all(family, spec(fmt), quant, CPU, missing=NOTHING_MISSING)}
+@given(
+    fmt=st.sampled_from(FORMATS), quant=st.sampled_from(["none", "None", "Int4", "Q4_K_M", "8-bit"])
+)
+def test_only_unquantized_pytorch_is_accepted_and_every_no_has_a_reason(
+    fmt: str, quant: str
+) -> None:
+    for family, engine in (
+        (llm(), TRANSFORMERS),
+        (embedder(), SENTENCE_TRANSFORMERS),
+        (reranker(), SENTENCE_TRANSFORMERS),
+    ):
+        answers = {
+            m.engine: m for m in match_all(family, spec(fmt), quant, CPU, missing=NOTHING_MISSING)
+        }
         assert set(answers) == {TRANSFORMERS, SENTENCE_TRANSFORMERS}
         assert answers[engine].ok == (fmt == "pytorch" and quant.lower() == "none")
         assert all(m.ok or m.reason for m in answers.values())
@@ -80,15 +103,30 @@ def test_refusals_say_what_to_do() -> None:
     missing = {TRANSFORMERS: ["torch"], SENTENCE_TRANSFORMERS: ["sentence_transformers"]}
     answers = match_all(embedder(), spec(), "none", CPU, missing=missing)
     assert "pip install sentence-transformers" in (answers[1].reason or "")
-    assert not match_all(llm(model_ability=("chat", "vision")), spec(), "none", CPU, missing=NOTHING_MISSING)[0].ok
-    assert not match_all(llm(architectures=("T5ForConditionalGeneration",)), spec(), "none", CPU, missing=NOTHING_MISSING)[0].ok
-    assert match_all(llm(architectures=("Qwen2ForCausalLM",)), spec(), "none", GPU, missing=NOTHING_MISSING)[0].ok
+    assert not match_all(
+        llm(model_ability=("chat", "vision")), spec(), "none", CPU, missing=NOTHING_MISSING
+    )[0].ok
+    assert not match_all(
+        llm(architectures=("T5ForConditionalGeneration",)),
+        spec(),
+        "none",
+        CPU,
+        missing=NOTHING_MISSING,
+    )[0].ok
+    assert match_all(
+        llm(architectures=("Qwen2ForCausalLM",)), spec(), "none", GPU, missing=NOTHING_MISSING
+    )[0].ok
     assert not match_all(reranker("LLM-based"), spec(), "none", CPU, missing=NOTHING_MISSING)[1].ok
 
 
 def test_estimate_reads_the_kv_shape_from_config(tmp_path: Path) -> None:
-    config = {"num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3, "hidden_size": 576,
-              "max_position_embeddings": 8192}
+    config = {
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "hidden_size": 576,
+        "max_position_embeddings": 8192,
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     family = llm()
     cpu = estimate(family, spec(path=str(tmp_path), size=0.135), {"max_num_seqs": 2}, CPU)
@@ -103,15 +141,37 @@ def test_estimate_reads_the_kv_shape_from_config(tmp_path: Path) -> None:
 
 
 def test_estimate_hook_answers_only_for_its_engines() -> None:
-    assert plugin.estimate_resources(engine="vLLM", family=llm(), spec=spec(), quantization="none", params={}, hardware=CPU) is None
-    assert plugin.load_model(engine="llama.cpp", family=llm(), spec=spec(), quantization="none", params={}, path=Path("/x")) is None
+    assert (
+        plugin.estimate_resources(
+            engine="vLLM", family=llm(), spec=spec(), quantization="none", params={}, hardware=CPU
+        )
+        is None
+    )
+    assert (
+        plugin.load_model(
+            engine="llama.cpp",
+            family=llm(),
+            spec=spec(),
+            quantization="none",
+            params={},
+            path=Path("/x"),
+        )
+        is None
+    )
 
 
 def test_wrong_engine_for_the_model_type_is_a_launch_error() -> None:
     from modelyard.errors import LaunchError
 
     with pytest.raises(LaunchError, match="sentence_transformers"):
-        plugin.load_model(engine="Transformers", family=embedder(), spec=spec(), quantization="none", params={}, path=Path("/x"))
+        plugin.load_model(
+            engine="Transformers",
+            family=embedder(),
+            spec=spec(),
+            quantization="none",
+            params={},
+            path=Path("/x"),
+        )
 
 
 def test_threads_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None:

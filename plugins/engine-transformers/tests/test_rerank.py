@@ -15,11 +15,15 @@ from typing import Any
 
 import httpx
 import pytest
-
 from modelyard.errors import InvalidRequest
 from modelyard.schemas import RerankRequest
 
-DOCS = ["Paris is the capital of France.", "Bananas are yellow.", "France is in Europe.", "Cats sleep a lot."]
+DOCS = [
+    "Paris is the capital of France.",
+    "Bananas are yellow.",
+    "France is in Europe.",
+    "Cats sleep a lot.",
+]
 
 
 def rerank(model: Any, documents: list[Any], query: str = "capital of France") -> dict[str, Any]:
@@ -30,8 +34,13 @@ def test_one_score_per_document_in_request_order(cross_encoder: Any) -> None:
     reply = rerank(cross_encoder, DOCS)
     assert [r["index"] for r in reply["results"]] == [0, 1, 2, 3]
     direct = cross_encoder.model.predict([("capital of France", d) for d in DOCS])
-    assert [r["relevance_score"] for r in reply["results"]] == pytest.approx([float(s) for s in direct], abs=1e-5)
-    expected = sum(len(ids) for ids in cross_encoder.model.tokenizer(["capital of France"] * 4, DOCS)["input_ids"])
+    assert [r["relevance_score"] for r in reply["results"]] == pytest.approx(
+        [float(s) for s in direct], abs=1e-5
+    )
+    expected = sum(
+        len(ids)
+        for ids in cross_encoder.model.tokenizer(["capital of France"] * 4, DOCS)["input_ids"]
+    )
     assert reply["usage"] == {"input_tokens": expected}
 
 
@@ -40,7 +49,10 @@ def test_concurrent_rerank_requests_share_a_batch(cross_encoder: Any) -> None:
 
     async def main() -> list[dict[str, Any]]:
         return await asyncio.gather(
-            *(cross_encoder.rerank(RerankRequest(model="ce", query=f"query {i}", documents=DOCS)) for i in range(4))
+            *(
+                cross_encoder.rerank(RerankRequest(model="ce", query=f"query {i}", documents=DOCS))
+                for i in range(4)
+            )
         )
 
     replies = asyncio.run(main())
@@ -88,10 +100,18 @@ def test_core_sorts_cuts_top_n_and_attaches_documents(cross_encoder: Any) -> Non
 
     async def main() -> httpx.Response:
         app = create_app(_OneModel(cross_encoder))  # type: ignore[arg-type]
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as http:
             return await http.post(
                 "/v1/rerank",
-                json={"model": "ce", "query": "capital of France", "documents": DOCS, "top_n": 2, "return_documents": True},
+                json={
+                    "model": "ce",
+                    "query": "capital of France",
+                    "documents": DOCS,
+                    "top_n": 2,
+                    "return_documents": True,
+                },
             )
 
     response = asyncio.run(main())

@@ -14,9 +14,25 @@ from typing import Any
 from modelyard.engine import LoadedModel
 from modelyard.errors import LaunchError
 from modelyard.hookspecs import hookimpl
-from modelyard.specs import EngineInfo, Estimate, Family, Hardware, LLMFamily, Match, ModelSpec, RerankFamily
+from modelyard.specs import (
+    EngineInfo,
+    Estimate,
+    Family,
+    Hardware,
+    LLMFamily,
+    Match,
+    ModelSpec,
+    RerankFamily,
+)
 
-from .matching import ENGINES, SENTENCE_TRANSFORMERS, TRANSFORMERS, engine_infos, match_all, missing_libraries
+from .matching import (
+    ENGINES,
+    SENTENCE_TRANSFORMERS,
+    TRANSFORMERS,
+    engine_infos,
+    match_all,
+    missing_libraries,
+)
 
 __all__ = ["SENTENCE_TRANSFORMERS", "TRANSFORMERS"]
 
@@ -31,7 +47,9 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
 
 
 @hookimpl
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match]:
     return match_all(family, spec, quantization, hardware, missing=_MISSING)
 
 
@@ -64,7 +82,9 @@ def load_model(
         return None
     wanted = TRANSFORMERS if isinstance(family, LLMFamily) else SENTENCE_TRANSFORMERS
     if engine.lower() != wanted.lower():
-        raise LaunchError(f"{family.model_name} is a {family.model_type} model: launch it with model_engine {wanted!r}")
+        raise LaunchError(
+            f"{family.model_name} is a {family.model_type} model: launch it with model_engine {wanted!r}"
+        )
     if isinstance(family, LLMFamily):
         from .llm import load_llm
 

@@ -40,7 +40,9 @@ class MicroBatchStats:
 
 
 class MicroBatcher(Generic[Item]):
-    def __init__(self, run: Callable[[list[Item]], Sequence[Any]], *, max_items: int, wait_s: float) -> None:
+    def __init__(
+        self, run: Callable[[list[Item]], Sequence[Any]], *, max_items: int, wait_s: float
+    ) -> None:
         self._run = run
         self.max_items = max_items
         self.wait_s = wait_s

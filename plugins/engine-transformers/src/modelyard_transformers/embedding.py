@@ -22,7 +22,9 @@ def request_texts(request: EmbeddingRequest) -> list[str]:
     if isinstance(value, str):
         return [value]
     if not value:
-        raise InvalidRequest("input is empty: send a string or a non-empty list of strings", param="input")
+        raise InvalidRequest(
+            "input is empty: send a string or a non-empty list of strings", param="input"
+        )
     if not all(isinstance(item, str) for item in value):
         raise Unsupported(
             "this embedding model takes text: send input as a string or a list of strings "
@@ -65,13 +67,23 @@ class SentenceEmbedder(LoadedModel):
         self.model.eval()
         self.max_seq_length = int(self.model.max_seq_length or family.max_tokens)
         # sentence-transformers 6 renamed the getter; 5.x has only the old name.
-        getter = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        getter = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         self.dimensions = int(getter() or family.dimensions)
         super().__init__(context_length=self.max_seq_length)
         self.batcher: MicroBatcher[str] = MicroBatcher(
             self._encode, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
         )
-        log.info("loaded %s on %s (%s, %d threads, %d dims)", path, device, dtype, self.threads, self.dimensions)
+        log.info(
+            "loaded %s on %s (%s, %d threads, %d dims)",
+            path,
+            device,
+            dtype,
+            self.threads,
+            self.dimensions,
+        )
 
     @property
     def batch_stats(self) -> dict[str, Any]:
@@ -86,7 +98,9 @@ class SentenceEmbedder(LoadedModel):
             )
 
     def token_counts(self, texts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]]
+        return [
+            len(ids) for ids in self.model.tokenizer(texts, add_special_tokens=True)["input_ids"]
+        ]
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
         texts = request_texts(request)
@@ -97,14 +111,26 @@ class SentenceEmbedder(LoadedModel):
                 param="dimensions",
             )
         lengths = self.token_counts(texts)
-        truncated = check_lengths(lengths, self.max_seq_length, truncate=request.truncate, what="input")
+        truncated = check_lengths(
+            lengths, self.max_seq_length, truncate=request.truncate, what="input"
+        )
         vectors = await self.batcher.submit(texts)
         # Float lists always: the core applies encoding_format (base64) for every engine alike.
-        data = [{"index": i, "object": "embedding", "embedding": v.tolist()} for i, v in enumerate(vectors)]
+        data = [
+            {"index": i, "object": "embedding", "embedding": v.tolist()}
+            for i, v in enumerate(vectors)
+        ]
         tokens = sum(min(n, self.max_seq_length) for n in lengths)
-        result: dict[str, Any] = {"data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        result: dict[str, Any] = {
+            "data": data,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
         if truncated:
-            log.info("truncated inputs %s to %d tokens, as the request allowed", truncated, self.max_seq_length)
+            log.info(
+                "truncated inputs %s to %d tokens, as the request allowed",
+                truncated,
+                self.max_seq_length,
+            )
             result["truncated_inputs"] = truncated
         return result
 

@@ -30,7 +30,9 @@ def cached_config(spec: ModelSpec) -> dict[str, Any] | None:
             try:
                 from huggingface_hub import try_to_load_from_cache
 
-                found = try_to_load_from_cache(source.model_id, "config.json", revision=source.revision)
+                found = try_to_load_from_cache(
+                    source.model_id, "config.json", revision=source.revision
+                )
             except Exception:  # an odd id or cache layout only costs us the exact shape
                 found = None
             path = found if isinstance(found, str) else None
@@ -54,7 +56,9 @@ def _kv_shape(config: dict[str, Any]) -> tuple[int, int, int] | None:
     return layers, kv_heads, head_dim
 
 
-def estimate(family: Family, spec: ModelSpec, params: dict[str, Any], hardware: Hardware) -> Estimate:
+def estimate(
+    family: Family, spec: ModelSpec, params: dict[str, Any], hardware: Hardware
+) -> Estimate:
     is_llm = isinstance(family, LLMFamily)
     opts = parse_params(params, LLMParams if is_llm else SentenceParams)
     on_gpu = hardware.has("cuda") and (opts.device == "auto" or opts.device.startswith("cuda"))
@@ -64,7 +68,9 @@ def estimate(family: Family, spec: ModelSpec, params: dict[str, Any], hardware: 
     device = "gpu" if on_gpu else "cpu"
     notes = [f"{dtype} weights on {device}"]
     if not is_llm:
-        return Estimate(weights, 0, overhead_bytes(weights, device=device), device=device, notes=tuple(notes))
+        return Estimate(
+            weights, 0, overhead_bytes(weights, device=device), device=device, notes=tuple(notes)
+        )
 
     config = cached_config(spec)
     context = opts.context_length or family.context_length  # type: ignore[union-attr]
@@ -73,7 +79,9 @@ def estimate(family: Family, spec: ModelSpec, params: dict[str, Any], hardware: 
         context = min(context, int(config["max_position_embeddings"]))
     if shape is None:
         shape = typical_shape(spec.model_size_in_billions)
-        notes.append("KV cache shape guessed from the model size (config.json not on this machine yet)")
+        notes.append(
+            "KV cache shape guessed from the model size (config.json not on this machine yet)"
+        )
     layers, kv_heads, head_dim = shape
     kv = kv_cache_bytes(
         layers=layers,

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import ContextLengthExceeded, Unsupported
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest
@@ -63,7 +62,11 @@ class TransformersLLM(LoadedModel):
         )
         self.family_stops = list(family.stop)
         self.sampling_defaults = (
-            {name: getattr(gen, name) for name in _SAMPLING_DEFAULTS if getattr(gen, name, None) is not None}
+            {
+                name: getattr(gen, name)
+                for name in _SAMPLING_DEFAULTS
+                if getattr(gen, name, None) is not None
+            }
             if gen.do_sample
             else {}
         )
@@ -81,7 +84,11 @@ class TransformersLLM(LoadedModel):
             self.scheduler.can_merge = False
         log.info(
             "loaded %s on %s (%s, %d threads, context %d, %s batching)",
-            path, device, dtype, threads, self.context_length,
+            path,
+            device,
+            dtype,
+            threads,
+            self.context_length,
             "continuous" if self.scheduler.can_merge else "dynamic",
         )
 
@@ -91,7 +98,9 @@ class TransformersLLM(LoadedModel):
 
     async def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         if "chat" not in self.abilities:
-            raise Unsupported("this model has no chat template; use /v1/completions", param="messages")
+            raise Unsupported(
+                "this model has no chat template; use /v1/completions", param="messages"
+            )
         prompts.check_chat(request)
         prompt = await anyio.to_thread.run_sync(prompts.render_chat, self.tokenizer, request)
         started: set[int] = set()
@@ -109,19 +118,27 @@ class TransformersLLM(LoadedModel):
 
     async def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         prompts.check_completion(request)
-        prompt_ids = await anyio.to_thread.run_sync(prompts.completion_prompts, self.tokenizer, request)
+        prompt_ids = await anyio.to_thread.run_sync(
+            prompts.completion_prompts, self.tokenizer, request
+        )
         echoed: set[int] = set()
         async for index, text, finish, usage in self._generate(prompt_ids, request):
             if request.echo and index not in echoed:
                 echoed.add(index)
-                text = self.tokenizer.decode(prompt_ids[index // request.n], skip_special_tokens=True) + text
+                text = (
+                    self.tokenizer.decode(prompt_ids[index // request.n], skip_special_tokens=True)
+                    + text
+                )
             chunk: Chunk = {"choices": [{"index": index, "text": text, "finish_reason": finish}]}
             if usage:
                 chunk["usage"] = usage
             yield chunk
 
     def _sequences(
-        self, prompt_ids: list[list[int]], request: ChatCompletionRequest | CompletionRequest, queue: asyncio.Queue[Event]
+        self,
+        prompt_ids: list[list[int]],
+        request: ChatCompletionRequest | CompletionRequest,
+        queue: asyncio.Queue[Event],
     ) -> list[Sequence]:
         limit = request.token_limit
         stop_ids = self.stop_token_ids if not request.ignore_eos else frozenset()

@@ -11,7 +11,16 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 
-from modelyard.specs import EmbeddingFamily, EngineInfo, Family, Hardware, LLMFamily, Match, ModelSpec, RerankFamily
+from modelyard.specs import (
+    EmbeddingFamily,
+    EngineInfo,
+    Family,
+    Hardware,
+    LLMFamily,
+    Match,
+    ModelSpec,
+    RerankFamily,
+)
 
 TRANSFORMERS = "Transformers"
 SENTENCE_TRANSFORMERS = "sentence_transformers"
@@ -42,7 +51,11 @@ def unavailable_reason(engine: str, missing: list[str]) -> str | None:
     if not missing:
         return None
     pips = " ".join(_PIP_NAMES.get(name, name) for name in missing)
-    hint = " (without a GPU, first: pip install torch --index-url https://download.pytorch.org/whl/cpu)" if "torch" in missing else ""
+    hint = (
+        " (without a GPU, first: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+        if "torch" in missing
+        else ""
+    )
     return f"{engine} needs {', '.join(missing)}: pip install {pips}{hint}"
 
 
@@ -50,7 +63,12 @@ def engine_infos() -> list[EngineInfo]:
     infos = []
     for engine, model_types, abilities, library in (
         (TRANSFORMERS, ("LLM",), ("chat", "generate", "tools"), "transformers"),
-        (SENTENCE_TRANSFORMERS, ("embedding", "rerank"), ("embed", "rerank"), "sentence_transformers"),
+        (
+            SENTENCE_TRANSFORMERS,
+            ("embedding", "rerank"),
+            ("embed", "rerank"),
+            "sentence_transformers",
+        ),
     ):
         reason = unavailable_reason(engine, missing_libraries(engine))
         infos.append(
@@ -73,19 +91,31 @@ def _format_reason(engine: str, spec: ModelSpec, quantization: str) -> str | Non
         hint = " (use llama.cpp for GGUF)" if spec.model_format == "ggufv2" else ""
         return f"{engine} runs only pytorch-format weights, not {spec.model_format}{hint}"
     if quantization.lower() != "none":
-        return f"{engine} runs pytorch weights unquantized (quantization 'none'), not {quantization!r}"
+        return (
+            f"{engine} runs pytorch weights unquantized (quantization 'none'), not {quantization!r}"
+        )
     return None
 
 
-def match_llm(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware, *, missing: list[str]) -> Match:
+def match_llm(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware, *, missing: list[str]
+) -> Match:
     if not isinstance(family, LLMFamily):
-        return Match.no(TRANSFORMERS, f"{TRANSFORMERS} serves LLMs; {family.model_type} models run on {SENTENCE_TRANSFORMERS}")
+        return Match.no(
+            TRANSFORMERS,
+            f"{TRANSFORMERS} serves LLMs; {family.model_type} models run on {SENTENCE_TRANSFORMERS}",
+        )
     if missing:
-        return Match.no(TRANSFORMERS, unavailable_reason(TRANSFORMERS, missing) or "missing libraries")
+        return Match.no(
+            TRANSFORMERS, unavailable_reason(TRANSFORMERS, missing) or "missing libraries"
+        )
     if reason := _format_reason(TRANSFORMERS, spec, quantization):
         return Match.no(TRANSFORMERS, reason)
     if "vision" in family.model_ability:
-        return Match.no(TRANSFORMERS, f"{TRANSFORMERS} here serves text-only LLMs; {family.model_name} is a vision model")
+        return Match.no(
+            TRANSFORMERS,
+            f"{TRANSFORMERS} here serves text-only LLMs; {family.model_name} is a vision model",
+        )
     if family.architectures and not any(a.endswith(_CAUSAL_SUFFIXES) for a in family.architectures):
         return Match.no(
             TRANSFORMERS,
@@ -94,11 +124,19 @@ def match_llm(family: Family, spec: ModelSpec, quantization: str, hardware: Hard
     return Match.yes(TRANSFORMERS)
 
 
-def match_sentence(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware, *, missing: list[str]) -> Match:
+def match_sentence(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware, *, missing: list[str]
+) -> Match:
     if not isinstance(family, EmbeddingFamily | RerankFamily):
-        return Match.no(SENTENCE_TRANSFORMERS, f"{SENTENCE_TRANSFORMERS} serves embedding and rerank models; LLMs run on {TRANSFORMERS}")
+        return Match.no(
+            SENTENCE_TRANSFORMERS,
+            f"{SENTENCE_TRANSFORMERS} serves embedding and rerank models; LLMs run on {TRANSFORMERS}",
+        )
     if missing:
-        return Match.no(SENTENCE_TRANSFORMERS, unavailable_reason(SENTENCE_TRANSFORMERS, missing) or "missing libraries")
+        return Match.no(
+            SENTENCE_TRANSFORMERS,
+            unavailable_reason(SENTENCE_TRANSFORMERS, missing) or "missing libraries",
+        )
     if reason := _format_reason(SENTENCE_TRANSFORMERS, spec, quantization):
         return Match.no(SENTENCE_TRANSFORMERS, reason)
     if isinstance(family, RerankFamily) and family.type not in ("normal", "unknown"):
@@ -110,11 +148,18 @@ def match_sentence(family: Family, spec: ModelSpec, quantization: str, hardware:
 
 
 def match_all(
-    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware, *, missing: dict[str, list[str]]
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    hardware: Hardware,
+    *,
+    missing: dict[str, list[str]],
 ) -> list[Match]:
     """One answer per engine. ``missing`` (engine → absent libraries) is the plugin's state,
     passed in so that this stays a pure function of its arguments."""
     return [
         match_llm(family, spec, quantization, hardware, missing=missing[TRANSFORMERS]),
-        match_sentence(family, spec, quantization, hardware, missing=missing[SENTENCE_TRANSFORMERS]),
+        match_sentence(
+            family, spec, quantization, hardware, missing=missing[SENTENCE_TRANSFORMERS]
+        ),
     ]

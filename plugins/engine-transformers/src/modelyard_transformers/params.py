@@ -7,17 +7,23 @@ one, at least 1: 1 thread on a 2-core machine. ``n_threads`` or ``MODELYARD_TORC
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from typing import Any, Literal
 
 import msgspec
-
 from modelyard.errors import InvalidRequest
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1", "mps"
 DType = Literal["auto", "float32", "bfloat16", "float16"]
-_DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "half": "float16", "float": "float32"}
+_DTYPE_ALIASES = {
+    "fp32": "float32",
+    "bf16": "bfloat16",
+    "fp16": "float16",
+    "half": "float16",
+    "float": "float32",
+}
 
 
 class _Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -32,7 +38,9 @@ class _Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class LLMParams(_Common, kw_only=True, forbid_unknown_fields=True):
     max_num_seqs: int = 8  # rows one batch may hold (vLLM's name)
     context_length: int | None = None  # default: the family's, capped by the model config
-    continuous_batching: bool = True  # False: new requests wait for the running batch (debug, bench)
+    continuous_batching: bool = (
+        True  # False: new requests wait for the running batch (debug, bench)
+    )
     attn_implementation: str | None = None
 
 
@@ -51,7 +59,11 @@ def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
     for name in params:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(known))}"
+            hint = (
+                f"; did you mean {', '.join(close)}?"
+                if close
+                else f"; known: {', '.join(sorted(known))}"
+            )
             raise InvalidRequest(f"unknown engine parameter {name!r}{hint}", param=name)
     try:
         return msgspec.convert(params, kind)
@@ -60,7 +72,9 @@ def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
 
 
 def default_threads() -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     try:
         busy = round(os.getloadavg()[0])
     except OSError:
@@ -71,14 +85,18 @@ def default_threads() -> int:
 def thread_count(requested: int | None) -> int:
     if requested is not None:
         if requested < 1:
-            raise InvalidRequest(f"n_threads must be at least 1, got {requested}", param="n_threads")
+            raise InvalidRequest(
+                f"n_threads must be at least 1, got {requested}", param="n_threads"
+            )
         return requested
     env = os.environ.get("MODELYARD_TORCH_THREADS")
     if env:
         try:
             return max(1, int(env))
         except ValueError:
-            raise InvalidRequest(f"MODELYARD_TORCH_THREADS must be a whole number, got {env!r}") from None
+            raise InvalidRequest(
+                f"MODELYARD_TORCH_THREADS must be a whole number, got {env!r}"
+            ) from None
     return default_threads()
 
 
@@ -88,15 +106,22 @@ def configure_torch(params: _Common) -> tuple[Any, Any, int]:
 
     threads = thread_count(params.n_threads)
     torch.set_num_threads(threads)
-    try:
+    # Only settable before the first parallel work; harmless to miss when torch already ran.
+    with contextlib.suppress(RuntimeError):
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # only settable before the first parallel work; harmless if too late
-        pass
     name = params.device
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        name = (
+            "cuda"
+            if torch.cuda.is_available()
+            else "mps"
+            if torch.backends.mps.is_available()
+            else "cpu"
+        )
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidRequest(f"device {name!r} asked for, but torch sees no CUDA device here", param="device")
+        raise InvalidRequest(
+            f"device {name!r} asked for, but torch sees no CUDA device here", param="device"
+        )
     device = torch.device(name)
     if params.dtype != "auto":
         dtype = getattr(torch, params.dtype)

@@ -20,18 +20,30 @@ def check_chat(request: ChatCompletionRequest) -> None:
             param="response_format",
         )
     if request.logprobs or request.top_logprobs:
-        raise Unsupported("logprobs are not supported by the Transformers engine; leave logprobs out", param="logprobs")
-    if request.tools and (request.tool_choice == "required" or isinstance(request.tool_choice, dict)):
         raise Unsupported(
-            "the Transformers engine cannot force a tool call; use tool_choice 'auto' or 'none'", param="tool_choice"
+            "logprobs are not supported by the Transformers engine; leave logprobs out",
+            param="logprobs",
+        )
+    if request.tools and (
+        request.tool_choice == "required" or isinstance(request.tool_choice, dict)
+    ):
+        raise Unsupported(
+            "the Transformers engine cannot force a tool call; use tool_choice 'auto' or 'none'",
+            param="tool_choice",
         )
 
 
 def check_completion(request: CompletionRequest) -> None:
     if request.suffix:
-        raise Unsupported("suffix (fill-in-the-middle) is not supported by the Transformers engine", param="suffix")
+        raise Unsupported(
+            "suffix (fill-in-the-middle) is not supported by the Transformers engine",
+            param="suffix",
+        )
     if request.logprobs:
-        raise Unsupported("logprobs are not supported by the Transformers engine; leave logprobs out", param="logprobs")
+        raise Unsupported(
+            "logprobs are not supported by the Transformers engine; leave logprobs out",
+            param="logprobs",
+        )
 
 
 def _arguments(value: Any) -> Any:
@@ -45,7 +57,9 @@ def _arguments(value: Any) -> Any:
 
 
 def template_message(message: ChatMessage, index: int) -> dict[str, Any]:
-    if isinstance(message.content, list) and any(not isinstance(part, TextPart) for part in message.content):
+    if isinstance(message.content, list) and any(
+        not isinstance(part, TextPart) for part in message.content
+    ):
         raise Unsupported(
             f"messages[{index}] has image or audio parts; this model on Transformers takes text only",
             param=f"messages[{index}].content",
@@ -62,7 +76,10 @@ def template_message(message: ChatMessage, index: int) -> dict[str, Any]:
         for call in message.tool_calls:
             call = dict(call)
             if isinstance(call.get("function"), dict):
-                call["function"] = {**call["function"], "arguments": _arguments(call["function"].get("arguments"))}
+                call["function"] = {
+                    **call["function"],
+                    "arguments": _arguments(call["function"].get("arguments")),
+                }
             calls.append(call)
         out["tool_calls"] = calls
     return out
@@ -84,7 +101,9 @@ def render_chat(tokenizer: Any, request: ChatCompletionRequest) -> list[int]:
             messages, tools=tools, add_generation_prompt=True, tokenize=False, **kwargs
         )
     except TemplateError as exc:
-        raise InvalidRequest(f"the model's chat template refused these messages: {exc}", param="messages") from None
+        raise InvalidRequest(
+            f"the model's chat template refused these messages: {exc}", param="messages"
+        ) from None
     # The template writes the special tokens (BOS...) itself.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
@@ -107,7 +126,9 @@ def completion_prompts(tokenizer: Any, request: CompletionRequest) -> list[list[
     return [list(tokenizer(p)["input_ids"]) for p in prompt]  # type: ignore[arg-type]
 
 
-def sampling_params(request: ChatCompletionRequest | CompletionRequest, defaults: dict[str, Any], choice: int) -> SamplingParams:
+def sampling_params(
+    request: ChatCompletionRequest | CompletionRequest, defaults: dict[str, Any], choice: int
+) -> SamplingParams:
     """Request values, else the model's generation_config sampling defaults, else OpenAI's."""
 
     def pick(name: str, fallback: Any) -> Any:
@@ -119,7 +140,9 @@ def sampling_params(request: ChatCompletionRequest | CompletionRequest, defaults
         try:
             bias[int(key)] = value
         except ValueError:
-            raise InvalidRequest(f"logit_bias keys are token ids; {key!r} is not", param="logit_bias") from None
+            raise InvalidRequest(
+                f"logit_bias keys are token ids; {key!r} is not", param="logit_bias"
+            ) from None
     return SamplingParams(
         temperature=pick("temperature", 1.0),
         top_p=pick("top_p", 1.0),

@@ -41,7 +41,9 @@ class CrossEncoderReranker(LoadedModel):
         self.model.eval()
         # sentence-transformers 6 calls it max_seq_length (max_length is deprecated); 5.x max_length.
         has_new = hasattr(type(self.model), "max_seq_length")
-        self.max_length = int((self.model.max_seq_length if has_new else self.model.max_length) or family.max_tokens)
+        self.max_length = int(
+            (self.model.max_seq_length if has_new else self.model.max_length) or family.max_tokens
+        )
         super().__init__(context_length=self.max_length)
         self.batcher: MicroBatcher[tuple[str, str]] = MicroBatcher(
             self._predict, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
@@ -56,7 +58,9 @@ class CrossEncoderReranker(LoadedModel):
         import torch
 
         with torch.inference_mode():
-            return self.model.predict(pairs, batch_size=len(pairs), convert_to_numpy=True, show_progress_bar=False)
+            return self.model.predict(
+                pairs, batch_size=len(pairs), convert_to_numpy=True, show_progress_bar=False
+            )
 
     def pair_token_counts(self, query: str, documents: list[str]) -> list[int]:
         encoded = self.model.tokenizer([query] * len(documents), documents, add_special_tokens=True)
@@ -65,7 +69,9 @@ class CrossEncoderReranker(LoadedModel):
     async def rerank(self, request: RerankRequest) -> dict[str, Any]:
         documents = request.texts()
         if not documents:
-            raise InvalidRequest("documents is empty: send at least one document to rank", param="documents")
+            raise InvalidRequest(
+                "documents is empty: send at least one document to rank", param="documents"
+            )
         lengths = self.pair_token_counts(request.query, documents)
         scores = await self.batcher.submit([(request.query, doc) for doc in documents])
         results = [{"index": i, "relevance_score": float(score)} for i, score in enumerate(scores)]

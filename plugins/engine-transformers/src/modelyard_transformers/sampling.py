@@ -33,12 +33,20 @@ class SamplingParams:
         return torch.Generator(device=device).manual_seed(self.seed)
 
 
-def _apply_penalties(logits: torch.Tensor, params: SamplingParams, prompt: torch.Tensor, generated: list[int]) -> None:
+def _apply_penalties(
+    logits: torch.Tensor, params: SamplingParams, prompt: torch.Tensor, generated: list[int]
+) -> None:
     if params.repetition_penalty != 1.0:
         # Transformers' rule, over prompt and output: shrink the logits of tokens already seen.
-        seen = torch.cat([prompt, torch.tensor(generated, dtype=torch.long)]).unique().to(logits.device)
+        seen = (
+            torch.cat([prompt, torch.tensor(generated, dtype=torch.long)])
+            .unique()
+            .to(logits.device)
+        )
         chosen = logits[seen]
-        logits[seen] = torch.where(chosen > 0, chosen / params.repetition_penalty, chosen * params.repetition_penalty)
+        logits[seen] = torch.where(
+            chosen > 0, chosen / params.repetition_penalty, chosen * params.repetition_penalty
+        )
     if generated and (params.presence_penalty or params.frequency_penalty):
         # OpenAI's rule, over the output only.
         ids, counts = torch.tensor(generated, dtype=torch.long).unique(return_counts=True)

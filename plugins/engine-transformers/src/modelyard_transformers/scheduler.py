@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
 from modelyard.errors import EngineError, Unavailable
 
 from .sequence import Sequence
@@ -75,14 +74,18 @@ class Scheduler:
         self._rows: list[Sequence] = []
         self._cache: Any = None
         self._mask: torch.Tensor | None = None
-        self._thread = threading.Thread(target=self._run, name="modelyard-transformers-batch", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name="modelyard-transformers-batch", daemon=True
+        )
         self._thread.start()
 
     # -- called from the event loop ---------------------------------------------------------
     def submit(self, sequences: list[Sequence]) -> None:
         with self._cv:
             if self._closed:
-                raise Unavailable("this model is shutting down; send the request again once it is relaunched")
+                raise Unavailable(
+                    "this model is shutting down; send the request again once it is relaunched"
+                )
             self._pending.extend(sequences)
             self._cv.notify()
 
@@ -112,7 +115,10 @@ class Scheduler:
                 return None
             if not self._rows and self.batch_wait_s > 0:
                 # Idle until now: give requests sent together a moment to share one prefill.
-                self._cv.wait_for(lambda: self._closed or len(self._pending) >= self.max_num_seqs, self.batch_wait_s)
+                self._cv.wait_for(
+                    lambda: self._closed or len(self._pending) >= self.max_num_seqs,
+                    self.batch_wait_s,
+                )
             joiners: list[Sequence] = []
             if self.can_merge or not self._rows:
                 while self._pending and len(self._rows) + len(joiners) < self.max_num_seqs:
@@ -198,7 +204,9 @@ class Scheduler:
         for row, seq in enumerate(live):
             seq.sample(logits[row])
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
+    def _forward(
+        self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any
+    ) -> torch.Tensor:
         out = self.model(
             input_ids=ids,
             attention_mask=mask,

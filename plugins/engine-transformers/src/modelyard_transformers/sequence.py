@@ -82,7 +82,11 @@ class Sequence:
         if self._generator is None and self.sampling.seed is not None:
             self._generator = self.sampling.generator(logits.device)
         token = sample_next(
-            logits, self.sampling, prompt=self._prompt, generated=self.generated, generator=self._generator
+            logits,
+            self.sampling,
+            prompt=self._prompt,
+            generated=self.generated,
+            generator=self._generator,
         )
         self.generated.append(token)
         self.next_token = token
