@@ -107,6 +107,23 @@ async def test_embeddings_accept_token_ids_and_reject_mixed_lists(client: Any) -
     assert empty.status_code == 400 and "$.input" in empty.json()["detail"]
 
 
+async def test_embeddings_name_the_inputs_the_engine_truncated(client: Any) -> None:
+    response = await client.post(
+        "/v1/embeddings", json={"model": "emb", "input": ["short", "much longer"], "truncate": True}
+    )
+    assert response.status_code == 200
+    assert response.json()["truncated_inputs"] == [1]
+    untouched = await client.post("/v1/embeddings", json={"model": "emb", "input": ["short"]})
+    assert "truncated_inputs" not in untouched.json()
+
+
+async def test_rerank_warns_about_documents_cut_to_the_model_limit(client: Any) -> None:
+    body = {"model": "rr", "query": "q", "documents": ["a", "LONG document"]}
+    response = await client.post("/v1/rerank", json=body)
+    assert response.status_code == 200
+    assert response.json()["meta"]["warnings"] == ["documents [1] were cut to the model's maximum length"]
+
+
 async def test_rerank_sorts_cuts_and_attaches_documents(client: Any) -> None:
     body = {
         "model": "rr",

@@ -245,10 +245,13 @@ class FakeManager:
         data = [
             {"index": i, "embedding": [0.5, -1.0, float(len(str(t)))]} for i, t in enumerate(texts)
         ]
-        return {
+        result: dict[str, Any] = {
             "data": data,
             "usage": {"prompt_tokens": 2 * len(texts), "total_tokens": 2 * len(texts)},
         }
+        if request.truncate:  # pretend inputs over 5 characters were cut, as an engine reports it
+            result["truncated_inputs"] = [i for i, t in enumerate(texts) if len(str(t)) > 5]
+        return result
 
     async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
         self._check(uid, "rerank")
@@ -257,7 +260,11 @@ class FakeManager:
         results = [
             {"index": i, "relevance_score": len(t) / 100} for i, t in enumerate(request.texts())
         ]
-        return {"results": results, "usage": {"input_tokens": 11}}
+        result: dict[str, Any] = {"results": results, "usage": {"input_tokens": 11}}
+        cut = [i for i, t in enumerate(request.texts()) if t.startswith("LONG")]
+        if cut:  # an engine reports the documents it had to cut to the model's limit
+            result["truncated_documents"] = cut
+        return result
 
     async def aclose(self) -> None:
         self.closed = True

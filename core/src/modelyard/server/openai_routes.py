@@ -132,15 +132,16 @@ async def embeddings(request: Request) -> Response:
             {"index": item.get("index", position), "object": "embedding", "embedding": vector}
         )
     usage = result.get("usage") or {"prompt_tokens": 0, "total_tokens": 0}
-    return JSONResponse(
-        {
-            "object": "list",
-            "model": body.model,
-            "model_replica": f"{body.model}-rep0",
-            "data": data,
-            "usage": usage,
-        }
-    )
+    reply = {
+        "object": "list",
+        "model": body.model,
+        "model_replica": f"{body.model}-rep0",
+        "data": data,
+        "usage": usage,
+    }
+    if result.get("truncated_inputs"):  # asked with truncate=true: say which inputs were cut
+        reply["truncated_inputs"] = result["truncated_inputs"]
+    return JSONResponse(reply)
 
 
 async def rerank(request: Request) -> Response:
@@ -170,5 +171,7 @@ async def rerank(request: Request) -> Response:
             "input_tokens": usage.get("input_tokens", 0),
             "output_tokens": usage.get("output_tokens", 0),
         }
-    meta = {"api_version": None, "billed_units": None, "tokens": tokens, "warnings": None}
+    cut = result.get("truncated_documents")
+    warnings = [f"documents {cut} were cut to the model's maximum length"] if cut else None
+    meta = {"api_version": None, "billed_units": None, "tokens": tokens, "warnings": warnings}
     return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})
