@@ -12,7 +12,6 @@ from modelyard.catalog import (
     Catalog,
     builtin_families,
     load_families,
-    model_type_of,
     select_spec,
 )
 from modelyard.errors import CatalogError, LaunchError, ModelNotFound
@@ -28,7 +27,7 @@ def test_builtins_load_with_enough_families(catalog: Catalog) -> None:
     assert len(catalog.families("LLM")) >= 25
     assert len(catalog.families("embedding")) >= 6
     assert len(catalog.families("rerank")) >= 3
-    assert all(model_type_of(f) == "LLM" for f in catalog.families("LLM"))
+    assert all(f.model_type == "LLM" for f in catalog.families("LLM"))
 
 
 def test_every_builtin_spec_has_a_hugging_face_source(catalog: Catalog) -> None:

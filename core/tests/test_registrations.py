@@ -19,7 +19,6 @@ from modelyard.catalog import (
     family_from_registration,
     family_to_registration,
     get_catalog,
-    model_type_of,
     parse_registration,
 )
 from modelyard.errors import CatalogError, Conflict, InvalidRequest, ModelNotFound
@@ -554,6 +553,6 @@ def test_register_then_get_returns_the_same_family(family: Family) -> None:
         assert catalog.get(family.model_name) == family
         assert Catalog(registrations_dir=Path(folder)).get(family.model_name) == family
         assert (
-            family_from_registration(family_to_registration(family, False), model_type_of(family))
+            family_from_registration(family_to_registration(family, False), family.model_type)
             == family
         )

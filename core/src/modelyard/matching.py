@@ -31,13 +31,10 @@ from typing import TYPE_CHECKING, Any
 from msgspec import Struct
 
 from .specs import (
-    EmbeddingFamily,
     Family,
     Hardware,
-    LLMFamily,
     Match,
     ModelSpec,
-    ModelType,
     format_size,
 )
 
@@ -89,13 +86,6 @@ class Choice(Struct):
             if name.lower() == engine.lower():
                 return reason
         return None
-
-
-def model_type(family: Family) -> ModelType:
-    """The family's ``model_type`` tag (msgspec keeps a tag off the instance's attributes)."""
-    if isinstance(family, LLMFamily):
-        return "LLM"
-    return "embedding" if isinstance(family, EmbeddingFamily) else "rerank"
 
 
 def order_for(hardware: Hardware) -> tuple[str, ...]:
@@ -181,11 +171,11 @@ def collect_matches(
             answers.append(
                 Match.no(name, info.unavailable_reason or f"{info.library} is not installed")
             )
-        elif model_type(family) not in info.model_types:
+        elif family.model_type not in info.model_types:
             answers = [m for m in answers if m.engine.lower() != name.lower()]
             answers.append(
                 Match.no(
-                    name, f"serves {'/'.join(info.model_types)} models, not {model_type(family)}"
+                    name, f"serves {'/'.join(info.model_types)} models, not {family.model_type}"
                 )
             )
         elif name.lower() not in answered:
@@ -218,7 +208,7 @@ def engine_table(
     """Xinference's ``/v1/engines/{model_name}`` shape: for each engine serving this model type, the
     specs and quantizations it can run here, or one string with its reasons when it can run none."""
     engines = {
-        name: info for name, info in pm.engines().items() if model_type(family) in info.model_types
+        name: info for name, info in pm.engines().items() if family.model_type in info.model_types
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in engines}
     reasons: dict[str, list[str]] = {name: [] for name in engines}
@@ -245,7 +235,7 @@ def engine_table(
 
 
 def _entries(family: Family, spec: ModelSpec, quants: list[str]) -> list[dict[str, Any]]:
-    if model_type(family) == "LLM":
+    if family.model_type == "LLM":
         return [
             {
                 "model_name": family.model_name,

@@ -26,7 +26,7 @@ from .store import (
     select_spec,
     summarize_specs,
 )
-from .validation import check_family, model_type_of
+from .validation import check_family
 from .xinference import family_from_registration, family_to_registration, parse_registration
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -47,7 +47,6 @@ __all__ = [
     "get_catalog",
     "load_families",
     "load_registration",
-    "model_type_of",
     "parse_registration",
     "plugin_families",
     "select_spec",

@@ -18,7 +18,6 @@ from ..errors import CatalogError, Conflict, InvalidRequest, LaunchError, ModelN
 from ..home import home_dir, write_atomic
 from ..specs import Family, ModelSpec, ModelType, parse_size
 from .loader import decode_family, load_registration
-from .validation import model_type_of
 
 MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding", "rerank")
 
@@ -41,8 +40,8 @@ class Catalog:
             key = family.model_name.lower()
             if key in self._families:
                 raise CatalogError(
-                    f"built-in model {family.model_name!r} is defined twice (as {model_type_of(self._families[key])} "
-                    f"and {model_type_of(family)}); expected unique names"
+                    f"built-in model {family.model_name!r} is defined twice (as {self._families[key].model_type} "
+                    f"and {family.model_type}); expected unique names"
                 )
             self._families[key] = family
             self._builtin.add(key)
@@ -58,20 +57,20 @@ class Catalog:
             return [
                 f
                 for f in self._families.values()
-                if model_type is None or model_type_of(f) == model_type
+                if model_type is None or f.model_type == model_type
             ]
 
     def get(self, name: str, model_type: ModelType | None = None) -> Family:
         """The family called ``name`` (case-insensitive); ``ModelNotFound`` lists close names."""
         with self._lock:
             family = self._families.get(name.lower())
-            if family is not None and (model_type is None or model_type_of(family) == model_type):
+            if family is not None and (model_type is None or family.model_type == model_type):
                 return family
             candidates = [f.model_name for f in self.families(model_type)]
         kind = f"{model_type} model" if model_type else "model"
         message = f"{kind} {name!r} is not in the catalog"
         if family is not None:
-            message += f" (it is registered as {model_type_of(family)})"
+            message += f" (it is registered as {family.model_type})"
         close = close_matches(name, candidates)
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
@@ -84,7 +83,7 @@ class Catalog:
 
     def register(self, family: Family, *, persist: bool = True) -> None:
         """Add a custom family; with ``persist`` it survives restarts. Nothing changes on failure."""
-        model_type = model_type_of(family)
+        model_type = family.model_type
         # Structs built in Python skip msgspec's constraints; a round trip applies them.
         where = f"registration of {family.model_name!r}"
         decode_family(msgspec.to_builtins(family), where=where)
@@ -95,7 +94,7 @@ class Catalog:
             if existing is not None:
                 what = "a built-in" if key in self._builtin else "an already registered"
                 raise Conflict(
-                    f"model_name {family.model_name!r} is taken by {what} {model_type_of(existing)} model "
+                    f"model_name {family.model_name!r} is taken by {what} {existing.model_type} model "
                     f"{existing.model_name!r}; choose another name"
                     + ("" if key in self._builtin else " or unregister that one first"),
                     param="model_name",
@@ -118,7 +117,7 @@ class Catalog:
         key = name.lower()
         with self._lock:
             family = self._families.get(key)
-            if family is None or model_type_of(family) != model_type:
+            if family is None or family.model_type != model_type:
                 custom = [
                     f.model_name
                     for f in self.families(model_type)
@@ -158,9 +157,9 @@ class Catalog:
                 continue
             for path in sorted(folder.glob("*.json")):
                 family = load_registration(path)
-                if model_type_of(family) != model_type:
+                if family.model_type != model_type:
                     raise CatalogError(
-                        f"registration file {path}: `$.model_type` is {model_type_of(family)!r}; "
+                        f"registration file {path}: `$.model_type` is {family.model_type!r}; "
                         f"expected {model_type!r} (the folder it is in)"
                     )
                 key = family.model_name.lower()

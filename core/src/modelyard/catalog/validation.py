@@ -13,7 +13,7 @@ import string
 from collections.abc import Iterable
 
 from ..errors import CatalogError
-from ..specs import EmbeddingFamily, Family, LLMFamily, ModelSpec, ModelType, RerankFamily
+from ..specs import Family, LLMFamily, ModelSpec, ModelType
 
 # The name patterns Hugging Face repositories really use for each format. Kept loose enough for
 # the variants quantizers publish (Int4-W4A16, UD-Q4_K_XL, 8bit-MXFP8) and strict enough to
@@ -50,21 +50,10 @@ ABILITIES: dict[ModelType, tuple[frozenset[str], frozenset[str]]] = {
 }
 
 
-def model_type_of(family: Family) -> ModelType:
-    """The ``model_type`` tag of a family Struct ("LLM", "embedding" or "rerank")."""
-    if isinstance(family, LLMFamily):
-        return "LLM"
-    if isinstance(family, EmbeddingFamily):
-        return "embedding"
-    if isinstance(family, RerankFamily):
-        return "rerank"
-    raise TypeError(f"not a model family: {family!r}")
-
-
 def check_family(family: Family, *, where: str, path: str = "$") -> None:
     """Raise ``CatalogError`` for the first rule ``family`` breaks. ``where`` names the file and
     entry for the message; ``path`` is the family's own ``$`` path inside that file."""
-    model_type = model_type_of(family)
+    model_type = family.model_type
     _check_abilities(family, model_type, where, path)
     if isinstance(family, LLMFamily):
         _check_reasoning(family, where, path)
@@ -79,7 +68,7 @@ def check_unique(families: Iterable[tuple[Family, str, str]]) -> None:
     """
     seen: dict[tuple[ModelType, str], str] = {}
     for family, where, path in families:
-        key = (model_type_of(family), family.model_name.lower())
+        key = (family.model_type, family.model_name.lower())
         if key in seen:
             raise CatalogError(
                 f"{where}: model_name {family.model_name!r} at `{path}.model_name` is already used by "

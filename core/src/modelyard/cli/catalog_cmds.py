@@ -15,12 +15,6 @@ if TYPE_CHECKING:
     from ..specs import Family
 
 
-def family_type(family: Family) -> str:
-    from ..catalog import model_type_of
-
-    return model_type_of(family)
-
-
 def family_formats(family: Family) -> list[str]:
     return list(dict.fromkeys(spec.model_format for spec in family.model_specs))
 
@@ -92,7 +86,7 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
                 rows.append(
                     {
                         "model_name": family.model_name,
-                        "model_type": family_type(family),
+                        "model_type": family.model_type,
                         "is_builtin": builtin,
                         "model_ability": list(family.model_ability),
                         "model_formats": family_formats(family),
@@ -106,7 +100,7 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
         [
             [
                 f.model_name,
-                family_type(f),
+                f.model_type,
                 "builtin" if catalog.is_builtin(f.model_name) else "custom",
                 f.model_ability,
                 family_formats(f),
