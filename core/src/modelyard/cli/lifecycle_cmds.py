@@ -123,9 +123,15 @@ def list_models(endpoint: str, api_key: str | None, as_json: bool) -> None:
         return
     # Show the state column only when the server reports it.
     columns = [(title, key) for title, key in _LIST_COLUMNS if any(key in m for m in models)]
-    output.print_table(
-        None, [t for t, _ in columns], [[m.get(k) for _, k in columns] for m in models]
-    )
+    rows = [[_cell(m, k) for _, k in columns] for m in models]
+    output.print_table(None, [t for t, _ in columns], rows)
+
+
+def _cell(model: dict[str, Any], key: str) -> Any:
+    value = model.get(key)
+    if key == "model_size_in_billions" and value is not None:
+        return parse_size(value)  # the wire form "0_135" reads as 0.135 in a table
+    return value
 
 
 @click.command()
