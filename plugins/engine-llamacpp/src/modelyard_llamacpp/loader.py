@@ -73,5 +73,10 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
             "common causes are an architecture this llama.cpp build does not know, or too little memory "
             "for n_ctx (lower n_ctx or n_parallel)"
         ) from exc
+    if common.endpoint_metrics:
+        # xllamacpp returns before llama.cpp's task loop has started; a Server destroyed in that
+        # window never stops (its loop misses the stop flag) and the process hangs on exit. The
+        # metrics task is answered by that loop, so once it answers the window is closed.
+        server.handle_metrics()
     slots = Slots(n_ctx=settings.plan.n_ctx, n_parallel=settings.plan.n_parallel, slot_context=settings.context_length)
     return LlamaCppModel(server, slots=slots, abilities=settings.abilities)

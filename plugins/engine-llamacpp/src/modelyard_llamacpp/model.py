@@ -88,6 +88,8 @@ class LlamaCppModel(LoadedModel):
         self._stops.add(stop)
         self._workers.add(worker)
         worker.start()
+        usage: dict[str, int] | None = None
+        last: Chunk = {}
         try:
             async with receive:
                 async for item in receive:
@@ -97,9 +99,19 @@ class LlamaCppModel(LoadedModel):
                     if error is not None:
                         raise from_error_body(error, self.slots)
                     item.pop("model", None)  # the GGUF path; the core sets the model's name
+                    item.pop("timings", None)
+                    last = item
+                    if "usage" in item:
+                        # With n > 1 every choice ends with its own usage chunk: sum them into one.
+                        usage = _add_usage(usage, item.pop("usage"))
+                        if not item.get("choices"):
+                            continue
                     yield item
+            if usage is not None:
+                yield {**{k: v for k, v in last.items() if k in ("id", "created", "object")}, "choices": [], "usage": usage}
         finally:
             stop.set()  # the client went away or the stream ended: the next callback cancels
+            send.close()  # here, on the loop: the worker's own close may come after the loop is gone
             self._stops.discard(stop)
 
     def _work(
@@ -176,8 +188,23 @@ class LlamaCppModel(LoadedModel):
             stop.set()
         for worker in list(self._workers):
             await anyio.to_thread.run_sync(worker.join)
-        server, self._server = self._server, None
-        del server
+        holder, self._server = [self._server], None
+        # llama.cpp's destructor joins its threads: let that happen off the event loop.
+        await anyio.to_thread.run_sync(_release, holder)
+
+
+def _release(holder: list[Any]) -> None:
+    holder.clear()  # drops what should be the last reference, in this worker thread
+
+
+def _add_usage(total: dict[str, int] | None, usage: dict[str, Any]) -> dict[str, int]:
+    """Usage over the choices of one request: the prompt once, the completions summed."""
+    prompt = int(usage.get("prompt_tokens", 0))
+    completion = int(usage.get("completion_tokens", 0))
+    if total is not None:
+        prompt = max(prompt, total["prompt_tokens"])
+        completion += total["completion_tokens"]
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 def _usage(result: dict[str, Any], keys: tuple[str, ...]) -> dict[str, int]:

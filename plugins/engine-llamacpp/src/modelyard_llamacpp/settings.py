@@ -13,6 +13,7 @@ nested dicts (``{"sampling": {"top_k": 20}}``), plus a few friendly aliases. Def
 - ``fit_params`` off: modelyard places GPU layers itself (``estimate.gpu_layers``) and llama.cpp's own
   fitting loads the model twice. ``cache_ram_mib`` 512 instead of llama.cpp's 8192, so that an idle
   server's prompt cache cannot grow by 8 GiB unannounced. ``verbosity`` 0: warnings and errors only.
+  ``endpoint_metrics`` on: the loader waits on a metrics request to know llama.cpp's task loop runs.
 """
 
 from __future__ import annotations
@@ -158,6 +159,8 @@ def resolve(family: Family, params: Mapping[str, Any], shape: ModelShape, env: M
         "fit_params": False,
         "cache_ram_mib": 512,
         "verbosity": 0,
+        # The loader's readiness handshake goes through the metrics task (see loader.load).
+        "endpoint_metrics": True,
     }
     if not ("cpuparams.n_threads" in flat and "cpuparams_batch.n_threads" in flat):
         threads = default_threads(env)
