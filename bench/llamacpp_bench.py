@@ -36,7 +36,10 @@ import httpx
 
 LEVELS = (1, 4, 8)
 PARALLEL = 8
-PROMPTS = [f"Tell me a long story about a {thing}." for thing in ("dragon", "ship", "castle", "forest", "robot", "river", "city", "comet")]
+PROMPTS = [
+    f"Tell me a long story about a {thing}."
+    for thing in ("dragon", "ship", "castle", "forest", "robot", "river", "city", "comet")
+]
 CLOCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -78,7 +81,6 @@ class Result:
 def direct(threads: int, tokens: int) -> dict[int, Result]:
     """xllamacpp.Server in this process, with the CommonParams the plugin would build."""
     import xllamacpp
-
     from modelyard.specs import LLMFamily, ModelSource, ModelSpec
     from modelyard_llamacpp.estimate import ModelShape
     from modelyard_llamacpp.gguf import read_gguf
@@ -86,8 +88,15 @@ def direct(threads: int, tokens: int) -> dict[int, Result]:
     from modelyard_llamacpp.settings import resolve
 
     path = gguf()
-    spec = ModelSpec(model_format="ggufv2", model_size_in_billions=0.135, quantizations=("Q4_1",), sources=(ModelSource(hub="local", model_id=str(path)),))
-    family = LLMFamily(model_name="smollm2", model_specs=(spec,), model_ability=("chat",), context_length=8192)
+    spec = ModelSpec(
+        model_format="ggufv2",
+        model_size_in_billions=0.135,
+        quantizations=("Q4_1",),
+        sources=(ModelSource(hub="local", model_id=str(path)),),
+    )
+    family = LLMFamily(
+        model_name="smollm2", model_specs=(spec,), model_ability=("chat",), context_length=8192
+    )
     settings = resolve(family, launch_params(threads), ModelShape.from_gguf(read_gguf(path)))
     params = xllamacpp.CommonParams()
     apply(params, settings.assignments)
@@ -101,7 +110,9 @@ def direct(threads: int, tokens: int) -> dict[int, Result]:
         used = [0]
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
-            if not first and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+            if not first and any(
+                c.get("delta", {}).get("content") for c in chunk.get("choices", [])
+            ):
                 first.append(time.perf_counter() - start)
             if chunk.get("usage"):
                 used[0] = chunk["usage"]["completion_tokens"]
@@ -115,14 +126,17 @@ def direct(threads: int, tokens: int) -> dict[int, Result]:
     for level in LEVELS:
         out: list[tuple[int, float]] = []
         start = time.perf_counter()
-        workers = [threading.Thread(target=one, args=(PROMPTS[i], start, out)) for i in range(level)]
+        workers = [
+            threading.Thread(target=one, args=(PROMPTS[i], start, out)) for i in range(level)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-        results[level] = Result(sum(t for t, _ in out), time.perf_counter() - start, [f for _, f in out])
-    del server
-    return results
+        results[level] = Result(
+            sum(t for t, _ in out), time.perf_counter() - start, [f for _, f in out]
+        )
+    return results  # the server is freed here, before the served run starts
 
 
 def free_port() -> int:
@@ -143,22 +157,30 @@ def children(pid: int) -> list[int]:
     return found
 
 
-async def served_stream(http: httpx.AsyncClient, uid: str, prompt: str, tokens: int, start: float) -> tuple[int, float]:
+async def served_stream(
+    http: httpx.AsyncClient, uid: str, prompt: str, tokens: int, start: float
+) -> tuple[int, float]:
     first, used = float("nan"), 0
-    async with http.stream("POST", "/v1/chat/completions", json={"model": uid, **body(prompt, tokens)}) as response:
+    async with http.stream(
+        "POST", "/v1/chat/completions", json={"model": uid, **body(prompt, tokens)}
+    ) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: {"):
                 continue
             chunk = json.loads(line[6:])
-            if first != first and any(c.get("delta", {}).get("content") for c in chunk.get("choices", [])):
+            if first != first and any(
+                c.get("delta", {}).get("content") for c in chunk.get("choices", [])
+            ):
                 first = time.perf_counter() - start
             if chunk.get("usage"):
                 used = chunk["usage"]["completion_tokens"]
     return used, first
 
 
-async def served(threads: int, tokens: int) -> tuple[dict[int, Result], dict[int, tuple[float, float]], float, float]:
+async def served(
+    threads: int, tokens: int
+) -> tuple[dict[int, Result], dict[int, tuple[float, float]], float, float]:
     exe = Path(sys.executable).with_name("modelyard")
     if not exe.exists():
         raise SystemExit("the `modelyard` command is not installed beside this python")
@@ -168,7 +190,12 @@ async def served(threads: int, tokens: int) -> tuple[dict[int, Result], dict[int
     env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_LLAMACPP_THREADS": str(threads)}
     log = (home / "serve.log").open("wb")
     started = time.perf_counter()
-    process = subprocess.Popen([str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         while True:
             try:
@@ -179,9 +206,21 @@ async def served(threads: int, tokens: int) -> tuple[dict[int, Result], dict[int
                     raise SystemExit(f"modelyard serve exited; see {home / 'serve.log'}") from None
                 time.sleep(0.01)
         ready = time.perf_counter() - started
-        async with httpx.AsyncClient(base_url=url, timeout=600, limits=httpx.Limits(max_connections=32)) as http:
+        async with httpx.AsyncClient(
+            base_url=url, timeout=600, limits=httpx.Limits(max_connections=32)
+        ) as http:
             started = time.perf_counter()
-            answer = await http.post("/v1/models", json={"model_name": "smollm2-instruct", "model_engine": "llama.cpp", "model_format": "ggufv2", "quantization": "Q4_1", "model_uid": "bench", **launch_params(threads)})
+            answer = await http.post(
+                "/v1/models",
+                json={
+                    "model_name": "smollm2-instruct",
+                    "model_engine": "llama.cpp",
+                    "model_format": "ggufv2",
+                    "quantization": "Q4_1",
+                    "model_uid": "bench",
+                    **launch_params(threads),
+                },
+            )
             launch = time.perf_counter() - started
             if answer.status_code != 200:
                 raise SystemExit(f"launch failed: {answer.text}")
@@ -193,8 +232,12 @@ async def served(threads: int, tokens: int) -> tuple[dict[int, Result], dict[int
                 server_cpu = cpu_seconds(process.pid)
                 runner_cpu = sum(cpu_seconds(pid) for pid in runner)
                 start = time.perf_counter()
-                out = await asyncio.gather(*(served_stream(http, uid, PROMPTS[i], tokens, start) for i in range(level)))
-                results[level] = Result(sum(t for t, _ in out), time.perf_counter() - start, [f for _, f in out])
+                out = await asyncio.gather(
+                    *(served_stream(http, uid, PROMPTS[i], tokens, start) for i in range(level))
+                )
+                results[level] = Result(
+                    sum(t for t, _ in out), time.perf_counter() - start, [f for _, f in out]
+                )
                 generated = max(results[level].tokens, 1)
                 cpu[level] = (
                     1000 * (cpu_seconds(process.pid) - server_cpu) / generated,
@@ -219,16 +262,24 @@ def main() -> None:
     args = parser.parse_args()
     base = direct(args.threads, args.tokens)
     through, cpu, ready, launch = asyncio.run(served(args.threads, args.tokens))
-    print(f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}; llama.cpp threads {args.threads}, "
-          f"n_parallel {PARALLEL}, {args.tokens} tokens/stream")
-    print(f"command: python bench/llamacpp_bench.py --tokens {args.tokens} --threads {args.threads}")
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} CPUs, {platform.python_version()}; llama.cpp threads {args.threads}, "
+        f"n_parallel {PARALLEL}, {args.tokens} tokens/stream"
+    )
+    print(
+        f"command: python bench/llamacpp_bench.py --tokens {args.tokens} --threads {args.threads}"
+    )
     print(f"serve ready: {ready:.2f} s   launch to ready: {launch:.2f} s")
-    print("| streams | direct tok/s | modelyard tok/s | ratio | direct TTFT ms | modelyard TTFT ms | server CPU ms/token | runner CPU ms/token |")
+    print(
+        "| streams | direct tok/s | modelyard tok/s | ratio | direct TTFT ms | modelyard TTFT ms | server CPU ms/token | runner CPU ms/token |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for level in LEVELS:
         d, m = base[level], through[level]
-        print(f"| {level} | {d.rate:.1f} | {m.rate:.1f} | {m.rate / d.rate:.2f} | {1000 * d.mean_ttft:.0f} | "
-              f"{1000 * m.mean_ttft:.0f} | {cpu[level][0]:.2f} | {cpu[level][1]:.2f} |")
+        print(
+            f"| {level} | {d.rate:.1f} | {m.rate:.1f} | {m.rate / d.rate:.2f} | {1000 * d.mean_ttft:.0f} | "
+            f"{1000 * m.mean_ttft:.0f} | {cpu[level][0]:.2f} | {cpu[level][1]:.2f} |"
+        )
 
 
 if __name__ == "__main__":

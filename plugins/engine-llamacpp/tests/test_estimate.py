@@ -6,15 +6,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import modelyard_llamacpp as plugin
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import modelyard_llamacpp as plugin
 from modelyard.specs import Accelerator, Hardware, LLMFamily, ModelSource, ModelSpec
 from modelyard_llamacpp.estimate import (
-    MiB,
     GiB,
+    MiB,
     ModelShape,
     Plan,
     bits_per_weight,
@@ -25,15 +24,21 @@ from modelyard_llamacpp.estimate import (
 )
 from modelyard_llamacpp.gguf import read_gguf
 
-CPU_ONLY = Hardware(system="linux", machine="x86_64", cpu_count=2, memory_total=24 * GiB, memory_available=20 * GiB)
+CPU_ONLY = Hardware(
+    system="linux", machine="x86_64", cpu_count=2, memory_total=24 * GiB, memory_available=20 * GiB
+)
 
 
 def gpu(free_gib: float, index: int = 0, kind: str = "cuda") -> Accelerator:
     free = int(free_gib * GiB)
-    return Accelerator(kind=kind, index=index, name=f"GPU {index}", memory_total=free + GiB, memory_free=free)  # type: ignore[arg-type]
+    return Accelerator(
+        kind=kind, index=index, name=f"GPU {index}", memory_total=free + GiB, memory_free=free
+    )  # type: ignore[arg-type]
 
 
-def synthetic_shape(n_layer: int = 32, layer_mib: int = 200, output_mib: int = 400, kv_heads: int = 8) -> ModelShape:
+def synthetic_shape(
+    n_layer: int = 32, layer_mib: int = 200, output_mib: int = 400, kv_heads: int = 8
+) -> ModelShape:
     """An 8B-like model: 32 layers of 200 MiB, a 400 MiB output layer, 8 KV heads of 128 dims."""
     return ModelShape(
         architecture="llama",
@@ -70,7 +75,14 @@ LOGGED = [
 
 
 @pytest.mark.parametrize(("n_ctx", "n_parallel", "n_ubatch", "kv_mib", "compute_mib"), LOGGED)
-def test_matches_llama_cpp_buffers(smollm2: ModelShape, n_ctx: int, n_parallel: int, n_ubatch: int, kv_mib: float, compute_mib: float) -> None:
+def test_matches_llama_cpp_buffers(
+    smollm2: ModelShape,
+    n_ctx: int,
+    n_parallel: int,
+    n_ubatch: int,
+    kv_mib: float,
+    compute_mib: float,
+) -> None:
     plan = Plan(n_ctx=n_ctx, n_parallel=n_parallel, n_ubatch=n_ubatch)
     assert kv_bytes(smollm2, plan) == pytest.approx(kv_mib * MiB, rel=1e-3)
     # The activations formula is a fit; 3% is well inside the estimate's purpose.
@@ -133,7 +145,9 @@ def test_gpu_too_small_for_a_layer() -> None:
     n_layer=st.integers(1, 80),
     n_ctx=st.integers(256, 131072),
 )
-def test_more_free_memory_never_means_fewer_layers(free: list[float], extra: float, n_layer: int, n_ctx: int) -> None:
+def test_more_free_memory_never_means_fewer_layers(
+    free: list[float], extra: float, n_layer: int, n_ctx: int
+) -> None:
     shape = synthetic_shape(n_layer=n_layer)
     plan = Plan(n_ctx=n_ctx)
     devices = tuple(gpu(f, index=i) for i, f in enumerate(free))
@@ -166,7 +180,12 @@ def test_bits_per_weight_names() -> None:
 
 def test_hook_reads_the_packaged_gguf(family: LLMFamily, spec: ModelSpec, gguf_path: Path) -> None:
     answer = plugin.estimate_resources(
-        engine="llama.cpp", family=family, spec=spec, quantization="Q4_1", params={"n_ctx": 2048, "n_parallel": 1}, hardware=CPU_ONLY
+        engine="llama.cpp",
+        family=family,
+        spec=spec,
+        quantization="Q4_1",
+        params={"n_ctx": 2048, "n_parallel": 1},
+        hardware=CPU_ONLY,
     )
     assert answer is not None
     assert answer.weights == read_gguf(gguf_path).tensor_bytes
@@ -174,14 +193,38 @@ def test_hook_reads_the_packaged_gguf(family: LLMFamily, spec: ModelSpec, gguf_p
     assert (answer.device, answer.gpu_layers, answer.parallel) == ("cpu", 0, 1)
 
 
-def test_hook_places_gpu_layers_or_takes_the_given_number(family: LLMFamily, spec: ModelSpec, gguf_path: Path) -> None:
-    with_gpu = Hardware(system="linux", machine="x86_64", cpu_count=8, memory_total=GiB, memory_available=GiB, accelerators=(gpu(8),))
-    auto = plugin.estimate_resources(engine="llama.cpp", family=family, spec=spec, quantization="Q4_1", params={}, hardware=with_gpu)
+def test_hook_places_gpu_layers_or_takes_the_given_number(
+    family: LLMFamily, spec: ModelSpec, gguf_path: Path
+) -> None:
+    with_gpu = Hardware(
+        system="linux",
+        machine="x86_64",
+        cpu_count=8,
+        memory_total=GiB,
+        memory_available=GiB,
+        accelerators=(gpu(8),),
+    )
+    auto = plugin.estimate_resources(
+        engine="llama.cpp",
+        family=family,
+        spec=spec,
+        quantization="Q4_1",
+        params={},
+        hardware=with_gpu,
+    )
     assert auto is not None and (auto.device, auto.gpu_layers) == ("gpu", 31)
     given_layers = plugin.estimate_resources(
-        engine="llama.cpp", family=family, spec=spec, quantization="Q4_1", params={"n_gpu_layers": 5}, hardware=with_gpu
+        engine="llama.cpp",
+        family=family,
+        spec=spec,
+        quantization="Q4_1",
+        params={"n_gpu_layers": 5},
+        hardware=with_gpu,
     )
-    assert given_layers is not None and (given_layers.device, given_layers.gpu_layers) == ("split", 5)
+    assert given_layers is not None and (given_layers.device, given_layers.gpu_layers) == (
+        "split",
+        5,
+    )
 
 
 def test_hook_without_the_file_estimates_from_size(family: LLMFamily) -> None:
@@ -189,20 +232,47 @@ def test_hook_without_the_file_estimates_from_size(family: LLMFamily) -> None:
         model_format="ggufv2",
         model_size_in_billions=7,
         quantizations=("Q4_K_M",),
-        sources=(ModelSource(hub="huggingface", model_id="nobody/none-GGUF", file_name_template="none.{quantization}.gguf"),),
+        sources=(
+            ModelSource(
+                hub="huggingface",
+                model_id="nobody/none-GGUF",
+                file_name_template="none.{quantization}.gguf",
+            ),
+        ),
     )
-    answer = plugin.estimate_resources(engine="llama.cpp", family=family, spec=remote, quantization="Q4_K_M", params={}, hardware=CPU_ONLY)
+    answer = plugin.estimate_resources(
+        engine="llama.cpp",
+        family=family,
+        spec=remote,
+        quantization="Q4_K_M",
+        params={},
+        hardware=CPU_ONLY,
+    )
     assert answer is not None
     assert answer.weights == int(7e9 * 4.89 / 8)
     assert any("rough estimate" in note for note in answer.notes)
 
 
 def test_hook_ignores_other_engines(family: LLMFamily, spec: ModelSpec) -> None:
-    assert plugin.estimate_resources(engine="vllm", family=family, spec=spec, quantization="Q4_1", params={}, hardware=CPU_ONLY) is None
+    assert (
+        plugin.estimate_resources(
+            engine="vllm",
+            family=family,
+            spec=spec,
+            quantization="Q4_1",
+            params={},
+            hardware=CPU_ONLY,
+        )
+        is None
+    )
 
 
 def test_synthetic_file_through_the_shape(synthetic_gguf: Callable[..., Path]) -> None:
-    shape = ModelShape.from_gguf(read_gguf(synthetic_gguf(n_layer=3, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=500)))
+    shape = ModelShape.from_gguf(
+        read_gguf(
+            synthetic_gguf(n_layer=3, n_embd=128, n_head=4, n_head_kv=2, n_ff=256, n_vocab=500)
+        )
+    )
     assert (shape.n_layer, shape.key_dim, shape.n_head_kv, shape.n_vocab) == (3, 32, (2, 2, 2), 500)
     per_layer = 2 * (128 * 128 * 2 + 128 * 64 * 2 + 128 * 256 * 2)
     assert shape.layer_bytes == (per_layer,) * 3

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from modelyard.errors import (
     ContextLengthExceeded,
     EngineError,
@@ -39,14 +38,60 @@ def test_exceed_context_names_the_numbers_and_the_fix() -> None:
 @pytest.mark.parametrize(
     ("body", "kind", "fragment"),
     [
-        ({"code": 400, "message": "Input prompt is too big compared to KV size. Please try increasing KV size."}, ContextLengthExceeded, "raise n_ctx or lower n_parallel"),
-        ({"code": 500, "message": "Context size has been exceeded."}, ContextLengthExceeded, "the KV cache is full"),
-        ({"code": 500, "message": "input is too large to process. increase the physical batch size"}, ContextLengthExceeded, "larger n_ubatch"),
-        ({"code": 500, "message": "failed to process image"}, InvalidRequest, "lack of memory: launch with a smaller n_ctx"),
-        ({"code": 501, "message": "This server does not support embeddings. Start it with `--embeddings`", "type": "not_supported_error"}, Unsupported, "embedding=true"),
-        ({"code": 503, "message": "Loading model", "type": "unavailable_error"}, Unavailable, "not ready"),
-        ({"code": 400, "message": "Field 'n': Value must be between 1 <= value <= 1, but got 2", "type": "invalid_request_error"}, InvalidRequest, "Field 'n'"),
-        ({"code": 500, "message": "Compute error.", "type": "server_error"}, EngineError, "llama.cpp failed: Compute error."),
+        (
+            {
+                "code": 400,
+                "message": "Input prompt is too big compared to KV size. Please try increasing KV size.",
+            },
+            ContextLengthExceeded,
+            "raise n_ctx or lower n_parallel",
+        ),
+        (
+            {"code": 500, "message": "Context size has been exceeded."},
+            ContextLengthExceeded,
+            "the KV cache is full",
+        ),
+        (
+            {
+                "code": 500,
+                "message": "input is too large to process. increase the physical batch size",
+            },
+            ContextLengthExceeded,
+            "larger n_ubatch",
+        ),
+        (
+            {"code": 500, "message": "failed to process image"},
+            InvalidRequest,
+            "lack of memory: launch with a smaller n_ctx",
+        ),
+        (
+            {
+                "code": 501,
+                "message": "This server does not support embeddings. Start it with `--embeddings`",
+                "type": "not_supported_error",
+            },
+            Unsupported,
+            "embedding=true",
+        ),
+        (
+            {"code": 503, "message": "Loading model", "type": "unavailable_error"},
+            Unavailable,
+            "not ready",
+        ),
+        (
+            {
+                "code": 400,
+                "message": "Field 'n': Value must be between 1 <= value <= 1, but got 2",
+                "type": "invalid_request_error",
+            },
+            InvalidRequest,
+            "Field 'n'",
+        ),
+        (
+            {"code": 500, "message": "Compute error.", "type": "server_error"},
+            EngineError,
+            "llama.cpp failed: Compute error.",
+        ),
     ],
 )
 def test_error_bodies(body: dict[str, Any], kind: type[ModelyardError], fragment: str) -> None:
@@ -56,8 +101,14 @@ def test_error_bodies(body: dict[str, Any], kind: type[ModelyardError], fragment
 
 
 def test_exceptions() -> None:
-    assert type(from_exception(ValueError("Expected 'messages' to be an array"), SLOTS)) is InvalidRequest
-    assert "Expected 'messages'" in from_exception(ValueError("Expected 'messages' to be an array"), SLOTS).message
+    assert (
+        type(from_exception(ValueError("Expected 'messages' to be an array"), SLOTS))
+        is InvalidRequest
+    )
+    assert (
+        "Expected 'messages'"
+        in from_exception(ValueError("Expected 'messages' to be an array"), SLOTS).message
+    )
     crash = from_exception(RuntimeError("boom"), SLOTS)
     assert type(crash) is EngineError and "RuntimeError: boom" in crash.message
     ours = Unsupported("no")

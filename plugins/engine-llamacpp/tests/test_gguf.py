@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from modelyard.errors import LaunchError
 from modelyard_llamacpp.gguf import GGML_TYPES, ArrayInfo, GGUFError, read_gguf
 
@@ -57,24 +56,36 @@ def test_truncated_smollm2_is_refused(gguf_path: Path, tmp_path: Path, keep: int
 
 def test_truncated_data_names_the_sizes(gguf_writer: Callable[..., Path], tmp_path: Path) -> None:
     tensors = [("a", (1024,), 0, 0)]  # F32: 4096 bytes of data needed
-    path = gguf_writer(tmp_path / "short.gguf", {"general.architecture": "llama"}, tensors, data_bytes=1000)
+    path = gguf_writer(
+        tmp_path / "short.gguf", {"general.architecture": "llama"}, tensors, data_bytes=1000
+    )
     with pytest.raises(GGUFError, match=r"its tensors need \d+ bytes but the file has \d+"):
         read_gguf(path)
 
 
 def test_synthetic_file_sizes(synthetic_gguf: Callable[..., Path]) -> None:
-    gguf = read_gguf(synthetic_gguf(n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, n_vocab=100))
+    gguf = read_gguf(
+        synthetic_gguf(n_layer=2, n_embd=64, n_head=4, n_head_kv=2, n_ff=128, n_vocab=100)
+    )
     sizes = {t.name: t.nbytes for t in gguf.tensors}
-    assert sizes["blk.0.attn_k.weight"] == 64 * 32 * 2  # F16: 2 bytes per element, kv dim = 2 heads x 16
+    assert (
+        sizes["blk.0.attn_k.weight"] == 64 * 32 * 2
+    )  # F16: 2 bytes per element, kv dim = 2 heads x 16
     assert sizes["output.weight"] == 64 * 100 * 2
     assert gguf.get("llama.attention.head_count") == 4
 
 
-def test_unknown_tensor_type_sized_by_offsets(gguf_writer: Callable[..., Path], tmp_path: Path) -> None:
+def test_unknown_tensor_type_sized_by_offsets(
+    gguf_writer: Callable[..., Path], tmp_path: Path
+) -> None:
     """A ggml type this reader does not know is sized by the gap to the next tensor."""
     assert 99 not in GGML_TYPES
     tensors = [("a", (64,), 99, 0), ("b", (32,), 0, 512)]
-    gguf = read_gguf(gguf_writer(tmp_path / "x.gguf", {"general.architecture": "llama"}, tensors, data_bytes=512 + 128))
+    gguf = read_gguf(
+        gguf_writer(
+            tmp_path / "x.gguf", {"general.architecture": "llama"}, tensors, data_bytes=512 + 128
+        )
+    )
     assert [t.nbytes for t in gguf.tensors] == [512, 128]
 
 

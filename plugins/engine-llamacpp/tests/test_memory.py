@@ -19,9 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import modelyard_llamacpp as plugin
+import pytest
 from modelyard.specs import Hardware, LLMFamily, ModelSpec
 
 TOLERANCE = 0.20
@@ -60,12 +59,25 @@ anyio.run(model.close)
 """
 
 
-def test_estimate_matches_measured_memory(gguf_path: Path, family: LLMFamily, spec: ModelSpec, xllamacpp_installed: None) -> None:
+def test_estimate_matches_measured_memory(
+    gguf_path: Path, family: LLMFamily, spec: ModelSpec, xllamacpp_installed: None
+) -> None:
     if not Path("/proc/self/status").exists():
         pytest.skip("needs /proc/self/status (Linux) to read the resident set size")
-    hardware = Hardware(system="linux", machine="x86_64", cpu_count=2, memory_total=1 << 34, memory_available=1 << 33)
+    hardware = Hardware(
+        system="linux",
+        machine="x86_64",
+        cpu_count=2,
+        memory_total=1 << 34,
+        memory_available=1 << 33,
+    )
     estimate = plugin.estimate_resources(
-        engine="llama.cpp", family=family, spec=spec, quantization="Q4_1", params=PARAMS, hardware=hardware
+        engine="llama.cpp",
+        family=family,
+        spec=spec,
+        quantization="Q4_1",
+        params=PARAMS,
+        hardware=hardware,
     )
     assert estimate is not None and estimate.device == "cpu"
     out = subprocess.run(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from modelyard.errors import InvalidRequest
 from modelyard_llamacpp.params import apply, field_names
 
@@ -19,13 +18,28 @@ def common(xllamacpp_installed: None) -> Any:
 
 def test_every_nested_field_is_addressable(common: Any) -> None:
     names = field_names(common)
-    for name in ("n_ctx", "sampling.top_k", "cpuparams.n_threads", "cpuparams_batch.n_threads", "sampling.grammar.type"):
+    for name in (
+        "n_ctx",
+        "sampling.top_k",
+        "cpuparams.n_threads",
+        "cpuparams_batch.n_threads",
+        "sampling.grammar.type",
+    ):
         assert name in names
     assert "sampling" not in names  # a group, not a value
 
 
 def test_dotted_values_reach_llama_cpp(common: Any) -> None:
-    apply(common, {"sampling.top_k": 7, "sampling.temp": 1, "n_ctx": 333, "cpuparams.n_threads": 2, "embedding": True})
+    apply(
+        common,
+        {
+            "sampling.top_k": 7,
+            "sampling.temp": 1,
+            "n_ctx": 333,
+            "cpuparams.n_threads": 2,
+            "embedding": True,
+        },
+    )
     assert (common.sampling.top_k, common.sampling.temp, common.n_ctx) == (7, 1.0, 333)
     assert common.cpuparams.n_threads == 2 and common.embedding is True
 
@@ -43,7 +57,10 @@ def test_short_float_arrays_are_padded(common: Any) -> None:
 
 
 def test_unknown_name_suggests_close_matches(common: Any) -> None:
-    with pytest.raises(InvalidRequest, match=r"unknown llama.cpp parameter 'sampling.top_kk'; did you mean 'sampling.top_k'") as info:
+    with pytest.raises(
+        InvalidRequest,
+        match=r"unknown llama.cpp parameter 'sampling.top_kk'; did you mean 'sampling.top_k'",
+    ) as info:
         apply(common, {"sampling.top_kk": 3})
     assert info.value.param == "sampling.top_kk"
     with pytest.raises(InvalidRequest, match=r"did you mean 'n_ctx'"):
@@ -51,7 +68,9 @@ def test_unknown_name_suggests_close_matches(common: Any) -> None:
 
 
 def test_unknown_name_without_neighbours_explains_the_naming(common: Any) -> None:
-    with pytest.raises(InvalidRequest, match=r"'zzqqxx'\. Parameters are llama.cpp common_params fields"):
+    with pytest.raises(
+        InvalidRequest, match=r"'zzqqxx'\. Parameters are llama.cpp common_params fields"
+    ):
         apply(common, {"zzqqxx": 1})
 
 

@@ -9,15 +9,16 @@ import subprocess
 import sys
 from typing import Any
 
+import modelyard_llamacpp as plugin
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import modelyard_llamacpp as plugin
 from modelyard.plugins import PluginManager
 from modelyard.specs import EngineInfo, Hardware, LLMFamily, ModelSource, ModelSpec
 
-HARDWARE = Hardware(system="linux", machine="x86_64", cpu_count=2, memory_total=1 << 34, memory_available=1 << 33)
+HARDWARE = Hardware(
+    system="linux", machine="x86_64", cpu_count=2, memory_total=1 << 34, memory_available=1 << 33
+)
 FORMATS = ["pytorch", "ggufv2", "awq", "gptq", "fp4", "fp8", "bnb", "mlx"]
 
 
@@ -38,7 +39,10 @@ def test_registration_does_not_import_xllamacpp() -> None:
         "assert 'xllamacpp' not in sys.modules, 'xllamacpp imported'; print(found[0].name, found[0].available)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["llama.cpp", str(importlib.util.find_spec("xllamacpp") is not None)]
+    assert out.stdout.split() == [
+        "llama.cpp",
+        str(importlib.util.find_spec("xllamacpp") is not None),
+    ]
 
 
 def test_declares_the_engine(xllamacpp_installed: None) -> None:
@@ -56,16 +60,24 @@ def test_loads_through_the_plugin_manager() -> None:
     assert engine is not None and engine.name == "llama.cpp"
 
 
-def test_missing_library_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch, family: LLMFamily, spec: ModelSpec) -> None:
+def test_missing_library_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch, family: LLMFamily, spec: ModelSpec
+) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "xllamacpp" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "xllamacpp" else real(name, *a),
+    )
     try:
         fresh = importlib.reload(plugin)
         found: list[EngineInfo] = []
         fresh.register_engines(register=found.append)
         assert not found[0].available
         assert found[0].unavailable_reason == "pip install xllamacpp"
-        (answer,) = fresh.match_engine(family=family, spec=spec, quantization="Q4_1", hardware=HARDWARE)
+        (answer,) = fresh.match_engine(
+            family=family, spec=spec, quantization="Q4_1", hardware=HARDWARE
+        )
         assert not answer.ok and "pip install xllamacpp" in (answer.reason or "")
     finally:
         monkeypatch.undo()
@@ -82,23 +94,42 @@ def _spec(model_format: Any) -> ModelSpec:
 
 
 def test_gguf_yes_others_no_with_a_reason(family: LLMFamily, xllamacpp_installed: None) -> None:
-    (yes,) = plugin.match_engine(family=family, spec=_spec("ggufv2"), quantization="Q4_K_M", hardware=HARDWARE)
+    (yes,) = plugin.match_engine(
+        family=family, spec=_spec("ggufv2"), quantization="Q4_K_M", hardware=HARDWARE
+    )
     assert yes.ok
-    (no,) = plugin.match_engine(family=family, spec=_spec("pytorch"), quantization="none", hardware=HARDWARE)
+    (no,) = plugin.match_engine(
+        family=family, spec=_spec("pytorch"), quantization="none", hardware=HARDWARE
+    )
     assert not no.ok and "GGUF files only" in (no.reason or "") and "pytorch" in (no.reason or "")
 
 
-@given(model_format=st.sampled_from(FORMATS), quantization=st.text(max_size=12), gpus=st.integers(0, 2))
+@given(
+    model_format=st.sampled_from(FORMATS), quantization=st.text(max_size=12), gpus=st.integers(0, 2)
+)
 def test_match_is_pure_and_total(model_format: str, quantization: str, gpus: int) -> None:
-    family = LLMFamily(model_name="m", model_specs=(_spec("ggufv2"),), model_ability=("chat",), context_length=4096)
+    family = LLMFamily(
+        model_name="m", model_specs=(_spec("ggufv2"),), model_ability=("chat",), context_length=4096
+    )
     spec = _spec(model_format)
-    first = plugin.match_engine(family=family, spec=spec, quantization=quantization, hardware=HARDWARE)
-    second = plugin.match_engine(family=family, spec=spec, quantization=quantization, hardware=HARDWARE)
+    first = plugin.match_engine(
+        family=family, spec=spec, quantization=quantization, hardware=HARDWARE
+    )
+    second = plugin.match_engine(
+        family=family, spec=spec, quantization=quantization, hardware=HARDWARE
+    )
     assert first == second and len(first) == 1 and first[0].engine == "llama.cpp"
     if plugin.LIBRARY_VERSION is not None:
         assert first[0].ok == (model_format == "ggufv2")
     assert first[0].ok or first[0].reason
 
 
-def test_other_engines_are_not_loaded_here(family: LLMFamily, spec: ModelSpec, tmp_path: Any) -> None:
-    assert plugin.load_model(engine="vllm", family=family, spec=spec, quantization="Q4_1", params={}, path=tmp_path) is None
+def test_other_engines_are_not_loaded_here(
+    family: LLMFamily, spec: ModelSpec, tmp_path: Any
+) -> None:
+    assert (
+        plugin.load_model(
+            engine="vllm", family=family, spec=spec, quantization="Q4_1", params={}, path=tmp_path
+        )
+        is None
+    )

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from modelyard.errors import InvalidRequest
 from modelyard.specs import EmbeddingFamily, LLMFamily, ModelSpec, RerankFamily
 from modelyard_llamacpp.estimate import ModelShape
@@ -34,12 +33,16 @@ def test_defaults_give_each_of_four_slots_4096_tokens(family: LLMFamily, shape: 
 
 
 def test_short_model_context_caps_the_slot(spec: ModelSpec, shape: ModelShape) -> None:
-    short = LLMFamily(model_name="short", model_specs=(spec,), model_ability=("chat",), context_length=1024)
+    short = LLMFamily(
+        model_name="short", model_specs=(spec,), model_ability=("chat",), context_length=1024
+    )
     settings = resolve(short, {"n_parallel": 2}, shape, env=ONE_THREAD)
     assert (settings.assignments["n_ctx"], settings.context_length) == (2048, 1024)
 
 
-def test_n_ctx_is_shared_by_the_slots_rounded_up_like_llama_cpp(family: LLMFamily, shape: ModelShape) -> None:
+def test_n_ctx_is_shared_by_the_slots_rounded_up_like_llama_cpp(
+    family: LLMFamily, shape: ModelShape
+) -> None:
     settings = resolve(family, {"n_ctx": 1000, "n_parallel": 3}, shape, env=ONE_THREAD)
     assert settings.context_length == 512  # 333 rounded up to 256s, as llama.cpp logs n_ctx_seq
     assert settings.plan.cells == 3 * 512
@@ -57,13 +60,17 @@ def test_n_ctx_is_shared_by_the_slots_rounded_up_like_llama_cpp(family: LLMFamil
         ({"cache_type_k": "q9_9"}, "is not a ggml type"),
     ],
 )
-def test_bad_values_are_refused(family: LLMFamily, shape: ModelShape, params: dict[str, object], message: str) -> None:
+def test_bad_values_are_refused(
+    family: LLMFamily, shape: ModelShape, params: dict[str, object], message: str
+) -> None:
     with pytest.raises(InvalidRequest, match=message):
         resolve(family, params, shape, env=ONE_THREAD)
 
 
 def test_aliases_and_nested_dicts_flatten() -> None:
-    flat = flatten({"n_threads": 3, "sampling": {"top_k": 5, "grammar": {"type": 1}}, "n_gpu_layers": 0})
+    flat = flatten(
+        {"n_threads": 3, "sampling": {"top_k": 5, "grammar": {"type": 1}}, "n_gpu_layers": 0}
+    )
     assert flat == {
         "cpuparams.n_threads": 3,
         "cpuparams_batch.n_threads": 3,
@@ -81,7 +88,9 @@ def test_explicit_threads_win_over_the_default(family: LLMFamily, shape: ModelSh
 
 def test_embedding_launch_turns_on_pooling(family: LLMFamily, shape: ModelShape) -> None:
     settings = resolve(family, {"embedding": True}, shape, env=ONE_THREAD)
-    assert settings.assignments["pooling_type"] == 1  # mean: the GGUF names none, and "none" cannot serve /v1/embeddings
+    assert (
+        settings.assignments["pooling_type"] == 1
+    )  # mean: the GGUF names none, and "none" cannot serve /v1/embeddings
     assert "embed" in settings.abilities and "chat" in settings.abilities
 
 
@@ -100,9 +109,14 @@ def test_embedding_and_rerank_families(spec: ModelSpec, shape: ModelShape) -> No
 
 
 def test_vision_needs_the_projector(spec: ModelSpec, shape: ModelShape) -> None:
-    seeing = LLMFamily(model_name="v", model_specs=(spec,), model_ability=("chat", "vision"), context_length=4096)
+    seeing = LLMFamily(
+        model_name="v", model_specs=(spec,), model_ability=("chat", "vision"), context_length=4096
+    )
     assert "vision" not in resolve(seeing, {}, shape, env=ONE_THREAD).abilities
-    assert "vision" in resolve(seeing, {"mmproj.path": "/x/mmproj.gguf"}, shape, env=ONE_THREAD).abilities
+    assert (
+        "vision"
+        in resolve(seeing, {"mmproj.path": "/x/mmproj.gguf"}, shape, env=ONE_THREAD).abilities
+    )
 
 
 def test_threads_on_two_cores_is_one() -> None:

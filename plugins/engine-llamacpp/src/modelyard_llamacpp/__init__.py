@@ -60,7 +60,9 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
 
 
 @hookimpl
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match]:
     if LIBRARY_VERSION is None:
         return [Match.no(ENGINE, f"xllamacpp is not installed: {INSTALL_HINT}")]
     if spec.model_format != "ggufv2":
@@ -97,7 +99,9 @@ def estimate_resources(
             log.warning("estimating %s from its size: %s", path, exc)
     plan = plan_from_params(family, params, shape)
     if shape is None:
-        return memory.estimate_from_size(spec.model_size_in_billions, quantization, plan, hardware.accelerators)
+        return memory.estimate_from_size(
+            spec.model_size_in_billions, quantization, plan, hardware.accelerators
+        )
     given = params.get("n_gpu_layers")
     if isinstance(given, int) and not isinstance(given, bool):
         layers = given

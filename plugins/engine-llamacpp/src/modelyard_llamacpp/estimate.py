@@ -69,7 +69,9 @@ class ModelShape:
         kv = key("attention.head_count_kv", n_head)
         n_head_kv = tuple(int(v) for v in kv) if isinstance(kv, list) else (int(kv),) * n_layer
         vocab = gguf.get("tokenizer.ggml.tokens")
-        n_vocab = getattr(vocab, "length", None) or (len(vocab) if isinstance(vocab, list) else int(key("vocab_size", 0)))
+        n_vocab = getattr(vocab, "length", None) or (
+            len(vocab) if isinstance(vocab, list) else int(key("vocab_size", 0))
+        )
         layer_bytes = [0] * n_layer
         named: dict[str, int] = {}
         for tensor in gguf.tensors:
@@ -79,7 +81,9 @@ class ModelShape:
             else:
                 named[tensor.name] = tensor.nbytes
         # Tied embeddings: llama.cpp uses token_embd as the output matrix (a copy when offloaded).
-        output = named.get("output.weight", named.get("token_embd.weight", 0)) + named.get("output_norm.weight", 0)
+        output = named.get("output.weight", named.get("token_embd.weight", 0)) + named.get(
+            "output_norm.weight", 0
+        )
         return cls(
             architecture=arch,
             n_layer=n_layer,
@@ -136,7 +140,8 @@ def _type_bytes(ggml_type: int) -> float:
 
 def kv_layer_bytes(shape: ModelShape, plan: Plan, layer: int) -> int:
     per_cell = shape.n_head_kv[layer] * (
-        shape.key_dim * _type_bytes(plan.cache_type_k) + shape.value_dim * _type_bytes(plan.cache_type_v)
+        shape.key_dim * _type_bytes(plan.cache_type_k)
+        + shape.value_dim * _type_bytes(plan.cache_type_v)
     )
     return int(plan.cells * per_cell)
 
@@ -162,11 +167,16 @@ def gpu_layers(shape: ModelShape, plan: Plan, accelerators: tuple[Accelerator, .
     """How many layers to offload (llama.cpp's n_gpu_layers; n_layer + 1 includes the output layer)."""
     if not accelerators or shape.n_layer == 0:
         return 0
-    per_layer = [shape.layer_bytes[i] + kv_layer_bytes(shape, plan, i) for i in range(shape.n_layer)]
+    per_layer = [
+        shape.layer_bytes[i] + kv_layer_bytes(shape, plan, i) for i in range(shape.n_layer)
+    ]
     graph = compute_bytes(shape, plan)
     margin = max(SAFETY_MARGIN, max(per_layer))
     devices = sorted(accelerators, key=lambda a: a.memory_free, reverse=True)
-    space = [max(0, d.memory_free - DRIVER_RESERVE.get(d.kind, 512 * MiB) - graph - margin) for d in devices]
+    space = [
+        max(0, d.memory_free - DRIVER_RESERVE.get(d.kind, 512 * MiB) - graph - margin)
+        for d in devices
+    ]
     placed, device = 0, 0
     for size in per_layer:
         while device < len(space) and space[device] < size:
@@ -180,7 +190,9 @@ def gpu_layers(shape: ModelShape, plan: Plan, accelerators: tuple[Accelerator, .
     return placed
 
 
-def estimate(shape: ModelShape, plan: Plan, n_gpu_layers: int, *, notes: tuple[str, ...] = ()) -> Estimate:
+def estimate(
+    shape: ModelShape, plan: Plan, n_gpu_layers: int, *, notes: tuple[str, ...] = ()
+) -> Estimate:
     kv = kv_bytes(shape, plan)
     total_layers = shape.n_layer + 1
     offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
@@ -189,7 +201,10 @@ def estimate(shape: ModelShape, plan: Plan, n_gpu_layers: int, *, notes: tuple[s
     if offloaded:
         on_gpu = sum(shape.layer_bytes[shape.n_layer - min(offloaded, shape.n_layer) :])
         on_gpu += shape.output_bytes if offloaded == total_layers else 0
-        notes = (*notes, f"{offloaded}/{total_layers} layers on GPU: {on_gpu // MiB} MiB of weights in VRAM")
+        notes = (
+            *notes,
+            f"{offloaded}/{total_layers} layers on GPU: {on_gpu // MiB} MiB of weights in VRAM",
+        )
     return Estimate(
         weights=shape.weights,
         kv_cache=kv,
@@ -205,12 +220,40 @@ def estimate(shape: ModelShape, plan: Plan, n_gpu_layers: int, *, notes: tuple[s
 
 # Approximate bits per weight of llama.cpp's quantization presets (llama-quantize's table).
 BITS_PER_WEIGHT = {
-    "IQ1_S": 1.56, "IQ1_M": 1.75, "IQ2_XXS": 2.06, "IQ2_XS": 2.31, "IQ2_S": 2.5, "IQ2_M": 2.7,
-    "Q2_K": 2.96, "IQ3_XXS": 3.06, "IQ3_XS": 3.3, "IQ3_S": 3.44, "Q3_K_S": 3.5, "IQ3_M": 3.66,
-    "Q3_K_M": 3.91, "Q3_K": 3.91, "Q3_K_L": 4.27, "IQ4_XS": 4.25, "IQ4_NL": 4.5, "Q4_0": 4.55,
-    "Q4_K_S": 4.58, "Q4_K_M": 4.89, "Q4_K": 4.89, "Q4_1": 5.0, "Q5_0": 5.54, "Q5_K_S": 5.54,
-    "Q5_K_M": 5.69, "Q5_K": 5.69, "Q5_1": 6.0, "Q6_K": 6.56, "Q8_0": 8.5, "BF16": 16.0,
-    "F16": 16.0, "FP16": 16.0, "F32": 32.0, "FP32": 32.0,
+    "IQ1_S": 1.56,
+    "IQ1_M": 1.75,
+    "IQ2_XXS": 2.06,
+    "IQ2_XS": 2.31,
+    "IQ2_S": 2.5,
+    "IQ2_M": 2.7,
+    "Q2_K": 2.96,
+    "IQ3_XXS": 3.06,
+    "IQ3_XS": 3.3,
+    "IQ3_S": 3.44,
+    "Q3_K_S": 3.5,
+    "IQ3_M": 3.66,
+    "Q3_K_M": 3.91,
+    "Q3_K": 3.91,
+    "Q3_K_L": 4.27,
+    "IQ4_XS": 4.25,
+    "IQ4_NL": 4.5,
+    "Q4_0": 4.55,
+    "Q4_K_S": 4.58,
+    "Q4_K_M": 4.89,
+    "Q4_K": 4.89,
+    "Q4_1": 5.0,
+    "Q5_0": 5.54,
+    "Q5_K_S": 5.54,
+    "Q5_K_M": 5.69,
+    "Q5_K": 5.69,
+    "Q5_1": 6.0,
+    "Q6_K": 6.56,
+    "Q8_0": 8.5,
+    "BF16": 16.0,
+    "F16": 16.0,
+    "FP16": 16.0,
+    "F32": 32.0,
+    "FP32": 32.0,
 }
 
 
@@ -224,7 +267,9 @@ def bits_per_weight(quantization: str) -> float | None:
     return None
 
 
-def estimate_from_size(size_in_billions: float, quantization: str, plan: Plan, accelerators: tuple[Accelerator, ...]) -> Estimate:
+def estimate_from_size(
+    size_in_billions: float, quantization: str, plan: Plan, accelerators: tuple[Accelerator, ...]
+) -> Estimate:
     """A rough estimate when the GGUF is not on disk: weights from size and bits per weight, KV from
     a typical grouped-query model (about 16 KiB per token per billion parameters, at least 8 KiB)."""
     bits = bits_per_weight(quantization)

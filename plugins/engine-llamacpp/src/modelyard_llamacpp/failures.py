@@ -47,17 +47,23 @@ def from_error_body(error: Any, slots: Slots) -> ModelyardError:
     lowered = message.lower()
     if kind == "exceed_context_size_error":
         needed = error.get("n_prompt_tokens")
-        needs = f"the request needs {needed} tokens but " if needed is not None else "the request is too long: "
+        needs = (
+            f"the request needs {needed} tokens but "
+            if needed is not None
+            else "the request is too long: "
+        )
         return ContextLengthExceeded(needs + _context_advice(slots), param="messages")
     if "too big compared to kv size" in lowered or "larger than the max context size" in lowered:
-        return ContextLengthExceeded(f"the prompt does not fit: {_context_advice(slots)}", param="messages")
+        return ContextLengthExceeded(
+            f"the prompt does not fit: {_context_advice(slots)}", param="messages"
+        )
     if "input is too large to process" in lowered:
         return ContextLengthExceeded(
             f"an input is longer than one micro-batch ({message}): launch with a larger n_ubatch and n_batch "
             "(at most n_ctx / n_parallel), or send shorter inputs",
             param="input",
         )
-    if "context size has been exceeded" in lowered or "kv cache" in lowered and "full" in lowered:
+    if "context size has been exceeded" in lowered or ("kv cache" in lowered and "full" in lowered):
         return ContextLengthExceeded(
             f"the KV cache is full ({message}): the requests in flight need more than the {slots.n_ctx} tokens "
             f"of KV cache shared by {slots.n_parallel} slots: raise n_ctx or lower n_parallel at launch, "
@@ -70,10 +76,12 @@ def from_error_body(error: Any, slots: Slots) -> ModelyardError:
             param="messages",
         )
     if code == 501 or kind == "not_supported_error":
-        return Unsupported(f"{message} (for embeddings launch with embedding=true; rerank needs a reranker GGUF)")
+        return Unsupported(
+            f"{message} (for embeddings launch with embedding=true; rerank needs a reranker GGUF)"
+        )
     if code == 503 or kind == "unavailable_error":
         return Unavailable(f"llama.cpp is not ready: {message}")
-    if isinstance(code, int) and 400 <= code < 500 or kind == "invalid_request_error":
+    if (isinstance(code, int) and 400 <= code < 500) or kind == "invalid_request_error":
         return InvalidRequest(message)
     return EngineError(f"llama.cpp failed: {message}")
 

@@ -12,6 +12,7 @@ vocabulary) are skipped and kept as their length only.
 
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import re
@@ -64,7 +65,19 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
 }
 
 # GGUF value types: id -> struct format (scalars); 8 = string, 9 = array.
-_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_SCALARS = {
+    0: "B",
+    1: "b",
+    2: "H",
+    3: "h",
+    4: "I",
+    5: "i",
+    6: "f",
+    7: "?",
+    10: "Q",
+    11: "q",
+    12: "d",
+}
 _STRING, _ARRAY = 8, 9
 
 _LAYER = re.compile(r"^blk\.(\d+)\.")
@@ -131,7 +144,9 @@ class _Cursor:
     def take(self, fmt: str) -> Any:
         size = struct.calcsize(self.endian + fmt)
         if self.pos + size > len(self.buf):
-            raise GGUFError(f"{self.path} is truncated: its GGUF header ends early (at byte {self.pos}); download it again")
+            raise GGUFError(
+                f"{self.path} is truncated: its GGUF header ends early (at byte {self.pos}); download it again"
+            )
         (value,) = struct.unpack_from(self.endian + fmt, self.buf, self.pos)
         self.pos += size
         return value
@@ -139,7 +154,9 @@ class _Cursor:
     def string(self) -> str:
         length = self.take("Q")
         if self.pos + length > len(self.buf):
-            raise GGUFError(f"{self.path} is truncated: its GGUF header ends early (at byte {self.pos}); download it again")
+            raise GGUFError(
+                f"{self.path} is truncated: its GGUF header ends early (at byte {self.pos}); download it again"
+            )
         raw = bytes(self.buf[self.pos : self.pos + length])
         self.pos += length
         return raw.decode("utf-8", errors="replace")
@@ -155,7 +172,9 @@ class _Cursor:
                 self.skip_array(item_type, length)
                 return ArrayInfo(item_type, length)
             return [self.value(item_type) for _ in range(length)]
-        raise GGUFError(f"{self.path} has an unknown GGUF value type {vtype} at byte {self.pos}: it is corrupt or from a newer GGUF version")
+        raise GGUFError(
+            f"{self.path} has an unknown GGUF value type {vtype} at byte {self.pos}: it is corrupt or from a newer GGUF version"
+        )
 
     def skip_array(self, item_type: int, length: int) -> None:
         if item_type in _SCALARS:
@@ -168,7 +187,9 @@ class _Cursor:
             for _ in range(length):
                 self.value(item_type)
         if self.pos > len(self.buf):
-            raise GGUFError(f"{self.path} is truncated: its GGUF header ends early; download it again")
+            raise GGUFError(
+                f"{self.path} is truncated: its GGUF header ends early; download it again"
+            )
 
 
 def read_gguf(path: str | Path) -> GGUFFile:
@@ -190,7 +211,9 @@ def read_gguf(path: str | Path) -> GGUFFile:
         if version > 0xFFFF:  # a big-endian file reads as a huge little-endian number
             endian, version = ">", struct.unpack_from(">I", buf, 4)[0]
         if version < 2:
-            raise GGUFError(f"{path} is GGUF version {version}, which llama.cpp no longer reads: convert it again")
+            raise GGUFError(
+                f"{path} is GGUF version {version}, which llama.cpp no longer reads: convert it again"
+            )
         cursor = _Cursor(buf, path, endian)
         cursor.pos = 8
         n_tensors, n_kv = cursor.take("Q"), cursor.take("Q")
@@ -220,7 +243,7 @@ def _sized(raw: list[tuple[str, tuple[int, ...], int, int]], data_size: int) -> 
     """Tensor infos with byte sizes: from the type's block layout, or, for a type this reader does
     not know, the distance to the next tensor (or to the end of the file for the last one)."""
     by_offset = sorted(raw, key=lambda item: item[3])
-    next_offset = {item[3]: following[3] for item, following in zip(by_offset, by_offset[1:], strict=False)}
+    next_offset = {item[3]: following[3] for item, following in itertools.pairwise(by_offset)}
     tensors = []
     for name, shape, ggml_type, offset in raw:
         nbytes = _tensor_nbytes(shape, ggml_type)

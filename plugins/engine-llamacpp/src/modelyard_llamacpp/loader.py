@@ -28,7 +28,13 @@ def gpu_devices(devices: list[dict[str, Any]]) -> tuple[Accelerator, ...]:
         if "GPU" not in kind:  # CPU and ACCEL (BLAS) devices hold no layers
             continue
         name = f"{device.get('name', '')} {device.get('description', '')}"
-        family = "metal" if "metal" in name.lower() or "mtl" in name.lower() else "rocm" if "rocm" in name.lower() or "hip" in name.lower() else "cuda"
+        family = (
+            "metal"
+            if "metal" in name.lower() or "mtl" in name.lower()
+            else "rocm"
+            if "rocm" in name.lower() or "hip" in name.lower()
+            else "cuda"
+        )
         found.append(
             Accelerator(
                 kind=family,
@@ -41,7 +47,9 @@ def gpu_devices(devices: list[dict[str, Any]]) -> tuple[Accelerator, ...]:
     return tuple(found)
 
 
-def choose_gpu_layers(shape: memory.ModelShape, plan: memory.Plan, accelerators: tuple[Accelerator, ...]) -> int:
+def choose_gpu_layers(
+    shape: memory.ModelShape, plan: memory.Plan, accelerators: tuple[Accelerator, ...]
+) -> int:
     """Auto GPU layers: 0 without a GPU; the estimate's answer with one; all layers (-1) when the
     estimate itself fails, which is what llama.cpp would do by default."""
     if not accelerators:
@@ -64,7 +72,9 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     apply(common, settings.assignments)
     common.model.path = str(path)
     if not settings.gpu_layers_given:
-        common.n_gpu_layers = choose_gpu_layers(shape, settings.plan, gpu_devices(xllamacpp.get_device_info()))
+        common.n_gpu_layers = choose_gpu_layers(
+            shape, settings.plan, gpu_devices(xllamacpp.get_device_info())
+        )
     try:
         server = xllamacpp.Server(common)
     except Exception as exc:
@@ -78,5 +88,9 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
         # window never stops (its loop misses the stop flag) and the process hangs on exit. The
         # metrics task is answered by that loop, so once it answers the window is closed.
         server.handle_metrics()
-    slots = Slots(n_ctx=settings.plan.n_ctx, n_parallel=settings.plan.n_parallel, slot_context=settings.context_length)
+    slots = Slots(
+        n_ctx=settings.plan.n_ctx,
+        n_parallel=settings.plan.n_parallel,
+        slot_context=settings.context_length,
+    )
     return LlamaCppModel(server, slots=slots, abilities=settings.abilities)

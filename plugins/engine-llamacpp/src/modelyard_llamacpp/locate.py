@@ -22,7 +22,9 @@ def find_gguf(spec: ModelSpec, quantization: str) -> Path | None:
             if path.is_file():
                 return path
         elif source.hub == "huggingface":
-            cached = _hf_cached(source.model_id, hub.file_name(source, quantization), source.revision)
+            cached = _hf_cached(
+                source.model_id, hub.file_name(source, quantization), source.revision
+            )
             if cached is not None:
                 return cached
     return None

@@ -10,6 +10,7 @@ tells llama.cpp to stop generating and free the slot.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +20,6 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
-
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import Unsupported
 from modelyard.schemas import (
@@ -35,7 +35,14 @@ from .failures import Slots, error_in, from_error_body, from_exception
 
 Handler = Callable[..., Any]
 # Fields of our request schemas that llama.cpp does not know or names differently.
-_DROP = ("model", "request_id", "user", "max_completion_tokens", "enable_thinking", "stop_token_ids")
+_DROP = (
+    "model",
+    "request_id",
+    "user",
+    "max_completion_tokens",
+    "enable_thinking",
+    "stop_token_ids",
+)
 
 
 def _body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
@@ -48,7 +55,10 @@ def _body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
     if "repetition_penalty" in body:
         body["repeat_penalty"] = body.pop("repetition_penalty")
     if isinstance(request, ChatCompletionRequest) and request.enable_thinking is not None:
-        body["chat_template_kwargs"] = {**(request.chat_template_kwargs or {}), "enable_thinking": request.enable_thinking}
+        body["chat_template_kwargs"] = {
+            **(request.chat_template_kwargs or {}),
+            "enable_thinking": request.enable_thinking,
+        }
     # Always stream, always with usage: the core folds chunks into one response when asked to.
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
@@ -66,7 +76,10 @@ class LlamaCppModel(LoadedModel):
     def _require(self, ability: Ability, what: str) -> None:
         if ability not in self.abilities:
             hint = " (launch it with embedding=true)" if ability == "embed" else ""
-            raise Unsupported(f"this model cannot {what}{hint}; it can: {', '.join(self.abilities)}", param="model")
+            raise Unsupported(
+                f"this model cannot {what}{hint}; it can: {', '.join(self.abilities)}",
+                param="model",
+            )
 
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         self._require("chat", "chat")
@@ -108,7 +121,11 @@ class LlamaCppModel(LoadedModel):
                             continue
                     yield item
             if usage is not None:
-                yield {**{k: v for k, v in last.items() if k in ("id", "created", "object")}, "choices": [], "usage": usage}
+                yield {
+                    **{k: v for k, v in last.items() if k in ("id", "created", "object")},
+                    "choices": [],
+                    "usage": usage,
+                }
         finally:
             stop.set()  # the client went away or the stream ended: the next callback cancels
             send.close()  # here, on the loop: the worker's own close may come after the loop is gone
@@ -142,16 +159,17 @@ class LlamaCppModel(LoadedModel):
         except BaseException as exc:
             deliver(exc)
         finally:
-            try:
+            with contextlib.suppress(Exception):  # the loop is gone; the consumer closed it already
                 anyio.from_thread.run_sync(send.close, token=token)
-            except Exception:
-                pass  # the loop is gone; nothing is listening
             self._workers.discard(threading.current_thread())
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
         self._require("embed", "embed")
         if request.dimensions is not None:
-            raise Unsupported("llama.cpp returns embeddings at the model's full size; leave out dimensions", param="dimensions")
+            raise Unsupported(
+                "llama.cpp returns embeddings at the model's full size; leave out dimensions",
+                param="dimensions",
+            )
         body = {"input": request.input, "encoding_format": "float"}
         result = await self._call(self._server.handle_embeddings, body)
         data = sorted(result.get("data", []), key=lambda item: item["index"])
@@ -162,13 +180,20 @@ class LlamaCppModel(LoadedModel):
 
     async def rerank(self, request: RerankRequest) -> dict[str, Any]:
         self._require("rerank", "rerank")
-        body = {"query": request.query, "documents": request.texts(), "top_n": len(request.documents)}
+        body = {
+            "query": request.query,
+            "documents": request.texts(),
+            "top_n": len(request.documents),
+        }
         result = await self._call(self._server.handle_rerank, body)
         results = sorted(result.get("results", []), key=lambda item: item["index"])
         usage = result.get("usage") or {}
         tokens = usage.get("prompt_tokens", usage.get("total_tokens", 0))
         return {
-            "results": [{"index": item["index"], "relevance_score": item["relevance_score"]} for item in results],
+            "results": [
+                {"index": item["index"], "relevance_score": item["relevance_score"]}
+                for item in results
+            ],
             "usage": {"input_tokens": tokens},
         }
 
@@ -204,7 +229,11 @@ def _add_usage(total: dict[str, int] | None, usage: dict[str, Any]) -> dict[str,
     if total is not None:
         prompt = max(prompt, total["prompt_tokens"])
         completion += total["completion_tokens"]
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _usage(result: dict[str, Any], keys: tuple[str, ...]) -> dict[str, int]:

@@ -22,7 +22,9 @@ OWNED = ("model.",)
 
 def _is_group(value: Any) -> bool:
     """A nested settings object (sampling, cpuparams...) rather than a value."""
-    return type(value).__module__.startswith("xllamacpp") and not isinstance(value, (enum.Enum, int, float, str, bool, list))
+    return type(value).__module__.startswith("xllamacpp") and not isinstance(
+        value, (enum.Enum, int, float, str, bool, list)
+    )
 
 
 def field_names(params: Any, prefix: str = "") -> dict[str, Any]:
@@ -79,7 +81,9 @@ def _common_prefix(names: list[str]) -> str:
 
 def coerce(name: str, current: Any, value: Any) -> Any:
     """``value`` checked (and, for enums, converted) against the type of the field's ``current`` value."""
-    bad = InvalidRequest(f"llama.cpp parameter {name!r} takes {_type_name(current)}, got {value!r}", param=name)
+    bad = InvalidRequest(
+        f"llama.cpp parameter {name!r} takes {_type_name(current)}, got {value!r}", param=name
+    )
     if isinstance(current, enum.Enum):
         kind = type(current)
         if isinstance(value, str):
@@ -118,7 +122,11 @@ def coerce(name: str, current: Any, value: Any) -> Any:
                 raise bad
             floats = [float(v) for v in value]
             # Fixed-size arrays (tensor_split has one entry per possible device): pad with zeros.
-            return floats + [0.0] * (len(current) - len(floats)) if len(floats) < len(current) else floats
+            return (
+                floats + [0.0] * (len(current) - len(floats))
+                if len(floats) < len(current)
+                else floats
+            )
         return value
     return value
 
@@ -139,11 +147,17 @@ def apply(params: Any, assignments: dict[str, Any]) -> None:
     known = field_names(params)
     for name, value in assignments.items():
         if name.startswith(OWNED):
-            raise InvalidRequest(f"{name!r} is set by modelyard from the launched model; launch another model instead", param=name)
+            raise InvalidRequest(
+                f"{name!r} is set by modelyard from the launched model; launch another model instead",
+                param=name,
+            )
         if name not in known:
             fields = [n for n in known if n.startswith(f"{name}.")]
             if fields:
-                raise InvalidRequest(f"{name!r} is a group of settings: set its fields with dots, e.g. {fields[0]}", param=name)
+                raise InvalidRequest(
+                    f"{name!r} is a group of settings: set its fields with dots, e.g. {fields[0]}",
+                    param=name,
+                )
             raise unknown(name, list(dict.fromkeys([*known, *ALIASES])))
         current = known[name]
         target = params
@@ -153,4 +167,6 @@ def apply(params: Any, assignments: dict[str, Any]) -> None:
         try:
             setattr(target, leaf, coerce(name, current, value))
         except (TypeError, ValueError, OverflowError, AssertionError) as exc:
-            raise InvalidRequest(f"llama.cpp parameter {name!r} rejected {value!r}: {exc}", param=name) from None
+            raise InvalidRequest(
+                f"llama.cpp parameter {name!r} rejected {value!r}: {exc}", param=name
+            ) from None

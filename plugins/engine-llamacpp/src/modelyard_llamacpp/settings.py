@@ -86,7 +86,9 @@ def usable_cpus() -> int:
     return max(1, cpus)
 
 
-def default_threads(env: Mapping[str, str] | None = None, *, cpus: int | None = None, load: float | None = None) -> int:
+def default_threads(
+    env: Mapping[str, str] | None = None, *, cpus: int | None = None, load: float | None = None
+) -> int:
     """Threads for llama.cpp: the env override, else usable CPUs minus those busy elsewhere (1-minute
     load average), keeping one core free for the server on small hosts. OpenMP threads spin while
     waiting, so on 2 shared cores 2 threads run 5-20x slower than 1: there the answer is 1."""
@@ -97,7 +99,9 @@ def default_threads(env: Mapping[str, str] | None = None, *, cpus: int | None = 
         except ValueError:
             value = 0
         if value < 1:
-            raise InvalidRequest(f"{THREADS_ENV}={env[THREADS_ENV]!r} must be a positive whole number of threads")
+            raise InvalidRequest(
+                f"{THREADS_ENV}={env[THREADS_ENV]!r} must be a positive whole number of threads"
+            )
         return value
     cpus = usable_cpus() if cpus is None else cpus
     load = os.getloadavg()[0] if load is None else load
@@ -110,7 +114,9 @@ def _positive_int(flat: dict[str, Any], name: str, meaning: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidRequest(f"{name} must be a positive whole number ({meaning}), got {value!r}", param=name)
+        raise InvalidRequest(
+            f"{name} must be a positive whole number ({meaning}), got {value!r}", param=name
+        )
     return value
 
 
@@ -132,11 +138,18 @@ def _flash_attn(value: Any) -> bool:
     return str(value).lower().rsplit("_", 1)[-1] not in ("0", "off", "disabled", "false")
 
 
-def resolve(family: Family, params: Mapping[str, Any], shape: ModelShape, env: Mapping[str, str] | None = None) -> Settings:
+def resolve(
+    family: Family,
+    params: Mapping[str, Any],
+    shape: ModelShape,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
     """Validate the launch parameters that decide memory and fill in the defaults."""
     flat = flatten(params)
     n_parallel = _positive_int(flat, "n_parallel", "the number of requests served at once")
-    n_ctx = _positive_int(flat, "n_ctx", "the total tokens of context, shared by the n_parallel slots")
+    n_ctx = _positive_int(
+        flat, "n_ctx", "the total tokens of context, shared by the n_parallel slots"
+    )
     n_parallel = n_parallel or DEFAULT_PARALLEL
     rerank = isinstance(family, RerankFamily) or shape.pooling_type == POOLING_RANK
     pooled = rerank or isinstance(family, EmbeddingFamily)
@@ -166,7 +179,9 @@ def resolve(family: Family, params: Mapping[str, Any], shape: ModelShape, env: M
         threads = default_threads(env)
         defaults["cpuparams.n_threads"] = threads
         defaults["cpuparams_batch.n_threads"] = threads
-    slot = Plan(n_ctx=n_ctx, n_parallel=n_parallel, kv_unified=bool(flat.get("kv_unified", False))).slot_context
+    slot = Plan(
+        n_ctx=n_ctx, n_parallel=n_parallel, kv_unified=bool(flat.get("kv_unified", False))
+    ).slot_context
     if pooled:
         defaults["embedding"] = True
         # Embedding and rerank models see a whole input in one micro-batch.
@@ -174,7 +189,9 @@ def resolve(family: Family, params: Mapping[str, Any], shape: ModelShape, env: M
     if rerank:
         defaults["pooling_type"] = POOLING_RANK
     elif (pooled or flat.get("embedding")) and shape.pooling_type is None:
-        defaults["pooling_type"] = POOLING_MEAN  # llama.cpp's "none" pooling cannot answer /v1/embeddings
+        defaults["pooling_type"] = (
+            POOLING_MEAN  # llama.cpp's "none" pooling cannot answer /v1/embeddings
+        )
     assignments = {**defaults, **flat}
     plan = Plan(
         n_ctx=n_ctx,
@@ -185,10 +202,14 @@ def resolve(family: Family, params: Mapping[str, Any], shape: ModelShape, env: M
         cache_type_v=ggml_type_id(assignments.get("cache_type_v", F16), "cache_type_v"),
         flash_attn=_flash_attn(assignments.get("flash_attn_type", -1)),
     )
-    return Settings(assignments, plan, _abilities(family, assignments, rerank, pooled), "n_gpu_layers" in flat)
+    return Settings(
+        assignments, plan, _abilities(family, assignments, rerank, pooled), "n_gpu_layers" in flat
+    )
 
 
-def _abilities(family: Family, assignments: dict[str, Any], rerank: bool, pooled: bool) -> tuple[Ability, ...]:
+def _abilities(
+    family: Family, assignments: dict[str, Any], rerank: bool, pooled: bool
+) -> tuple[Ability, ...]:
     if rerank:
         return ("rerank",)
     if pooled:
@@ -206,5 +227,9 @@ def _abilities(family: Family, assignments: dict[str, Any], rerank: bool, pooled
 def plan_from_params(family: Family, params: Mapping[str, Any], shape: ModelShape | None) -> Plan:
     """The memory plan for an estimate, tolerant of parameters it does not need."""
     stand_in = shape or ModelShape("unknown", 0, 0, 1, (), 0, 0, 0, 0, 0, (), 0, 0)
-    flat = {k: v for k, v in flatten(params).items() if not k.startswith(("cpuparams", "cpuparams_batch"))}
+    flat = {
+        k: v
+        for k, v in flatten(params).items()
+        if not k.startswith(("cpuparams", "cpuparams_batch"))
+    }
     return resolve(family, flat, stand_in, env={THREADS_ENV: "1"}).plan
