@@ -79,7 +79,10 @@ async def test_greedy_answers_repeat(chat_model: Any) -> None:
 
 
 async def test_completion(chat_model: Any) -> None:
-    request = msgspec.convert({"model": "m", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0}, CompletionRequest)
+    request = msgspec.convert(
+        {"model": "m", "prompt": "Once upon a time", "max_tokens": 5, "temperature": 0},
+        CompletionRequest,
+    )
     chunks = await collect(chat_model.complete(request))
     assert text_of(chunks)
     assert chunks[-1]["usage"]["completion_tokens"] == 5

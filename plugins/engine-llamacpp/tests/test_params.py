@@ -91,3 +91,17 @@ def test_unknown_name_without_neighbours_explains_the_naming(common: Any) -> Non
 def test_wrong_values_are_refused(common: Any, assignments: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         apply(common, assignments)
+
+
+def test_template_kwargs_keep_their_keys_and_become_json(common: Any) -> None:
+    """Dict-valued fields are not split at dots: their keys are the dict's keys."""
+    apply(
+        common,
+        {
+            "default_template_kwargs.enable_thinking": False,
+            "default_template_kwargs.style": "brief",
+        },
+    )
+    assert common.default_template_kwargs == {"enable_thinking": "false", "style": "brief"}
+    with pytest.raises(InvalidRequest, match="takes an object"):
+        apply(common, {"default_template_kwargs": 3})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import json
 from typing import Any
 
 from modelyard.errors import InvalidRequest
@@ -60,6 +61,8 @@ def _type_name(current: Any) -> str:
         return "a string"
     if isinstance(current, list):
         return "a list"
+    if isinstance(current, dict):
+        return "an object"
     return type(current).__name__
 
 
@@ -114,6 +117,11 @@ def coerce(name: str, current: Any, value: Any) -> Any:
         if isinstance(value, str):
             return value
         raise bad
+    if isinstance(current, dict):
+        if not isinstance(value, dict):
+            raise bad
+        # llama.cpp reads these values (chat template kwargs) as JSON text.
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
     if isinstance(current, list):
         if not isinstance(value, list):
             raise bad
@@ -141,11 +149,25 @@ def unknown(name: str, known: list[str]) -> InvalidRequest:
     )
 
 
+def _regroup(assignments: dict[str, Any], known: dict[str, Any]) -> dict[str, Any]:
+    """Put back together the keys of dict-valued fields that ``flatten`` split at dots:
+    ``default_template_kwargs.enable_thinking`` -> ``default_template_kwargs: {enable_thinking: ...}``."""
+    dict_fields = [name for name, value in known.items() if isinstance(value, dict)]
+    grouped: dict[str, Any] = {}
+    for name, value in assignments.items():
+        owner = next((f for f in dict_fields if name.startswith(f"{f}.")), None)
+        if owner is None:
+            grouped[name] = value
+        else:
+            grouped.setdefault(owner, {})[name[len(owner) + 1 :]] = value
+    return grouped
+
+
 def apply(params: Any, assignments: dict[str, Any]) -> None:
     """Set each dotted name on the xllamacpp ``CommonParams``; ``InvalidRequest`` for unknown names
     (with close matches) and wrongly typed values."""
     known = field_names(params)
-    for name, value in assignments.items():
+    for name, value in _regroup(assignments, known).items():
         if name.startswith(OWNED):
             raise InvalidRequest(
                 f"{name!r} is set by modelyard from the launched model; launch another model instead",
