@@ -183,7 +183,7 @@ class LaunchRequest(Struct, kw_only=True):
     """What a launch asks for. Unset fields are chosen by the core (engine, format, size, quant).
 
     ``params`` are engine parameters, passed through to the engine; dotted names such as
-    ``sampling.top_k`` address nested engine settings.
+    ``sampling.top_k`` address nested engine settings. The other fields are the core's.
     """
 
     model_name: str
@@ -195,6 +195,12 @@ class LaunchRequest(Struct, kw_only=True):
     quantization: str | None = None
     replica: Annotated[int, Meta(ge=1)] = 1
     n_gpu: int | Literal["auto"] | None = "auto"
+    # Options the core honours itself (never handed to the engine):
+    download_hub: Hub | None = None  # fetch from this hub only
+    model_path: str | None = None  # weights already on disk: skip the download
+    gpu_idx: int | list[int] | None = None  # CUDA devices the runner may see
+    request_limits: Annotated[int, Meta(ge=1)] | None = None  # requests in flight or waiting
+    enable_thinking: bool | None = None  # default for chat_template_kwargs.enable_thinking
     params: dict[str, Any] = {}
 
 

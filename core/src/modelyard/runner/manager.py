@@ -32,7 +32,7 @@ from ..errors import (
 )
 from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
-from ..specs import Hardware, LaunchRequest, ModelSpec
+from ..specs import Hardware, LaunchRequest
 from . import protocol as p
 from .background import Background
 from .planning import CatalogLike, LaunchPlan, plan_launch
@@ -151,6 +151,7 @@ class ModelManager:
         record.model_name, record.model_type = plan.model_name, plan.model_type
         record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
         record.engine, record.params = plan.engine, dict(plan.params)
+        slot.enable_thinking = plan.enable_thinking
         tg = await self._background.group()
         tg.start_soon(self._bring_up, slot, plan)
         if wait_ready:
@@ -166,7 +167,7 @@ class ModelManager:
                 path = plan.path
                 if path is None:
                     record.state, record.progress = "downloading", 0.0
-                    path = str(await self._download(record, plan.spec, plan.quantization))
+                    path = str(await self._download(record, plan))
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
                     uid=record.uid,
@@ -180,8 +181,8 @@ class ModelManager:
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,
                     tg=await self._background.group(),
-                    env=self.runner_env,
-                    max_pending=self.max_pending,
+                    env={**self.runner_env, **plan.env},
+                    max_pending=plan.max_pending or self.max_pending,
                 )
                 record.pid = runner.pid
                 runner.on_progress = partial(self._on_progress, record)
@@ -208,7 +209,7 @@ class ModelManager:
                 self._remove(slot, failure)
             slot.settled.set()
 
-    async def _download(self, record: ModelRecord, spec: ModelSpec, quantization: str) -> Path:
+    async def _download(self, record: ModelRecord, plan: LaunchPlan) -> Path:
         resolve = self._resolve
         if resolve is None:
             from ..hub import resolve
@@ -216,7 +217,9 @@ class ModelManager:
         def progress(value: float) -> None:
             record.progress = value  # called from the download thread; a float store is atomic
 
-        call = partial(resolve, spec, quantization, progress=progress)
+        call = partial(resolve, plan.spec, plan.quantization, progress=progress)
+        if plan.hub is not None:
+            call = partial(call, hub=plan.hub)
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
     def _on_progress(self, record: ModelRecord, stage: str, progress: float) -> None:
@@ -308,7 +311,8 @@ class ModelManager:
     def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         """Chunks of a chat completion. Errors about the model itself (unknown, loading, dead,
         overloaded) are raised here, before iteration; engine errors on the first iteration."""
-        return self._runner(uid).stream(uid, "chat", request)
+        runner = self._runner(uid)
+        return runner.stream(uid, "chat", _with_thinking(request, self._slot(uid).enable_thinking))
 
     def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]:
         return self._runner(uid).stream(uid, "complete", request)
@@ -338,3 +342,15 @@ class ModelManager:
 
             self._hardware = probe_hardware
         return self._hardware()
+
+
+def _with_thinking(request: ChatCompletionRequest, default: bool | None) -> ChatCompletionRequest:
+    """Put ``enable_thinking`` where chat templates read it (``chat_template_kwargs``): the
+    request's own top-level flag, else the launch's default; an explicit template kwarg wins."""
+    kwargs = request.chat_template_kwargs or {}
+    wanted = request.enable_thinking if request.enable_thinking is not None else default
+    if wanted is None or "enable_thinking" in kwargs:
+        return request
+    return msgspec.structs.replace(
+        request, chat_template_kwargs={**kwargs, "enable_thinking": wanted}
+    )

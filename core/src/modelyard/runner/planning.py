@@ -7,13 +7,14 @@ a runner. Downloading the weights comes after, in ``ModelManager``.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
-from ..errors import LaunchError
+from ..errors import InvalidRequest, LaunchError
 from ..plugins import PluginManager
-from ..specs import Estimate, Family, Hardware, LaunchRequest, ModelSpec, ModelType
+from ..specs import Estimate, Family, Hardware, Hub, LaunchRequest, ModelSpec, ModelType
 
 
 class CatalogLike(Protocol):
@@ -43,6 +44,10 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     params: dict[str, Any] = {}
     estimate: Estimate | None = None
     path: str | None = None
+    hub: Hub | None = None
+    max_pending: int | None = None
+    env: dict[str, str] = {}
+    enable_thinking: bool | None = None
 
 
 def plan_launch(
@@ -90,4 +95,32 @@ def plan_launch(
         engine=choice.engine,
         params=dict(request.params),
         estimate=estimate,
+        path=_local_weights(request.model_path),
+        hub=request.download_hub,
+        max_pending=request.request_limits,
+        env=_device_env(request.gpu_idx),
+        enable_thinking=request.enable_thinking,
     )
+
+
+def _local_weights(model_path: str | None) -> str | None:
+    """``model_path``: weights already on disk, used as they are (checked before any runner starts)."""
+    if model_path is None:
+        return None
+    path = Path(model_path).expanduser()
+    if not path.is_absolute() or not path.exists():
+        raise InvalidRequest(
+            f"model_path {model_path!r} does not exist (an absolute file or directory path is needed)",
+            param="model_path",
+        )
+    return str(path)
+
+
+def _device_env(gpu_idx: int | list[int] | None) -> dict[str, str]:
+    """``gpu_idx`` pins the runner to those CUDA devices, the way engines expect it: by environment."""
+    if gpu_idx is None:
+        return {}
+    devices = [gpu_idx] if isinstance(gpu_idx, int) else gpu_idx
+    if not devices or any(isinstance(d, bool) or d < 0 for d in devices):
+        raise InvalidRequest(f"gpu_idx must be device numbers ≥ 0, got {gpu_idx!r}", param="gpu_idx")
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)}

@@ -56,6 +56,7 @@ class Slot:
         self.settled = anyio.Event()  # the launch finished, either way
         self.gone = anyio.Event()  # removed from the manager
         self.scope = anyio.CancelScope()  # cancels the launch
+        self.enable_thinking: bool | None = None  # the launch's default for chat requests
 
     @property
     def dead(self) -> bool:

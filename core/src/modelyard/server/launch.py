@@ -26,9 +26,12 @@ _TYPED = (
     "quantization",
     "replica",
     "n_gpu",
+    "download_hub",
+    "model_path",
+    "gpu_idx",
+    "request_limits",
+    "enable_thinking",
 )
-# Xinference launch options modelyard hands to the manager as parameters when they are set.
-_PASSED_ON = ("download_hub", "model_path", "gpu_idx", "request_limits", "enable_thinking")
 # Xinference launch options with no modelyard meaning: fine when null/empty, refused when set.
 _UNSUPPORTED = {
     "peft_model_config": "LoRA adapters are not supported yet",
@@ -92,9 +95,6 @@ def parse_launch(payload: Any) -> LaunchRequest:
                     "n_worker: a model runs in one worker; remove n_worker or set it to 1",
                     param=key,
                 )
-        elif key in _PASSED_ON:
-            if value is not None:
-                params[key] = value
         elif value is not None:
             # An engine parameter; a null one means "the engine's default", so it is left out.
             params[key] = value
