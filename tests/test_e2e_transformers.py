@@ -27,13 +27,17 @@ MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS", Path(__file__).parents[1] 
 if importlib.util.find_spec("modelyard_transformers") is None:
     pytest.skip("needs the transformers plugin (scripts/test installs it)", allow_module_level=True)
 if not (MODELS / "smollm2-135m-instruct").is_dir():
-    pytest.skip(f"test models not prepared in {MODELS} (run scripts/prepare_models.py)", allow_module_level=True)
+    pytest.skip(
+        f"test models not prepared in {MODELS} (run scripts/prepare_models.py)",
+        allow_module_level=True,
+    )
 
 
 def _register(server: Server, model_type: str, family: dict) -> None:
     with server.client() as http:
         response = http.post(
-            f"/v1/model_registrations/{model_type}", json={"model": json.dumps(family), "persist": False}
+            f"/v1/model_registrations/{model_type}",
+            json={"model": json.dumps(family), "persist": False},
         )
     assert response.status_code == 200, response.text
 
@@ -46,7 +50,11 @@ def oai(server: Server) -> openai.OpenAI:
 def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: openai.OpenAI) -> None:
     uid = server.launch(model_name="all-MiniLM-L6-v2", model_type="embedding", model_uid="minilm")
     try:
-        texts = ["A man is playing a guitar.", "Someone plays the guitar.", "The stock market fell today."]
+        texts = [
+            "A man is playing a guitar.",
+            "Someone plays the guitar.",
+            "The stock market fell today.",
+        ]
         reply = oai.embeddings.create(model=uid, input=texts)
         vectors = [item.embedding for item in reply.data]
         assert [len(v) for v in vectors] == [384, 384, 384]
@@ -80,14 +88,25 @@ def test_custom_cross_encoder_reranks_in_xinference_shape(server: Server) -> Non
             ],
         },
     )
-    uid = server.launch(model_name="local-minilm-cross-encoder", model_type="rerank", model_uid="ce")
+    uid = server.launch(
+        model_name="local-minilm-cross-encoder", model_type="rerank", model_uid="ce"
+    )
     try:
-        documents = ["Paris is the capital of France.", "Bananas are yellow.", "France is in Europe."]
+        documents = [
+            "Paris is the capital of France.",
+            "Bananas are yellow.",
+            "France is in Europe.",
+        ]
         with server.client() as http:
             response = http.post(
                 "/v1/rerank",
-                json={"model": uid, "query": "capital of France", "documents": documents, "top_n": 2,
-                      "return_documents": True},
+                json={
+                    "model": uid,
+                    "query": "capital of France",
+                    "documents": documents,
+                    "top_n": 2,
+                    "return_documents": True,
+                },
             )
         assert response.status_code == 200, response.text
         results = response.json()["results"]
@@ -104,7 +123,9 @@ def test_custom_cross_encoder_reranks_in_xinference_shape(server: Server) -> Non
         server.terminate(uid)
 
 
-def test_custom_safetensors_smollm2_chats_on_transformers(server: Server, oai: openai.OpenAI) -> None:
+def test_custom_safetensors_smollm2_chats_on_transformers(
+    server: Server, oai: openai.OpenAI
+) -> None:
     _register(
         server,
         "LLM",
@@ -119,12 +140,16 @@ def test_custom_safetensors_smollm2_chats_on_transformers(server: Server, oai: o
                     "model_format": "pytorch",
                     "model_size_in_billions": 0.135,
                     "quantizations": ["none"],
-                    "sources": [{"hub": "local", "model_id": str(MODELS / "smollm2-135m-instruct")}],
+                    "sources": [
+                        {"hub": "local", "model_id": str(MODELS / "smollm2-135m-instruct")}
+                    ],
                 }
             ],
         },
     )
-    uid = server.launch(model_name="local-smollm2-safetensors", model_engine="Transformers", model_uid="hf-smol")
+    uid = server.launch(
+        model_name="local-smollm2-safetensors", model_engine="Transformers", model_uid="hf-smol"
+    )
     try:
         reply = oai.chat.completions.create(
             model=uid,
@@ -132,7 +157,8 @@ def test_custom_safetensors_smollm2_chats_on_transformers(server: Server, oai: o
                 {"role": "system", "content": "You are a helpful assistant."},
                 {"role": "user", "content": "What is the capital of France?"},
             ],
-            max_tokens=12, temperature=0,
+            max_tokens=12,
+            temperature=0,
         )
         assert "Paris" in reply.choices[0].message.content
         assert reply.usage.completion_tokens > 0
