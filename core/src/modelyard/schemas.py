@@ -193,6 +193,9 @@ class RerankRequest(Struct, kw_only=True, omit_defaults=True):
     return_documents: bool | None = None
     return_len: bool | None = None
     max_chunks_per_doc: PositiveInt | None = None
+    # Query + document pairs longer than the model's maximum: cut them (default, as Cohere, Jina
+    # and Xinference do; the response's meta.warnings names them), or refuse with a 400 when false.
+    truncate: bool = True
     # xinference-client sends its extra keyword arguments again as a JSON string.
     kwargs: str | None = None
 

@@ -61,6 +61,22 @@ def test_concurrent_rerank_requests_share_a_batch(cross_encoder: Any) -> None:
     assert max(batches) > 1, dict(batches)
 
 
+def test_long_documents_are_cut_or_refused_as_the_request_asks(cross_encoder: Any) -> None:
+    long_document = "word " * (cross_encoder.max_length + 50)
+    documents = ["short document", long_document]
+    cut = asyncio.run(
+        cross_encoder.rerank(RerankRequest(model="ce", query="q", documents=documents))
+    )
+    assert cut["truncated_documents"] == [1]
+    assert len(cut["results"]) == 2
+    with pytest.raises(InvalidRequest, match=r"documents \[1\].*maximum of \d+ tokens.*truncate=true"):
+        asyncio.run(
+            cross_encoder.rerank(
+                RerankRequest(model="ce", query="q", documents=documents, truncate=False)
+            )
+        )
+
+
 def test_no_documents_is_a_clear_400(cross_encoder: Any) -> None:
     with pytest.raises(InvalidRequest, match="documents is empty") as info:
         rerank(cross_encoder, [])

@@ -3,7 +3,8 @@
 The core sorts the results, cuts them to ``top_n`` and attaches the documents; this module scores
 every (query, document) pair, in request order. Concurrent requests share one ``predict`` batch.
 Pairs longer than the model's maximum are cut to it (what cross-encoders are trained to expect,
-and what Xinference and Cohere do); the response names them in ``truncated_documents``.
+and what Xinference and Cohere do) and named in ``truncated_documents``; with ``truncate`` false
+the request is refused instead.
 """
 
 from __future__ import annotations
@@ -73,13 +74,19 @@ class CrossEncoderReranker(LoadedModel):
                 "documents is empty: send at least one document to rank", param="documents"
             )
         lengths = self.pair_token_counts(request.query, documents)
+        truncated = [i for i, n in enumerate(lengths) if n > self.max_length]
+        if truncated and not request.truncate:
+            raise InvalidRequest(
+                f"documents {truncated} are longer, with the query, than the model's maximum of "
+                f"{self.max_length} tokens; shorten them, or send truncate=true to cut them",
+                param="documents",
+            )
         scores = await self.batcher.submit([(request.query, doc) for doc in documents])
         results = [{"index": i, "relevance_score": float(score)} for i, score in enumerate(scores)]
         out: dict[str, Any] = {
             "results": results,
             "usage": {"input_tokens": sum(min(n, self.max_length) for n in lengths)},
         }
-        truncated = [i for i, n in enumerate(lengths) if n > self.max_length]
         if truncated:
             log.info("cut documents %s to %d tokens (query + document)", truncated, self.max_length)
             out["truncated_documents"] = truncated
