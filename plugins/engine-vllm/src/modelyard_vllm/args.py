@@ -110,5 +110,22 @@ def apply_defaults(
             frontend.setdefault("chat_template", family.chat_template)
         if family.tool_parser is not None and "tools" in family.model_ability:
             frontend.setdefault("tool_call_parser", family.tool_parser)
-            frontend.setdefault("enable_auto_tool_choice", True)
+    if frontend.get("tool_call_parser"):
+        # vLLM uses its tool parser only with auto tool choice on, for any tool_choice.
+        frontend.setdefault("enable_auto_tool_choice", True)
+    elif frontend.get("enable_auto_tool_choice"):
+        raise InvalidRequest(
+            "enable_auto_tool_choice needs tool_call_parser, the parser for this model's tool-call "
+            "format (e.g. hermes, llama3_json, mistral)",
+            param="enable_auto_tool_choice",
+        )
     return LaunchArgs(engine=engine, frontend=frontend)
+
+
+def check_tool_parser(name: str, known: list[str]) -> None:
+    """A tool parser vLLM does not have fails the launch now, not the first request."""
+    if name not in known:
+        raise InvalidRequest(
+            f"vLLM has no tool parser {name!r}{_close_matches(name, known)} (it has: {', '.join(known)})",
+            param="tool_call_parser",
+        )

@@ -17,8 +17,16 @@ from modelyard.errors import (
 _CONTEXT_WORDS = ("context length", "maximum context", "max_model_len", "context_length")
 
 
+_TOOL_HINT = (
+    " (in modelyard: launch the model with the parameter tool_call_parser, e.g. hermes, or register it "
+    "with a tool_parser)"
+)
+
+
 def from_status(status: int, message: str, param: str | None = None) -> ModelyardError:
     """The modelyard error for an HTTP status and message coming from vLLM's OpenAI layer."""
+    if "--tool-call-parser" in message:
+        message += _TOOL_HINT
     if status in (400, 422):
         if any(word in message.lower() for word in _CONTEXT_WORDS):
             return ContextLengthExceeded(message, param=param)

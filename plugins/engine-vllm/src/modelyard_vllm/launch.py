@@ -16,10 +16,9 @@ from typing import Any
 from modelyard.errors import LaunchError, ModelyardError
 from modelyard.specs import Ability, Family, LLMFamily
 
-from .args import LaunchArgs, apply_defaults, engine_arg_names, split_params
+from .args import LaunchArgs, apply_defaults, check_tool_parser, engine_arg_names, split_params
 from .install import VllmInstall
 from .model import VllmModel
-from .rule import model_type_of
 from .stderr_tail import StderrTail
 
 log = logging.getLogger("modelyard.vllm")
@@ -53,9 +52,13 @@ def load(family: Family, params: dict[str, Any], path: Path, install: VllmInstal
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
     from vllm.engine.arg_utils import AsyncEngineArgs
 
-    model_type = model_type_of(family)
+    model_type = family.model_type
     launch: LaunchArgs = split_params(params, engine_names=engine_arg_names())
     launch = apply_defaults(launch, family=family, path=path, on_cpu=install.build == "cpu", model_type=model_type)
+    if parser := launch.frontend.get("tool_call_parser"):
+        from vllm.tool_parsers import ToolParserManager
+
+        check_tool_parser(str(parser), ToolParserManager.list_registered())
     served_name = family.model_name
     engine_kwargs = {**launch.engine, "served_model_name": [served_name]}
     with StderrTail() as tail:

@@ -13,6 +13,7 @@ import gc
 import uuid
 from argparse import Namespace
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -88,8 +89,10 @@ class VllmModel(LoadedModel):
         handler = state.openai_serving_chat
         if handler is None:
             raise InvalidRequest("this model was loaded for embeddings and cannot chat", param="model")
-        async for chunk in self._run(VllmChat, body, handler.create_chat_completion, "chatcmpl", "delta"):
-            yield chunk
+        # aclosing: closing this stream must close the inner one now, which aborts the request.
+        async with aclosing(self._run(VllmChat, body, handler.create_chat_completion, "chatcmpl", "delta")) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
         self._check_limit(request.token_limit)
@@ -100,8 +103,9 @@ class VllmModel(LoadedModel):
         handler = state.openai_serving_completion
         if handler is None:
             raise InvalidRequest("this model was loaded for embeddings and cannot complete text", param="model")
-        async for chunk in self._run(VllmCompletion, body, handler.create_completion, "cmpl", None):
-            yield chunk
+        async with aclosing(self._run(VllmCompletion, body, handler.create_completion, "cmpl", None)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _run(
         self, model_cls: Any, body: dict[str, Any], create: Any, prefix: str, message_key: str | None
@@ -167,11 +171,18 @@ class VllmModel(LoadedModel):
         result = msgspec.json.decode(bytes(response.body))
         if response.status_code != 200 or "error" in result:
             raise errors.from_error_body(result)
-        return {"data": result["data"], "usage": result["usage"]}
+        usage = result.get("usage") or {}
+        return {
+            "data": [{"index": d["index"], "embedding": d["embedding"]} for d in result["data"]],
+            "usage": {"prompt_tokens": usage.get("prompt_tokens", 0), "total_tokens": usage.get("total_tokens", 0)},
+        }
 
     async def close(self) -> None:
         engine, self.engine, self._state = self.engine, None, None
         if engine is not None:
+            # Stop vLLM's output loop first, or it reports the engine process it is about to lose.
+            if (handler := getattr(engine, "output_handler", None)) is not None:
+                handler.cancel()
             # Shut down now, on our terms; vLLM's __del__ would otherwise try again at interpreter exit.
             await anyio.to_thread.run_sync(engine.shutdown)
             engine.shutdown = _noop

@@ -27,11 +27,6 @@ _SOURCE_WORDS: dict[ArchitectureSource, str] = {
 }
 
 
-def model_type_of(family: Family) -> str:
-    """The family's ``model_type`` tag (msgspec keeps tags on the class, not the instance)."""
-    return str(type(family).__struct_config__.tag)
-
-
 def engine_info(install: VllmInstall) -> EngineInfo:
     return EngineInfo(
         name=ENGINE,
@@ -104,9 +99,8 @@ def match(
 ) -> Match:
     """vLLM's answer for ``spec`` at ``quantization`` on ``hardware``; the first failing condition
     gives the reason (model type, format, quantization, OS, library, device, architecture)."""
-    model_type = model_type_of(family)
-    if model_type not in MODEL_TYPES:
-        return Match.no(ENGINE, f"the vLLM plugin serves LLM and embedding models, not {model_type}")
+    if family.model_type not in MODEL_TYPES:
+        return Match.no(ENGINE, f"the vLLM plugin serves LLM and embedding models, not {family.model_type}")
     reason = (
         _format_reason(spec, quantization)
         or _device_reason(hardware, install)
