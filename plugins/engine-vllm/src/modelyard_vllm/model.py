@@ -86,7 +86,7 @@ class VllmModel(LoadedModel):
         from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest as VllmChat
 
         state = await self._serving()
-        handler = state.openai_serving_chat
+        handler = getattr(state, "openai_serving_chat", None)
         if handler is None:
             raise InvalidRequest("this model was loaded for embeddings and cannot chat", param="model")
         # aclosing: closing this stream must close the inner one now, which aborts the request.
@@ -100,7 +100,7 @@ class VllmModel(LoadedModel):
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest as VllmCompletion
 
         state = await self._serving()
-        handler = state.openai_serving_completion
+        handler = getattr(state, "openai_serving_completion", None)
         if handler is None:
             raise InvalidRequest("this model was loaded for embeddings and cannot complete text", param="model")
         async with aclosing(self._run(VllmCompletion, body, handler.create_completion, "cmpl", None)) as chunks:
