@@ -9,7 +9,6 @@ the engine, so a client that goes away stops costing compute.
 
 from __future__ import annotations
 
-import gc
 import uuid
 from argparse import Namespace
 from collections.abc import AsyncIterator
@@ -179,15 +178,34 @@ class VllmModel(LoadedModel):
 
     async def close(self) -> None:
         engine, self.engine, self._state = self.engine, None, None
-        if engine is not None:
-            # Stop vLLM's output loop first, or it reports the engine process it is about to lose.
-            if (handler := getattr(engine, "output_handler", None)) is not None:
-                handler.cancel()
-            # Shut down now, on our terms; vLLM's __del__ would otherwise try again at interpreter exit.
-            await anyio.to_thread.run_sync(engine.shutdown)
-            engine.shutdown = _noop
-            del engine
-            gc.collect()
+        if engine is None:
+            return
+        # Stop vLLM's output loop first, or it reports the engine process it is about to lose.
+        if (handler := getattr(engine, "output_handler", None)) is not None:
+            handler.cancel()
+        resources = getattr(getattr(engine, "engine_core", None), "resources", None)
+        # Shut down now, on our terms; vLLM's __del__ would otherwise try again at interpreter exit.
+        await anyio.to_thread.run_sync(engine.shutdown)
+        engine.shutdown = _noop
+        await _close_zmq_context(resources)
+
+
+async def _close_zmq_context(resources: Any) -> None:
+    """vLLM's shutdown closes its sockets through a callback on this loop and leaves the ZMQ context
+    to the garbage collector (which warns about it). Once the sockets are closed, close it here."""
+    if resources is None:
+        return
+    names = ("output_socket", "input_socket", "first_req_send_socket", "first_req_rcv_socket", "stats_update_socket")
+    for _ in range(100):
+        sockets = [getattr(resources, name, None) for name in names]
+        if all(sock is None or sock.closed for sock in sockets):
+            break
+        await anyio.sleep(0.01)
+    else:
+        return  # a socket is still open: terminating the context would block
+    ctx = getattr(resources, "ctx", None)
+    if ctx is not None and not ctx.closed:
+        ctx.destroy(linger=0)
 
 
 def _trim(chunk: Chunk) -> Chunk:
