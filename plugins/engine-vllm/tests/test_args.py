@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from modelyard.errors import InvalidRequest
 from modelyard.specs import EmbeddingFamily, LLMFamily, ModelSource, ModelSpec
 from modelyard_vllm.args import CPU_KV_CACHE_BYTES, LaunchArgs, apply_defaults, split_params

@@ -12,7 +12,6 @@ import anyio
 import msgspec
 import pytest
 from anyio.from_thread import BlockingPortal
-
 from modelyard.errors import InvalidRequest
 from modelyard.schemas import ChatCompletionRequest, EmbeddingRequest
 from modelyard.specs import EmbeddingFamily, ModelSource, ModelSpec

@@ -16,7 +16,6 @@ import anyio
 import msgspec
 import pytest
 from anyio.from_thread import BlockingPortal
-
 from modelyard.errors import ContextLengthExceeded, InvalidRequest
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest
 from modelyard.specs import LLMFamily, ModelSource, ModelSpec

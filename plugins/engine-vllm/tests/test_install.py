@@ -7,9 +7,13 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-
 from modelyard_vllm import install
-from modelyard_vllm.install import VllmInstall, detect_install, read_registry_source, read_shipped_list
+from modelyard_vllm.install import (
+    VllmInstall,
+    detect_install,
+    read_registry_source,
+    read_shipped_list,
+)
 
 REGISTRY = '''
 from x import y

@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 import pytest
-
 from modelyard.errors import InvalidRequest, LaunchError
 from modelyard.specs import LLMFamily, ModelSource, ModelSpec
 from modelyard_vllm import load_model

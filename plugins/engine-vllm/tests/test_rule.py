@@ -12,7 +12,6 @@ import typing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from modelyard.specs import (
     Accelerator,
     EmbeddingFamily,

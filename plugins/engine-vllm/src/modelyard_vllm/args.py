@@ -15,10 +15,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from msgspec import Struct
-
 from modelyard.errors import InvalidRequest
 from modelyard.specs import Family, LLMFamily
+from msgspec import Struct
 
 # vLLM OpenAI-server options (not EngineArgs fields) that make sense for an in-process server.
 FRONTEND_OPTIONS = frozenset(

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.specs import EmbeddingFamily, Estimate, Family, Hardware, LLMFamily, ModelSpec, RerankFamily
+from modelyard.specs import (
+    EmbeddingFamily,
+    Estimate,
+    Family,
+    Hardware,
+    LLMFamily,
+    ModelSpec,
+    RerankFamily,
+)
 
 from .args import CPU_KV_CACHE_BYTES
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 import msgspec
-
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import ContextLengthExceeded, EngineError, InvalidRequest
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, to_plain
@@ -82,7 +81,9 @@ class VllmModel(LoadedModel):
         body = self._body(request)
         if (thinking := body.pop("enable_thinking", None)) is not None:
             body["chat_template_kwargs"] = {"enable_thinking": thinking, **(body.get("chat_template_kwargs") or {})}
-        from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest as VllmChat
+        from vllm.entrypoints.openai.chat_completion.protocol import (
+            ChatCompletionRequest as VllmChat,
+        )
 
         state = await self._serving()
         handler = getattr(state, "openai_serving_chat", None)

@@ -10,6 +10,7 @@ subprocess keeps the pipe as its stderr for its whole life, so the copying threa
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import sys
@@ -49,10 +50,8 @@ class StderrTail:
         pending = b""
         with os.fdopen(read_end, "rb", buffering=0) as source:
             while chunk := source.read(65536):
-                try:
+                with contextlib.suppress(OSError):  # the real stderr is gone: still remember the text
                     os.write(out, chunk)
-                except OSError:
-                    pass  # the real stderr is gone; still remember the text
                 self._last_read = time.monotonic()
                 pending += chunk
                 *done, pending = pending.split(b"\n")
