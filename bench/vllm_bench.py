@@ -76,7 +76,9 @@ def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
             process.wait()
 
 
-async def one_stream(client: httpx.AsyncClient, model: str, prompt: str, tokens: int) -> tuple[float, int]:
+async def one_stream(
+    client: httpx.AsyncClient, model: str, prompt: str, tokens: int
+) -> tuple[float, int]:
     """(time to the first generated text, completion tokens) of one streamed chat request."""
     body = {
         "model": model,
@@ -99,38 +101,69 @@ async def one_stream(client: httpx.AsyncClient, model: str, prompt: str, tokens:
             chunk = json.loads(line[6:])
             if "error" in chunk:
                 raise SystemExit(f"stream error: {chunk['error']}")
-            if ttft is None and any((c.get("delta") or {}).get("content") for c in chunk.get("choices", ())):
+            if ttft is None and any(
+                (c.get("delta") or {}).get("content") for c in chunk.get("choices", ())
+            ):
                 ttft = time.perf_counter() - start
             if chunk.get("usage"):
                 completion = int(chunk["usage"]["completion_tokens"])
     return (ttft if ttft is not None else time.perf_counter() - start), completion
 
 
-async def measure(base_url: str, model: str, tokens: int, rounds: int) -> dict[int, dict[str, float]]:
+async def measure(
+    base_url: str, model: str, tokens: int, rounds: int
+) -> dict[int, dict[str, float]]:
     results: dict[int, dict[str, float]] = {}
     async with httpx.AsyncClient(base_url=base_url, timeout=900) as client:
-        await one_stream(client, model, "Hello", 4)  # warm-up: first-request costs stay out of the figures
+        await one_stream(
+            client, model, "Hello", 4
+        )  # warm-up: first-request costs stay out of the figures
         for level in LEVELS:
             ttfts: list[float] = []
             generated = 0
             start = time.perf_counter()
             for _ in range(rounds):
                 answers = await asyncio.gather(
-                    *(one_stream(client, model, PROMPTS[i % len(PROMPTS)], tokens) for i in range(level))
+                    *(
+                        one_stream(client, model, PROMPTS[i % len(PROMPTS)], tokens)
+                        for i in range(level)
+                    )
                 )
                 ttfts.extend(t for t, _ in answers)
                 generated += sum(n for _, n in answers)
             elapsed = time.perf_counter() - start
-            results[level] = {"tok_s": generated / elapsed, "ttft": sum(ttfts) / len(ttfts), "tokens": generated}
+            results[level] = {
+                "tok_s": generated / elapsed,
+                "ttft": sum(ttfts) / len(ttfts),
+                "tokens": generated,
+            }
     return results
 
 
-def bench_vllm(python: str, model_dir: Path, tokens: int, rounds: int, work: Path) -> tuple[dict[int, dict[str, float]], float]:
+def bench_vllm(
+    python: str, model_dir: Path, tokens: int, rounds: int, work: Path
+) -> tuple[dict[int, dict[str, float]], float]:
     port = free_port()
     argv = [
-        python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--served-model-name", "smol",
-        "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32", "--enforce-eager",
-        "--max-model-len", str(MAX_MODEL_LEN), "--kv-cache-memory-bytes", str(KV_BYTES), "--disable-log-stats",
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        "smol",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--enforce-eager",
+        "--max-model-len",
+        str(MAX_MODEL_LEN),
+        "--kv-cache-memory-bytes",
+        str(KV_BYTES),
+        "--disable-log-stats",
     ]
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     with running(argv, env, work / "vllm-serve.log") as process:
@@ -138,27 +171,56 @@ def bench_vllm(python: str, model_dir: Path, tokens: int, rounds: int, work: Pat
         return asyncio.run(measure(f"http://127.0.0.1:{port}", "smol", tokens, rounds)), ready
 
 
-def bench_modelyard(python: str, model_dir: Path, tokens: int, rounds: int, work: Path) -> tuple[dict[int, dict[str, float]], float]:
+def bench_modelyard(
+    python: str, model_dir: Path, tokens: int, rounds: int, work: Path
+) -> tuple[dict[int, dict[str, float]], float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
     env.update({"MODELYARD_HOME": str(work / "home"), "MODELYARD_PLUGINS": "vllm"})
-    argv = [str(Path(python).with_name("modelyard")), "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    argv = [
+        str(Path(python).with_name("modelyard")),
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
     family = {
-        "model_name": "bench-smollm2", "model_type": "LLM", "model_ability": ["chat", "generate"],
-        "context_length": MAX_MODEL_LEN, "architectures": ["LlamaForCausalLM"],
-        "model_specs": [{"model_format": "pytorch", "model_size_in_billions": 0.135, "quantizations": ["none"],
-                         "sources": [{"hub": "local", "model_id": str(model_dir)}]}],
+        "model_name": "bench-smollm2",
+        "model_type": "LLM",
+        "model_ability": ["chat", "generate"],
+        "context_length": MAX_MODEL_LEN,
+        "architectures": ["LlamaForCausalLM"],
+        "model_specs": [
+            {
+                "model_format": "pytorch",
+                "model_size_in_billions": 0.135,
+                "quantizations": ["none"],
+                "sources": [{"hub": "local", "model_id": str(model_dir)}],
+            }
+        ],
     }
     with running(argv, env, work / "modelyard-serve.log") as process:
         wait_for(f"{url}/status", process, work / "modelyard-serve.log")
         with httpx.Client(base_url=url, timeout=900) as http:
-            response = http.post("/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False})
+            response = http.post(
+                "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
+            )
             response.raise_for_status()
             start = time.monotonic()
             # The same settings vLLM's server gets above (these are also modelyard's CPU defaults).
-            launch = {"model_name": "bench-smollm2", "model_engine": "vLLM", "model_uid": "smol", "dtype": "float32",
-                      "enforce_eager": True, "max_model_len": MAX_MODEL_LEN, "kv_cache_memory_bytes": KV_BYTES}
+            launch = {
+                "model_name": "bench-smollm2",
+                "model_engine": "vLLM",
+                "model_uid": "smol",
+                "dtype": "float32",
+                "enforce_eager": True,
+                "max_model_len": MAX_MODEL_LEN,
+                "kv_cache_memory_bytes": KV_BYTES,
+            }
             response = http.post("/v1/models", json=launch)
             if response.status_code != 200:
                 raise SystemExit(f"launch failed: {response.text}")
@@ -183,16 +245,24 @@ def main() -> None:
         native, native_ready = bench_vllm(python, args.model, args.tokens, args.rounds, work)
         served, served_ready = bench_modelyard(python, args.model, args.tokens, args.rounds, work)
     cpus = os.cpu_count()
-    print(f"\nSmolLM2-135M-Instruct, vLLM CPU build, float32, eager; {platform.machine()}, {cpus} CPUs; "
-          f"{args.tokens} tokens/stream, {args.rounds} rounds per level")
-    print(f"ready: vLLM server {native_ready:.0f} s (process start to /health); "
-          f"modelyard launch {served_ready:.0f} s (POST /v1/models to ready)")
-    print(f"{'streams':>7} | {'vLLM tok/s':>10} | {'modelyard tok/s':>15} | {'ratio':>5} | "
-          f"{'vLLM TTFT':>9} | {'modelyard TTFT':>14} | {'ratio':>5}")
+    print(
+        f"\nSmolLM2-135M-Instruct, vLLM CPU build, float32, eager; {platform.machine()}, {cpus} CPUs; "
+        f"{args.tokens} tokens/stream, {args.rounds} rounds per level"
+    )
+    print(
+        f"ready: vLLM server {native_ready:.0f} s (process start to /health); "
+        f"modelyard launch {served_ready:.0f} s (POST /v1/models to ready)"
+    )
+    print(
+        f"{'streams':>7} | {'vLLM tok/s':>10} | {'modelyard tok/s':>15} | {'ratio':>5} | "
+        f"{'vLLM TTFT':>9} | {'modelyard TTFT':>14} | {'ratio':>5}"
+    )
     for level in LEVELS:
         n, m = native[level], served[level]
-        print(f"{level:>7} | {n['tok_s']:>10.1f} | {m['tok_s']:>15.1f} | {m['tok_s'] / n['tok_s']:>5.2f} | "
-              f"{n['ttft'] * 1000:>7.0f}ms | {m['ttft'] * 1000:>12.0f}ms | {m['ttft'] / n['ttft']:>5.2f}")
+        print(
+            f"{level:>7} | {n['tok_s']:>10.1f} | {m['tok_s']:>15.1f} | {m['tok_s'] / n['tok_s']:>5.2f} | "
+            f"{n['ttft'] * 1000:>7.0f}ms | {m['ttft'] * 1000:>12.0f}ms | {m['ttft'] / n['ttft']:>5.2f}"
+        )
     print("ratio = modelyard / vLLM (tokens/s: higher is better; TTFT: lower is better)")
 
 

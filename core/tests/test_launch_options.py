@@ -25,7 +25,11 @@ def test_core_options_are_typed_and_kept_out_of_engine_params() -> None:
         }
     )
     assert request.params == {"n_ctx": 512}
-    assert (request.download_hub, request.model_path, request.gpu_idx) == ("huggingface", "/models/m", [0, 2])
+    assert (request.download_hub, request.model_path, request.gpu_idx) == (
+        "huggingface",
+        "/models/m",
+        [0, 2],
+    )
     assert (request.request_limits, request.enable_thinking) == (8, False)
 
 
@@ -54,7 +58,9 @@ def test_gpu_idx_pins_the_runner_to_those_devices() -> None:
 
 
 def _chat(**fields: object) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model="m", messages=[ChatMessage(role="user", content="hi")], **fields)
+    return ChatCompletionRequest(
+        model="m", messages=[ChatMessage(role="user", content="hi")], **fields
+    )
 
 
 def test_enable_thinking_is_a_default_the_request_can_override() -> None:
@@ -62,7 +68,11 @@ def test_enable_thinking_is_a_default_the_request_can_override() -> None:
     assert _with_thinking(_chat(), False).chat_template_kwargs == {"enable_thinking": False}
     kept = _chat(chat_template_kwargs={"enable_thinking": True, "x": 1})
     assert _with_thinking(kept, False).chat_template_kwargs == {"enable_thinking": True, "x": 1}
-    assert _with_thinking(_chat(enable_thinking=True), False).chat_template_kwargs == {"enable_thinking": True}
-    assert _with_thinking(_chat(enable_thinking=False), None).chat_template_kwargs == {"enable_thinking": False}
+    assert _with_thinking(_chat(enable_thinking=True), False).chat_template_kwargs == {
+        "enable_thinking": True
+    }
+    assert _with_thinking(_chat(enable_thinking=False), None).chat_template_kwargs == {
+        "enable_thinking": False
+    }
     merged = _with_thinking(_chat(chat_template_kwargs={"x": 1}), True)
     assert merged.chat_template_kwargs == {"x": 1, "enable_thinking": True}

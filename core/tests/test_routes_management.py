@@ -115,7 +115,9 @@ async def test_launch_keeps_dotted_engine_params_and_parses_wait_ready(client: A
         assert response.status_code == 200, response.text
         request, wait_ready = client.manager.launches[-1]
         assert wait_ready is expected
-        assert request.params == {"sampling.top_k": 40}  # download_hub is the core's, not the engine's
+        assert request.params == {
+            "sampling.top_k": 40
+        }  # download_hub is the core's, not the engine's
         assert request.download_hub == "modelscope"
     bad = await client.post("/v1/models?wait_ready=maybe", json=body)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "wait_ready"

@@ -121,7 +121,9 @@ async def test_rerank_warns_about_documents_cut_to_the_model_limit(client: Any) 
     body = {"model": "rr", "query": "q", "documents": ["a", "LONG document"]}
     response = await client.post("/v1/rerank", json=body)
     assert response.status_code == 200
-    assert response.json()["meta"]["warnings"] == ["documents [1] were cut to the model's maximum length"]
+    assert response.json()["meta"]["warnings"] == [
+        "documents [1] were cut to the model's maximum length"
+    ]
 
 
 async def test_rerank_sorts_cuts_and_attaches_documents(client: Any) -> None:

@@ -36,27 +36,37 @@ class LoadedModel:
 
     abilities: ClassVar[tuple[Ability, ...]] = ()
 
-    def __init__(self, *, context_length: int, abilities: tuple[Ability, ...] | None = None) -> None:
+    def __init__(
+        self, *, context_length: int, abilities: tuple[Ability, ...] | None = None
+    ) -> None:
         self.context_length = context_length
         if abilities is not None:
             self.abilities = abilities
 
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
-        raise Unsupported(f"this model cannot chat; it can: {', '.join(self.abilities)}", param="model")
+        raise Unsupported(
+            f"this model cannot chat; it can: {', '.join(self.abilities)}", param="model"
+        )
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
-        raise Unsupported(f"this model cannot complete text; it can: {', '.join(self.abilities)}", param="model")
+        raise Unsupported(
+            f"this model cannot complete text; it can: {', '.join(self.abilities)}", param="model"
+        )
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
         """``{"data": [{"index": i, "embedding": [...]}, ...], "usage": {"prompt_tokens", "total_tokens"}}``,
         plus ``"truncated_inputs": [i, ...]`` when ``request.truncate`` made the engine cut inputs."""
-        raise Unsupported(f"this model cannot embed; it can: {', '.join(self.abilities)}", param="model")
+        raise Unsupported(
+            f"this model cannot embed; it can: {', '.join(self.abilities)}", param="model"
+        )
 
     async def rerank(self, request: RerankRequest) -> dict[str, Any]:
         """``{"results": [{"index": i, "relevance_score": s}, ...], "usage": {"input_tokens": n}}``,
         one result per document in request order; the core sorts, cuts to ``top_n`` and attaches
         documents. ``"truncated_documents": [i, ...]`` reports documents cut to the model's limit."""
-        raise Unsupported(f"this model cannot rerank; it can: {', '.join(self.abilities)}", param="model")
+        raise Unsupported(
+            f"this model cannot rerank; it can: {', '.join(self.abilities)}", param="model"
+        )
 
     async def close(self) -> None:
         """Release the engine (called once, before the runner exits)."""

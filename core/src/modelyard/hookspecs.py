@@ -31,7 +31,9 @@ def register_families(register: Callable[[Family], None]) -> None:
 
 
 @hookspec
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match] | None:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match] | None:
     """Say, for each engine this plugin registered, whether it can run ``spec`` at ``quantization``
     on ``hardware``. Collect-all: every plugin answers. Return one ``Match`` per engine: yes, or no
     with a reason a user can act on (missing library, wrong format, no CUDA device, unsupported

@@ -82,7 +82,10 @@ class PluginManager:
             self._load(ep.name, ep.load, ep.dist)
 
     def _load(
-        self, name: str, load: Callable[[], object], dist: importlib.metadata.Distribution | None = None
+        self,
+        name: str,
+        load: Callable[[], object],
+        dist: importlib.metadata.Distribution | None = None,
     ) -> None:
         try:
             module = load()
@@ -155,7 +158,9 @@ class PluginManager:
                     engines=owners.get(name, []),
                 )
             )
-        infos.extend(PluginInfo(name=name, error=error) for name, error in sorted(self.failed.items()))
+        infos.extend(
+            PluginInfo(name=name, error=error) for name, error in sorted(self.failed.items())
+        )
         return infos
 
 

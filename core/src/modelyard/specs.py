@@ -54,7 +54,9 @@ class ModelSpec(Struct, frozen=True, forbid_unknown_fields=True):
         raise LookupError(f"no {hub} source for this {self.model_format} spec")
 
 
-class _Family(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="model_type"):
+class _Family(
+    Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="model_type"
+):
     model_name: ModelName
     model_description: str = ""
     model_lang: tuple[str, ...] = ("en",)
@@ -218,7 +220,9 @@ def parse_size(value: int | float | str | None) -> float | None:
         try:
             value = float(text)
         except ValueError:
-            raise ValueError(f"model size {value!r} is not a number of billions such as 7, 0.5 or '0_5'") from None
+            raise ValueError(
+                f"model size {value!r} is not a number of billions such as 7, 0.5 or '0_5'"
+            ) from None
     if value <= 0:
         raise ValueError(f"model size must be positive, got {value}")
     return float(value)

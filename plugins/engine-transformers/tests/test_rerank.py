@@ -69,7 +69,9 @@ def test_long_documents_are_cut_or_refused_as_the_request_asks(cross_encoder: An
     )
     assert cut["truncated_documents"] == [1]
     assert len(cut["results"]) == 2
-    with pytest.raises(InvalidRequest, match=r"documents \[1\].*maximum of \d+ tokens.*truncate=true"):
+    with pytest.raises(
+        InvalidRequest, match=r"documents \[1\].*maximum of \d+ tokens.*truncate=true"
+    ):
         asyncio.run(
             cross_encoder.rerank(
                 RerankRequest(model="ce", query="q", documents=documents, truncate=False)

@@ -14,6 +14,8 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 REPO = Path(__file__).resolve().parents[3]
+
+
 def models_dir() -> Path:
     return Path(os.environ.get("MODELYARD_TEST_MODELS") or REPO / ".models")
 
@@ -21,7 +23,9 @@ def models_dir() -> Path:
 def model_path(name: str) -> Path:
     path = models_dir() / name
     if not (path / "config.json").is_file():
-        pytest.skip(f"{path} is missing; build it with `python scripts/prepare_models.py` (test.sh does)")
+        pytest.skip(
+            f"{path} is missing; build it with `python scripts/prepare_models.py` (test.sh does)"
+        )
     return path
 
 

@@ -23,7 +23,9 @@ if importlib.util.find_spec("vllm") is None:
         "vllm is not importable here; run plugins/engine-vllm/scripts/test.sh (it builds .venv-vllm)",
         allow_module_level=True,
     )
-openai = pytest.importorskip("openai", reason="the openai client drives these tests (setup-env.sh installs it)")
+openai = pytest.importorskip(
+    "openai", reason="the openai client drives these tests (setup-env.sh installs it)"
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -40,7 +42,9 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     executable = Path(sys.executable).with_name("modelyard")
     if not executable.exists() and not shutil.which("modelyard"):
-        pytest.skip("the `modelyard` command is not installed here (plugins/engine-vllm/scripts/test.sh installs it)")
+        pytest.skip(
+            "the `modelyard` command is not installed here (plugins/engine-vllm/scripts/test.sh installs it)"
+        )
     home = tmp_path_factory.mktemp("modelyard-home")
     log = home / "serve.log"
     port = _free_port()
@@ -48,8 +52,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_PLUGINS": "vllm"}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(executable if executable.exists() else shutil.which("modelyard")), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
+            [
+                str(executable if executable.exists() else shutil.which("modelyard")),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -92,12 +105,17 @@ def uid(server: str, smollm2_path: Path) -> Iterator[str]:
         ],
     }
     with httpx.Client(base_url=server, timeout=900) as http:
-        registered = http.post("/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False})
+        registered = http.post(
+            "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
+        )
         assert registered.status_code == 200, registered.text
         engines = http.get(f"/v1/engines/{MODEL_NAME}").json()
-        assert isinstance(engines["vLLM"], list) and engines["vLLM"][0]["model_format"] == "pytorch", engines
+        assert (
+            isinstance(engines["vLLM"], list) and engines["vLLM"][0]["model_format"] == "pytorch"
+        ), engines
         launched = http.post(
-            "/v1/models", json={"model_name": MODEL_NAME, "model_uid": "smol-vllm", "max_model_len": 2048}
+            "/v1/models",
+            json={"model_name": MODEL_NAME, "model_uid": "smol-vllm", "max_model_len": 2048},
         )
         assert launched.status_code == 200, launched.text
         model_uid = launched.json()["model_uid"]
@@ -126,7 +144,12 @@ def test_chat_without_streaming(oai: openai.OpenAI, uid: str) -> None:
 
 def test_chat_streaming_with_usage(oai: openai.OpenAI, uid: str) -> None:
     stream = oai.chat.completions.create(
-        model=uid, messages=MESSAGES, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}
+        model=uid,
+        messages=MESSAGES,
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -135,14 +158,19 @@ def test_chat_streaming_with_usage(oai: openai.OpenAI, uid: str) -> None:
 
 
 def test_eight_concurrent_streams(server: str, uid: str) -> None:
-    client = openai.AsyncOpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=600)
+    client = openai.AsyncOpenAI(
+        base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=600
+    )
     countries = ["France", "Germany", "Italy", "Spain", "Japan", "Egypt", "Canada", "Peru"]
     texts: dict[int, str] = {}
 
     async def one(i: int) -> None:
         stream = await client.chat.completions.create(
-            model=uid, messages=[{"role": "user", "content": f"What is the capital of {countries[i]}?"}],
-            max_tokens=12, temperature=0, stream=True,
+            model=uid,
+            messages=[{"role": "user", "content": f"What is the capital of {countries[i]}?"}],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
         )
         texts[i] = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
@@ -157,15 +185,32 @@ def test_eight_concurrent_streams(server: str, uid: str) -> None:
 
 
 def test_completion(oai: openai.OpenAI, uid: str) -> None:
-    reply = oai.completions.create(model=uid, prompt="The capital of France is", max_tokens=6, temperature=0)
-    assert "Paris" in reply.choices[0].text and reply.usage is not None and reply.usage.completion_tokens == 6
+    reply = oai.completions.create(
+        model=uid, prompt="The capital of France is", max_tokens=6, temperature=0
+    )
+    assert (
+        "Paris" in reply.choices[0].text
+        and reply.usage is not None
+        and reply.usage.completion_tokens == 6
+    )
 
 
 def test_json_schema_response_format(oai: openai.OpenAI, uid: str) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}}, "required": ["answer"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     reply = oai.chat.completions.create(
-        model=uid, messages=[{"role": "user", "content": "Is Paris in France? Answer in JSON."}], max_tokens=16, temperature=0,
-        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        model=uid,
+        messages=[{"role": "user", "content": "Is Paris in France? Answer in JSON."}],
+        max_tokens=16,
+        temperature=0,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
     )
     assert json.loads(reply.choices[0].message.content or "")["answer"] in ("yes", "no")
 
@@ -176,9 +221,14 @@ def test_max_tokens_beyond_the_context_is_a_400(oai: openai.OpenAI, uid: str) ->
     assert "2048" in str(info.value)
 
 
-def test_an_unknown_engine_argument_fails_the_launch_and_leaves_no_model(server: str, uid: str) -> None:
+def test_an_unknown_engine_argument_fails_the_launch_and_leaves_no_model(
+    server: str, uid: str
+) -> None:
     with httpx.Client(base_url=server, timeout=300) as http:
-        response = http.post("/v1/models", json={"model_name": MODEL_NAME, "model_uid": "bad-args", "gpu_memory_utilisation": 0.5})
+        response = http.post(
+            "/v1/models",
+            json={"model_name": MODEL_NAME, "model_uid": "bad-args", "gpu_memory_utilisation": 0.5},
+        )
         assert response.status_code == 400, response.text
         assert "gpu_memory_utilization" in response.json()["detail"]
         listed = http.get("/v1/models").json()

@@ -31,10 +31,23 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def model(portal: BlockingPortal, minilm_path: Path) -> Iterator[VllmModel]:
     spec = ModelSpec("pytorch", 0.022, ("none",), (ModelSource("local", str(minilm_path)),))
-    family = EmbeddingFamily(model_name="all-minilm-l6-v2", model_specs=(spec,), dimensions=384, max_tokens=256, architectures=("BertModel",))
+    family = EmbeddingFamily(
+        model_name="all-minilm-l6-v2",
+        model_specs=(spec,),
+        dimensions=384,
+        max_tokens=256,
+        architectures=("BertModel",),
+    )
 
     def load() -> Any:
-        return load_model(engine="vLLM", family=family, spec=spec, quantization="none", params={}, path=minilm_path)
+        return load_model(
+            engine="vLLM",
+            family=family,
+            spec=spec,
+            quantization="none",
+            params={},
+            path=minilm_path,
+        )
 
     loaded = portal.call(anyio.to_thread.run_sync, load)
     try:
@@ -44,20 +57,33 @@ def model(portal: BlockingPortal, minilm_path: Path) -> Iterator[VllmModel]:
 
 
 def cosine(a: list[float], b: list[float]) -> float:
-    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+    return sum(x * y for x, y in zip(a, b, strict=True)) / math.sqrt(
+        sum(x * x for x in a) * sum(y * y for y in b)
+    )
 
 
-def test_embeddings_have_the_models_dimensions_and_meaning(portal: BlockingPortal, model: VllmModel) -> None:
+def test_embeddings_have_the_models_dimensions_and_meaning(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     assert model.abilities == ("embed",) and model.context_length == 256
-    texts = ["A cat sits on the mat.", "A kitten is sitting on a rug.", "Stock markets fell sharply today."]
+    texts = [
+        "A cat sits on the mat.",
+        "A kitten is sitting on a rug.",
+        "Stock markets fell sharply today.",
+    ]
     result = portal.call(model.embed, EmbeddingRequest(model="m", input=texts))
     vectors = [item["embedding"] for item in sorted(result["data"], key=lambda d: d["index"])]
     assert [len(v) for v in vectors] == [384, 384, 384]
     assert cosine(vectors[0], vectors[1]) > cosine(vectors[0], vectors[2])
-    assert result["usage"]["prompt_tokens"] > 10 and result["usage"]["total_tokens"] == result["usage"]["prompt_tokens"]
+    assert (
+        result["usage"]["prompt_tokens"] > 10
+        and result["usage"]["total_tokens"] == result["usage"]["prompt_tokens"]
+    )
 
 
-def test_an_over_long_input_is_a_400_unless_truncation_is_asked(portal: BlockingPortal, model: VllmModel) -> None:
+def test_an_over_long_input_is_a_400_unless_truncation_is_asked(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     long_text = "word " * 600
     with pytest.raises(InvalidRequest):
         portal.call(model.embed, EmbeddingRequest(model="m", input=long_text))
@@ -66,7 +92,9 @@ def test_an_over_long_input_is_a_400_unless_truncation_is_asked(portal: Blocking
 
 
 def test_an_embedding_model_cannot_chat(portal: BlockingPortal, model: VllmModel) -> None:
-    request = msgspec.convert({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, ChatCompletionRequest)
+    request = msgspec.convert(
+        {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, ChatCompletionRequest
+    )
 
     async def first() -> Any:
         return [chunk async for chunk in model.chat(request)]

@@ -48,14 +48,24 @@ def family(path: Path) -> LLMFamily:
 
 def load(path: Path, params: dict[str, Any]) -> Any:
     fam = family(path)
-    return load_model(engine="vLLM", family=fam, spec=fam.model_specs[0], quantization="none", params=params, path=path)
+    return load_model(
+        engine="vLLM",
+        family=fam,
+        spec=fam.model_specs[0],
+        quantization="none",
+        params=params,
+        path=path,
+    )
 
 
 @pytest.fixture(scope="module")
 def model(portal: BlockingPortal, smollm2_path: Path) -> Iterator[VllmModel]:
     path = smollm2_path
     # As the runner does: load in a worker thread, serve on the loop.
-    loaded = portal.call(anyio.to_thread.run_sync, lambda: load(path, {"max_model_len": 2048, "tool_call_parser": "hermes"}))
+    loaded = portal.call(
+        anyio.to_thread.run_sync,
+        lambda: load(path, {"max_model_len": 2048, "tool_call_parser": "hermes"}),
+    )
     try:
         yield loaded
     finally:
@@ -63,7 +73,13 @@ def model(portal: BlockingPortal, smollm2_path: Path) -> Iterator[VllmModel]:
 
 
 def chat_request(content: str = QUESTION, **kw: Any) -> ChatCompletionRequest:
-    body = {"model": "m", "messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 12, **kw}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": content}],
+        "temperature": 0,
+        "max_tokens": 12,
+        **kw,
+    }
     return msgspec.convert(body, ChatCompletionRequest)
 
 
@@ -75,21 +91,35 @@ def text_of(chunks: list[dict[str, Any]]) -> str:
     return "".join(c["delta"].get("content") or "" for chunk in chunks for c in chunk["choices"])
 
 
-def test_chat_streams_deltas_and_ends_with_real_usage(portal: BlockingPortal, model: VllmModel) -> None:
+def test_chat_streams_deltas_and_ends_with_real_usage(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     chunks = portal.call(collect, model.chat(chat_request(stream=True)))
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = text_of(chunks)
     assert "Paris" in text
     usage = chunks[-1]["usage"]
     content_chunks = [c for chunk in chunks for c in chunk["choices"] if c["delta"].get("content")]
-    assert 0 < usage["completion_tokens"] <= 12 and usage["completion_tokens"] >= len(content_chunks) - 1
-    assert usage["prompt_tokens"] > 5 and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]]
+    assert (
+        0 < usage["completion_tokens"] <= 12
+        and usage["completion_tokens"] >= len(content_chunks) - 1
+    )
+    assert (
+        usage["prompt_tokens"] > 5
+        and usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    )
+    finishes = [
+        c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]
+    ]
     assert finishes in (["stop"], ["length"])
-    assert all("id" not in chunk and "model" not in chunk for chunk in chunks)  # the core fills these
+    assert all(
+        "id" not in chunk and "model" not in chunk for chunk in chunks
+    )  # the core fills these
 
 
-def test_non_streamed_chat_is_one_chunk_with_the_same_text(portal: BlockingPortal, model: VllmModel) -> None:
+def test_non_streamed_chat_is_one_chunk_with_the_same_text(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     streamed = text_of(portal.call(collect, model.chat(chat_request(stream=True))))
     (chunk,) = portal.call(collect, model.chat(chat_request()))
     (choice,) = chunk["choices"]
@@ -100,7 +130,13 @@ def test_non_streamed_chat_is_one_chunk_with_the_same_text(portal: BlockingPorta
 
 def test_completion_streams_text(portal: BlockingPortal, model: VllmModel) -> None:
     request = msgspec.convert(
-        {"model": "m", "prompt": "The capital of France is", "max_tokens": 6, "temperature": 0, "stream": True},
+        {
+            "model": "m",
+            "prompt": "The capital of France is",
+            "max_tokens": 6,
+            "temperature": 0,
+            "stream": True,
+        },
         CompletionRequest,
     )
     chunks = portal.call(collect, model.complete(request))
@@ -119,7 +155,9 @@ def test_eight_concurrent_requests_are_batched(portal: BlockingPortal, model: Vl
         results: dict[int, list[dict[str, Any]]] = {}
 
         async def one(i: int) -> None:
-            results[i] = await collect(model.chat(chat_request(f"What is the capital of {cities[i]}?", stream=True)))
+            results[i] = await collect(
+                model.chat(chat_request(f"What is the capital of {cities[i]}?", stream=True))
+            )
 
         async with anyio.create_task_group() as tg:
             for i in range(8):
@@ -139,7 +177,9 @@ def test_eight_concurrent_requests_are_batched(portal: BlockingPortal, model: Vl
     assert "Paris" in texts[0] and "Paris" not in texts[1] and len(set(texts)) > 4
 
 
-def test_closing_a_stream_aborts_the_request_in_the_engine(portal: BlockingPortal, model: VllmModel) -> None:
+def test_closing_a_stream_aborts_the_request_in_the_engine(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     async def start_then_leave() -> tuple[int, int]:
         stream = model.chat(chat_request(stream=True, max_tokens=1500, ignore_eos=True))
         await stream.__anext__()
@@ -152,11 +192,15 @@ def test_closing_a_stream_aborts_the_request_in_the_engine(portal: BlockingPorta
     assert during == 1 and after == 0
 
 
-def test_cancelling_the_consumer_aborts_the_request(portal: BlockingPortal, model: VllmModel) -> None:
+def test_cancelling_the_consumer_aborts_the_request(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     async def cancel_midway() -> int:
         got: list[dict[str, Any]] = []
         with anyio.CancelScope() as scope:
-            async for chunk in model.chat(chat_request(stream=True, max_tokens=1500, ignore_eos=True)):
+            async for chunk in model.chat(
+                chat_request(stream=True, max_tokens=1500, ignore_eos=True)
+            ):
                 got.append(chunk)
                 if len(got) == 3:
                     scope.cancel()  # what the runner does on a Cancel frame
@@ -169,16 +213,24 @@ def test_cancelling_the_consumer_aborts_the_request(portal: BlockingPortal, mode
 def test_max_tokens_beyond_the_context_is_a_400(portal: BlockingPortal, model: VllmModel) -> None:
     with pytest.raises(ContextLengthExceeded) as info:
         portal.call(collect, model.chat(chat_request(max_tokens=4096)))
-    assert info.value.status == 400 and "2048" in info.value.message and info.value.param == "max_tokens"
+    assert (
+        info.value.status == 400
+        and "2048" in info.value.message
+        and info.value.param == "max_tokens"
+    )
 
 
-def test_a_prompt_longer_than_the_context_is_a_400(portal: BlockingPortal, model: VllmModel) -> None:
+def test_a_prompt_longer_than_the_context_is_a_400(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     with pytest.raises(InvalidRequest) as info:
         portal.call(collect, model.chat(chat_request("word " * 3000)))
     assert info.value.status == 400 and "2048" in info.value.message
 
 
-def test_response_format_json_schema_constrains_the_output(portal: BlockingPortal, model: VllmModel) -> None:
+def test_response_format_json_schema_constrains_the_output(
+    portal: BlockingPortal, model: VllmModel
+) -> None:
     schema = {
         "type": "object",
         "properties": {"answer": {"type": "string", "enum": ["yes", "no"]}},
@@ -188,15 +240,22 @@ def test_response_format_json_schema_constrains_the_output(portal: BlockingPorta
     request = chat_request(
         "Is Paris in France? Answer in JSON.",
         max_tokens=16,
-        response_format={"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
     )
     (chunk,) = portal.call(collect, model.chat(request))
     content = chunk["choices"][0]["delta"]["content"]
     assert json.loads(content)["answer"] in ("yes", "no")
 
 
-@pytest.mark.parametrize("tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"])
-def test_a_forced_tool_choice_yields_a_tool_call(portal: BlockingPortal, model: VllmModel, tool_choice: Any) -> None:
+@pytest.mark.parametrize(
+    "tool_choice", [{"type": "function", "function": {"name": "get_weather"}}, "required"]
+)
+def test_a_forced_tool_choice_yields_a_tool_call(
+    portal: BlockingPortal, model: VllmModel, tool_choice: Any
+) -> None:
     tool = {
         "type": "function",
         "function": {
@@ -213,7 +272,9 @@ def test_a_forced_tool_choice_yields_a_tool_call(portal: BlockingPortal, model: 
         },
     }
     # hermes wraps the call in <tool_call> tags: ~50 tokens, the one longer generation here.
-    request = chat_request("What is the weather in Paris?", max_tokens=64, tools=[tool], tool_choice=tool_choice)
+    request = chat_request(
+        "What is the weather in Paris?", max_tokens=64, tools=[tool], tool_choice=tool_choice
+    )
     (chunk,) = portal.call(collect, model.chat(request))
     (call,) = chunk["choices"][0]["delta"]["tool_calls"]
     assert call["index"] == 0 and call["function"]["name"] == "get_weather" and call["id"]

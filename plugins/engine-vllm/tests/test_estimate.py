@@ -14,18 +14,41 @@ def spec(fmt: str = "pytorch", size: float = 1.0) -> ModelSpec:
     return ModelSpec(fmt, size, ("none",), (ModelSource("local", "/m"),))  # type: ignore[arg-type]
 
 
-FAMILY = LLMFamily(model_name="m", model_specs=(spec(),), model_ability=("chat",), context_length=4096)
+FAMILY = LLMFamily(
+    model_name="m", model_specs=(spec(),), model_ability=("chat",), context_length=4096
+)
 CPU_HOST = Hardware("linux", "x86_64", 2, 24 * GiB, 20 * GiB)
-GPU_HOST = Hardware("linux", "x86_64", 16, 128 * GiB, 120 * GiB, (Accelerator("cuda", 0, "H100", 80 * GiB, 79 * GiB),))
+GPU_HOST = Hardware(
+    "linux",
+    "x86_64",
+    16,
+    128 * GiB,
+    120 * GiB,
+    (Accelerator("cuda", 0, "H100", 80 * GiB, 79 * GiB),),
+)
 
 
 def test_cpu_build_holds_float32_weights_and_a_fixed_kv_cache() -> None:
     est = estimate(FAMILY, spec(), "none", {}, CPU_HOST, on_cpu=True)
-    assert est.device == "cpu" and est.weights == 4_000_000_000 and est.kv_cache == CPU_KV_CACHE_BYTES
-    half = estimate(FAMILY, spec(), "none", {"dtype": "bfloat16", "kv_cache_memory_bytes": 2 * GiB}, CPU_HOST, on_cpu=True)
+    assert (
+        est.device == "cpu" and est.weights == 4_000_000_000 and est.kv_cache == CPU_KV_CACHE_BYTES
+    )
+    half = estimate(
+        FAMILY,
+        spec(),
+        "none",
+        {"dtype": "bfloat16", "kv_cache_memory_bytes": 2 * GiB},
+        CPU_HOST,
+        on_cpu=True,
+    )
     assert half.weights == 2_000_000_000 and half.kv_cache == 2 * GiB
     assert est.context_length == 4096
-    assert estimate(FAMILY, spec(), "none", {"max_model_len": 1024}, CPU_HOST, on_cpu=True).context_length == 1024
+    assert (
+        estimate(
+            FAMILY, spec(), "none", {"max_model_len": 1024}, CPU_HOST, on_cpu=True
+        ).context_length
+        == 1024
+    )
 
 
 def test_gpu_reserves_its_memory_utilization_share() -> None:
@@ -43,5 +66,25 @@ def test_quantized_formats_are_smaller() -> None:
 
 
 def test_the_hook_answers_only_for_vllm() -> None:
-    assert estimate_resources(engine="llama.cpp", family=FAMILY, spec=spec(), quantization="none", params={}, hardware=CPU_HOST) is None
-    assert estimate_resources(engine="vllm", family=FAMILY, spec=spec(), quantization="none", params={}, hardware=CPU_HOST) is not None
+    assert (
+        estimate_resources(
+            engine="llama.cpp",
+            family=FAMILY,
+            spec=spec(),
+            quantization="none",
+            params={},
+            hardware=CPU_HOST,
+        )
+        is None
+    )
+    assert (
+        estimate_resources(
+            engine="vllm",
+            family=FAMILY,
+            spec=spec(),
+            quantization="none",
+            params={},
+            hardware=CPU_HOST,
+        )
+        is not None
+    )

@@ -15,7 +15,7 @@ from modelyard_vllm.install import (
     read_shipped_list,
 )
 
-REGISTRY = '''
+REGISTRY = """
 from x import y
 _TEXT_GENERATION_MODELS = {
     "LlamaForCausalLM": ("llama", "LlamaForCausalLM"),
@@ -24,13 +24,18 @@ _TEXT_GENERATION_MODELS = {
 _EMBEDDING_MODELS: dict = {"BertModel": ("bert", "BertModel")}
 _PREVIOUSLY_SUPPORTED_MODELS = {"OldForCausalLM": "0.10.2"}
 _VLLM_MODELS = {**_TEXT_GENERATION_MODELS, **_EMBEDDING_MODELS, "ExtraModel": ("e", "E")}
-'''
+"""
 
 
 def test_registry_source_is_the_union_of_the_merged_tables(tmp_path: Path) -> None:
     path = tmp_path / "registry.py"
     path.write_text(REGISTRY)
-    assert read_registry_source(path) == {"LlamaForCausalLM", "Qwen2ForCausalLM", "BertModel", "ExtraModel"}
+    assert read_registry_source(path) == {
+        "LlamaForCausalLM",
+        "Qwen2ForCausalLM",
+        "BertModel",
+        "ExtraModel",
+    }
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,9 @@ def test_build_detection_from_package_metadata(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed in this environment")
+@pytest.mark.skipif(
+    importlib.util.find_spec("vllm") is None, reason="vllm is not installed in this environment"
+)
 def test_source_reading_agrees_with_vllms_model_registry() -> None:
     from vllm import ModelRegistry
 

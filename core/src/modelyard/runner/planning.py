@@ -122,5 +122,7 @@ def _device_env(gpu_idx: int | list[int] | None) -> dict[str, str]:
         return {}
     devices = [gpu_idx] if isinstance(gpu_idx, int) else gpu_idx
     if not devices or any(isinstance(d, bool) or d < 0 for d in devices):
-        raise InvalidRequest(f"gpu_idx must be device numbers ≥ 0, got {gpu_idx!r}", param="gpu_idx")
+        raise InvalidRequest(
+            f"gpu_idx must be device numbers ≥ 0, got {gpu_idx!r}", param="gpu_idx"
+        )
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)}

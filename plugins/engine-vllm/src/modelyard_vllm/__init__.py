@@ -32,9 +32,21 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
 
 
 @hookimpl
-def match_engine(family: Family, spec: ModelSpec, quantization: str, hardware: Hardware) -> list[Match]:
+def match_engine(
+    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+) -> list[Match]:
     architectures, source = supported_architectures()
-    return [match(family, spec, quantization, hardware, install=INSTALL, architectures=architectures, source=source)]
+    return [
+        match(
+            family,
+            spec,
+            quantization,
+            hardware,
+            install=INSTALL,
+            architectures=architectures,
+            source=source,
+        )
+    ]
 
 
 @hookimpl

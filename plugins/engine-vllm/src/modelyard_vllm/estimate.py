@@ -60,12 +60,20 @@ def estimate(
     on_cpu: bool,
 ) -> Estimate:
     dtype = str(params.get("dtype") or ("float32" if on_cpu else "auto"))
-    weights = int(spec.model_size_in_billions * 1e9 * bytes_per_parameter(spec, quantization, dtype, on_cpu))
+    weights = int(
+        spec.model_size_in_billions * 1e9 * bytes_per_parameter(spec, quantization, dtype, on_cpu)
+    )
     explicit_kv = params.get("kv_cache_memory_bytes")
     gpus = [a for a in hardware.accelerators if a.kind == "cuda"]
     if on_cpu or not gpus:
         kv = int(explicit_kv) if isinstance(explicit_kv, int) else CPU_KV_CACHE_BYTES
-        return Estimate(weights=weights, kv_cache=kv, overhead=CPU_OVERHEAD, device="cpu", context_length=_context(family, params))
+        return Estimate(
+            weights=weights,
+            kv_cache=kv,
+            overhead=CPU_OVERHEAD,
+            device="cpu",
+            context_length=_context(family, params),
+        )
     tp = int(params.get("tensor_parallel_size") or 1)
     used = gpus[:tp]
     if isinstance(explicit_kv, int):

@@ -68,7 +68,12 @@ def _registry_source() -> Path | None:
         return None
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "model_executor" / "models" / "registry.py"
+    path = (
+        Path(next(iter(spec.submodule_search_locations)))
+        / "model_executor"
+        / "models"
+        / "registry.py"
+    )
     return path if path.is_file() else None
 
 
@@ -82,10 +87,18 @@ def read_registry_source(path: Path) -> frozenset[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     tables: dict[str, ast.Dict] = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             if isinstance(node.value, ast.Dict):
                 tables[node.targets[0].id] = node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(node.value, ast.Dict):
+        elif (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.value, ast.Dict)
+        ):
             tables[node.target.id] = node.value
     merged = tables.get("_VLLM_MODELS")
     if merged is None:
@@ -94,7 +107,11 @@ def read_registry_source(path: Path) -> frozenset[str]:
     for key, value in zip(merged.keys, merged.values, strict=True):
         if key is None and isinstance(value, ast.Name) and value.id in tables:  # a **spread
             part = tables[value.id]
-            names.update(k.value for k in part.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+            names.update(
+                k.value
+                for k in part.keys
+                if isinstance(k, ast.Constant) and isinstance(k.value, str)
+            )
         elif isinstance(key, ast.Constant) and isinstance(key.value, str):
             names.add(key.value)
         else:

@@ -43,7 +43,9 @@ def _abilities(family: Family, model_type: str, tasks: tuple[str, ...]) -> tuple
     if model_type == "embedding":
         return ("embed",)
     wanted: tuple[Ability, ...] = family.model_ability if isinstance(family, LLMFamily) else ()
-    return tuple(a for a in wanted if a in ("chat", "generate", "tools", "reasoning", "vision")) or ("generate",)
+    return tuple(
+        a for a in wanted if a in ("chat", "generate", "tools", "reasoning", "vision")
+    ) or ("generate",)
 
 
 def load(family: Family, params: dict[str, Any], path: Path, install: VllmInstall) -> VllmModel:
@@ -54,7 +56,9 @@ def load(family: Family, params: dict[str, Any], path: Path, install: VllmInstal
 
     model_type = family.model_type
     launch: LaunchArgs = split_params(params, engine_names=engine_arg_names())
-    launch = apply_defaults(launch, family=family, path=path, on_cpu=install.build == "cpu", model_type=model_type)
+    launch = apply_defaults(
+        launch, family=family, path=path, on_cpu=install.build == "cpu", model_type=model_type
+    )
     if parser := launch.frontend.get("tool_call_parser"):
         from vllm.tool_parsers import ToolParserManager
 
@@ -69,7 +73,9 @@ def load(family: Family, params: dict[str, Any], path: Path, install: VllmInstal
             raise
         except Exception as exc:
             # "See root cause above": the cause is the engine process's last error line.
-            reason = (tail.reason() if _points_elsewhere(exc) else "") or f"{type(exc).__name__}: {exc}"
+            reason = (
+                tail.reason() if _points_elsewhere(exc) else ""
+            ) or f"{type(exc).__name__}: {exc}"
             raise LaunchError(f"vLLM failed to start {family.model_name}: {reason}") from exc
     try:
         args = _frontend_namespace(engine_args, launch.frontend, served_name)

@@ -80,7 +80,10 @@ class VllmModel(LoadedModel):
         self._check_limit(request.token_limit)
         body = self._body(request)
         if (thinking := body.pop("enable_thinking", None)) is not None:
-            body["chat_template_kwargs"] = {"enable_thinking": thinking, **(body.get("chat_template_kwargs") or {})}
+            body["chat_template_kwargs"] = {
+                "enable_thinking": thinking,
+                **(body.get("chat_template_kwargs") or {}),
+            }
         from vllm.entrypoints.openai.chat_completion.protocol import (
             ChatCompletionRequest as VllmChat,
         )
@@ -88,9 +91,13 @@ class VllmModel(LoadedModel):
         state = await self._serving()
         handler = getattr(state, "openai_serving_chat", None)
         if handler is None:
-            raise InvalidRequest("this model was loaded for embeddings and cannot chat", param="model")
+            raise InvalidRequest(
+                "this model was loaded for embeddings and cannot chat", param="model"
+            )
         # aclosing: closing this stream must close the inner one now, which aborts the request.
-        async with aclosing(self._run(VllmChat, body, handler.create_chat_completion, "chatcmpl", "delta")) as chunks:
+        async with aclosing(
+            self._run(VllmChat, body, handler.create_chat_completion, "chatcmpl", "delta")
+        ) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -102,13 +109,22 @@ class VllmModel(LoadedModel):
         state = await self._serving()
         handler = getattr(state, "openai_serving_completion", None)
         if handler is None:
-            raise InvalidRequest("this model was loaded for embeddings and cannot complete text", param="model")
-        async with aclosing(self._run(VllmCompletion, body, handler.create_completion, "cmpl", None)) as chunks:
+            raise InvalidRequest(
+                "this model was loaded for embeddings and cannot complete text", param="model"
+            )
+        async with aclosing(
+            self._run(VllmCompletion, body, handler.create_completion, "cmpl", None)
+        ) as chunks:
             async for chunk in chunks:
                 yield chunk
 
     async def _run(
-        self, model_cls: Any, body: dict[str, Any], create: Any, prefix: str, message_key: str | None
+        self,
+        model_cls: Any,
+        body: dict[str, Any],
+        create: Any,
+        prefix: str,
+        message_key: str | None,
     ) -> AsyncIterator[Chunk]:
         import pydantic
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
@@ -174,7 +190,10 @@ class VllmModel(LoadedModel):
         usage = result.get("usage") or {}
         return {
             "data": [{"index": d["index"], "embedding": d["embedding"]} for d in result["data"]],
-            "usage": {"prompt_tokens": usage.get("prompt_tokens", 0), "total_tokens": usage.get("total_tokens", 0)},
+            "usage": {
+                "prompt_tokens": usage.get("prompt_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            },
         }
 
     async def close(self) -> None:
@@ -196,7 +215,13 @@ async def _close_zmq_context(resources: Any) -> None:
     to the garbage collector (which warns about it). Once the sockets are closed, close it here."""
     if resources is None:
         return
-    names = ("output_socket", "input_socket", "first_req_send_socket", "first_req_rcv_socket", "stats_update_socket")
+    names = (
+        "output_socket",
+        "input_socket",
+        "first_req_send_socket",
+        "first_req_rcv_socket",
+        "stats_update_socket",
+    )
     for _ in range(100):
         sockets = [getattr(resources, name, None) for name in names]
         if all(sock is None or sock.closed for sock in sockets):

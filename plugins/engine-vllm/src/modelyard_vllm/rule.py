@@ -53,7 +53,9 @@ def _format_reason(spec: ModelSpec, quantization: str) -> str | None:
     if fmt == "awq" and quantization not in AWQ_QUANTIZATIONS:
         return f"vLLM serves awq weights only at Int4, not {quantization!r}"
     if fmt == "gptq" and quantization not in GPTQ_QUANTIZATIONS:
-        return f"vLLM serves gptq weights only at {'/'.join(GPTQ_QUANTIZATIONS)}, not {quantization!r}"
+        return (
+            f"vLLM serves gptq weights only at {'/'.join(GPTQ_QUANTIZATIONS)}, not {quantization!r}"
+        )
     return None
 
 
@@ -77,7 +79,7 @@ def _architecture_reason(
     if not family.architectures:
         return (
             f"model {family.model_name} declares no architectures, so vLLM support cannot be checked; "
-            "add its config.json \"architectures\" to the registration"
+            'add its config.json "architectures" to the registration'
         )
     if any(name in architectures for name in family.architectures):
         return None
@@ -100,7 +102,9 @@ def match(
     """vLLM's answer for ``spec`` at ``quantization`` on ``hardware``; the first failing condition
     gives the reason (model type, format, quantization, OS, library, device, architecture)."""
     if family.model_type not in MODEL_TYPES:
-        return Match.no(ENGINE, f"the vLLM plugin serves LLM and embedding models, not {family.model_type}")
+        return Match.no(
+            ENGINE, f"the vLLM plugin serves LLM and embedding models, not {family.model_type}"
+        )
     reason = (
         _format_reason(spec, quantization)
         or _device_reason(hardware, install)

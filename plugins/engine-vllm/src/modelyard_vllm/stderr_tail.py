@@ -19,7 +19,9 @@ import time
 from types import TracebackType
 
 _ERROR_LINE = re.compile(r"\b\w*(Error|Exception)\b:?\s")
-_LOG_PREFIX = re.compile(r"^(\(\w+ pid=\d+\)\s*)?((ERROR|WARNING|INFO|DEBUG)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?")
+_LOG_PREFIX = re.compile(
+    r"^(\(\w+ pid=\d+\)\s*)?((ERROR|WARNING|INFO|DEBUG)\s+\S+\s+\S+\s+\[[^\]]*\]\s*)?"
+)
 
 
 class StderrTail:
@@ -34,11 +36,16 @@ class StderrTail:
         self._saved = os.dup(2)
         os.dup2(write_end, 2)
         os.close(write_end)
-        threading.Thread(target=self._pump, args=(read_end, os.dup(self._saved)), daemon=True).start()
+        threading.Thread(
+            target=self._pump, args=(read_end, os.dup(self._saved)), daemon=True
+        ).start()
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         sys.stderr.flush()
         if self._saved is not None:
@@ -50,7 +57,9 @@ class StderrTail:
         pending = b""
         with os.fdopen(read_end, "rb", buffering=0) as source:
             while chunk := source.read(65536):
-                with contextlib.suppress(OSError):  # the real stderr is gone: still remember the text
+                with contextlib.suppress(
+                    OSError
+                ):  # the real stderr is gone: still remember the text
                     os.write(out, chunk)
                 self._last_read = time.monotonic()
                 pending += chunk
