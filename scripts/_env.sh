@@ -1,4 +1,5 @@
-# Shared by scripts/demo and scripts/test: a uv-managed virtualenv in .venv at the repository root.
+# Shared by the setup scripts: a uv-managed virtualenv, .venv at the repository root unless
+# MODELYARD_VENV names another (the vLLM plugin keeps its own, .venv-vllm).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -13,7 +14,7 @@ fi
 UV_FIND_LINKS_ARGS=()
 if [ -d /opt/wheels ]; then UV_FIND_LINKS_ARGS=(--find-links /opt/wheels); fi
 
-export VIRTUAL_ENV="$ROOT/.venv"
+export VIRTUAL_ENV="${MODELYARD_VENV:-$ROOT/.venv}"
 [ -x "$VIRTUAL_ENV/bin/python" ] || uv venv --quiet --python python3 "$VIRTUAL_ENV"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
 
