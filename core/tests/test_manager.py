@@ -27,11 +27,6 @@ pytestmark = pytest.mark.anyio
 TESTS = Path(__file__).parent
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def runner_env() -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
     return {

@@ -27,11 +27,6 @@ if _missing:
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModelManager]:
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
     async with ModelManager() as manager:

@@ -3,34 +3,18 @@ progress, cancel, registrations, engines, status."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import server_support as S
 from modelyard import hookimpl
 from modelyard.catalog import Catalog
 from modelyard.plugins import PluginManager
 from modelyard.specs import EngineInfo, Family, Hardware, Match, ModelSpec
 
-
-def _support() -> ModuleType:
-    name = "modelyard_server_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_server_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 pytestmark = pytest.mark.anyio
 GiB = 1024**3
 
@@ -63,11 +47,6 @@ class FakeEngines:
             else Match.no("fake-gguf", "only GGUF"),
             Match.no("fake-gpu", "needs a CUDA device; this machine has none"),
         ]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

@@ -23,11 +23,6 @@ from modelyard.specs import LLMFamily, ModelSource, ModelSpec
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _pair() -> tuple[SocketStream, SocketStream]:
     """Both ends of a real Unix socket connection, as the server and runner have them."""
     with tempfile.TemporaryDirectory() as tmp:

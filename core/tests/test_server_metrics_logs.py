@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import logging.handlers
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+import server_support as S
 import uvicorn
 from modelyard.server import create_app, serve, setup_logging
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 
-
-def _support() -> ModuleType:
-    name = "modelyard_server_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_server_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 HELLO = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -4,33 +4,17 @@ error body. Hypothesis throws random JSON values, random bytes, and structurally
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import tempfile
 from pathlib import Path
-from types import ModuleType
 
 import httpx
+import server_support as S
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from modelyard.catalog import Catalog
 from starlette.testclient import TestClient
 
-
-def _support() -> ModuleType:
-    name = "modelyard_server_test_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("test_server_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-S = _support()
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = (
