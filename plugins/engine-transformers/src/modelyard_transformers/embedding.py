@@ -12,7 +12,7 @@ from modelyard.schemas import EmbeddingRequest
 from modelyard.specs import EmbeddingFamily
 
 from .batching import MicroBatcher
-from .params import SentenceParams, configure_torch, parse_params
+from .params import SentenceParams, load_sentence_model, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,7 @@ class SentenceEmbedder(LoadedModel):
 
     def __init__(self, family: EmbeddingFamily, params: dict[str, Any], path: Path) -> None:
         opts: SentenceParams = parse_params(params, SentenceParams)
-        device, dtype, self.threads = configure_torch(opts)
-        from sentence_transformers import SentenceTransformer
-
-        self.model = SentenceTransformer(
-            str(path),
-            device=str(device),
-            trust_remote_code=opts.trust_remote_code,
-            local_files_only=True,
-            model_kwargs={"dtype": dtype},
-        )
-        self.model.eval()
+        self.model, self.threads = load_sentence_model("SentenceTransformer", params, path)
         self.max_seq_length = int(self.model.max_seq_length or family.max_tokens)
         # sentence-transformers 6 renamed the getter; 5.x has only the old name.
         getter = (
@@ -75,14 +65,6 @@ class SentenceEmbedder(LoadedModel):
         super().__init__(context_length=self.max_seq_length)
         self.batcher: MicroBatcher[str] = MicroBatcher(
             self._encode, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
-        )
-        log.info(
-            "loaded %s on %s (%s, %d threads, %d dims)",
-            path,
-            device,
-            dtype,
-            self.threads,
-            self.dimensions,
         )
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import logging
 import os
 from typing import Any, Literal
 
@@ -24,6 +25,8 @@ _DTYPE_ALIASES = {
     "half": "float16",
     "float": "float32",
 }
+
+log = logging.getLogger(__name__)
 
 
 class _Common(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -132,3 +135,23 @@ def configure_torch(params: _Common) -> tuple[Any, Any, int]:
     else:
         dtype = torch.float32
     return device, dtype, threads
+
+
+def load_sentence_model(kind: str, params: dict[str, Any], path: Any) -> tuple[Any, int]:
+    """Load a sentence-transformers ``SentenceTransformer`` or ``CrossEncoder`` from ``path``
+    with torch configured from the launch ``params``; returns the model (in eval mode) and the
+    thread count used."""
+    import sentence_transformers
+
+    opts: SentenceParams = parse_params(params, SentenceParams)
+    device, dtype, threads = configure_torch(opts)
+    model = getattr(sentence_transformers, kind)(
+        str(path),
+        device=str(device),
+        trust_remote_code=opts.trust_remote_code,
+        local_files_only=True,
+        model_kwargs={"dtype": dtype},
+    )
+    model.eval()
+    log.info("loaded %s %s on %s (%s, %d threads)", kind, path, device, dtype, threads)
+    return model, threads

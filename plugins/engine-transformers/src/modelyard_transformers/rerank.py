@@ -19,7 +19,7 @@ from modelyard.schemas import RerankRequest
 from modelyard.specs import RerankFamily
 
 from .batching import MicroBatcher
-from .params import SentenceParams, configure_torch, parse_params
+from .params import SentenceParams, load_sentence_model, parse_params
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +29,7 @@ class CrossEncoderReranker(LoadedModel):
 
     def __init__(self, family: RerankFamily, params: dict[str, Any], path: Path) -> None:
         opts: SentenceParams = parse_params(params, SentenceParams)
-        device, dtype, self.threads = configure_torch(opts)
-        from sentence_transformers import CrossEncoder
-
-        self.model = CrossEncoder(
-            str(path),
-            device=str(device),
-            trust_remote_code=opts.trust_remote_code,
-            local_files_only=True,
-            model_kwargs={"dtype": dtype},
-        )
-        self.model.eval()
+        self.model, self.threads = load_sentence_model("CrossEncoder", params, path)
         # sentence-transformers 6 calls it max_seq_length (max_length is deprecated); 5.x max_length.
         has_new = hasattr(type(self.model), "max_seq_length")
         self.max_length = int(
@@ -49,7 +39,6 @@ class CrossEncoderReranker(LoadedModel):
         self.batcher: MicroBatcher[tuple[str, str]] = MicroBatcher(
             self._predict, max_items=opts.max_batch_size, wait_s=opts.batch_wait_ms / 1000
         )
-        log.info("loaded %s on %s (%s, %d threads)", path, device, dtype, self.threads)
 
     @property
     def batch_stats(self) -> dict[str, Any]:
