@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,10 +37,17 @@ def _wait_for(predicate, what: str, attempts: int = 100) -> None:
     raise AssertionError(f"gave up waiting for {what}")
 
 
-def test_xinference_client_launch_list_chat_terminate(
-    server: Server, smollm2_gguf: dict[str, str]
-) -> None:
+@pytest.fixture
+def xinference(server: Server) -> Iterator[RESTfulClient]:
     client = RESTfulClient(server.url)
+    yield client
+    client.close()  # its requests.Session keeps sockets open until closed
+
+
+def test_xinference_client_launch_list_chat_terminate(
+    xinference: RESTfulClient, smollm2_gguf: dict[str, str]
+) -> None:
+    client = xinference
     uid = client.launch_model(
         model_name="smollm2-instruct",
         model_engine="llama.cpp",
@@ -81,26 +89,28 @@ def test_terminate_ends_the_runner_and_frees_its_memory(
 
 
 def test_a_killed_runner_is_noticed_and_the_others_keep_serving(
-    server: Server, smollm2_gguf: dict[str, str]
+    server: Server, smollm2_gguf: dict[str, str], request: pytest.FixtureRequest
 ) -> None:
     survivor = server.launch(model_uid="survivor", **smollm2_gguf)
     victim = server.launch(model_uid="victim", n_parallel=1, **smollm2_gguf)
     pid = server.describe(victim).json()["pid"]
     oai = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+    request.addfinalizer(oai.close)
 
     outcome: dict[str, object] = {}
 
     def stream_from_victim() -> None:
         try:
-            stream = oai.chat.completions.create(
+            # `with`: the stream ends in an error, and its connection must still be closed.
+            with oai.chat.completions.create(
                 model=victim,
                 messages=[{"role": "user", "content": "Tell me a very long story."}],
                 max_tokens=2000,
                 extra_body={"ignore_eos": True},
                 stream=True,
-            )
-            for chunk in stream:
-                outcome.setdefault("first_chunk", chunk)
+            ) as stream:
+                for chunk in stream:
+                    outcome.setdefault("first_chunk", chunk)
             outcome["ended"] = "normally"
         except Exception as exc:  # the in-flight request must fail, not hang
             outcome["ended"] = exc

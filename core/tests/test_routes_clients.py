@@ -19,9 +19,17 @@ def served() -> Iterator[tuple[str, Any]]:
         yield url, manager
 
 
-def test_xinference_client_lifecycle_and_handles(served: tuple[str, Any]) -> None:
-    url, manager = served
-    client = RESTfulClient(url)
+@pytest.fixture
+def client(served: tuple[str, Any]) -> Iterator[RESTfulClient]:
+    client = RESTfulClient(served[0])
+    yield client
+    client.close()  # its requests.Session holds sockets open until closed
+
+
+def test_xinference_client_lifecycle_and_handles(
+    served: tuple[str, Any], client: RESTfulClient
+) -> None:
+    _, manager = served
     uid = client.launch_model(
         model_name="toy-chat",
         model_engine="fake",
@@ -58,9 +66,7 @@ def test_xinference_client_lifecycle_and_handles(served: tuple[str, Any]) -> Non
         client.describe_model("xc")
 
 
-def test_xinference_client_embedding_rerank_and_registrations(served: tuple[str, Any]) -> None:
-    url, _ = served
-    client = RESTfulClient(url)
+def test_xinference_client_embedding_rerank_and_registrations(client: RESTfulClient) -> None:
     client.launch_model(model_name="toy-embed", model_type="embedding", model_uid="xe")
     client.launch_model(model_name="toy-rerank", model_type="rerank", model_uid="xr")
     embedded = client.get_model("xe").create_embedding(["one", "three"])

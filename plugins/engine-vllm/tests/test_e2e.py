@@ -128,8 +128,11 @@ def uid(server: str, smollm2_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def oai(server: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=300)
+def oai(server: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(
+        base_url=f"{server}/v1", api_key="unused", max_retries=0, timeout=300
+    ) as client:
+        yield client
 
 
 MESSAGES = [{"role": "user", "content": "What is the capital of France?"}]
