@@ -144,18 +144,3 @@ def test_threads_always_within_the_usable_cpus(cpus: int, load: float) -> None:
     assert 1 <= threads <= cpus
     if cpus <= 2:
         assert threads == 1
-
-
-def test_core_launch_keys_are_not_engine_parameters(family: LLMFamily, shape: ModelShape) -> None:
-    params = {
-        "download_hub": "huggingface",
-        "model_path": "/x",
-        "gpu_idx": [0],
-        "request_limits": 8,
-        "enable_thinking": False,
-    }
-    settings = resolve(family, params, shape, env=ONE_THREAD)
-    assert not {"download_hub", "model_path", "gpu_idx", "request_limits", "enable_thinking"} & set(
-        settings.assignments
-    )
-    assert settings.assignments["default_template_kwargs.enable_thinking"] is False

@@ -40,7 +40,7 @@ _DROP = (
     "request_id",
     "user",
     "max_completion_tokens",
-    "enable_thinking",
+    "enable_thinking",  # the core has moved it into chat_template_kwargs
     "stop_token_ids",
 )
 
@@ -54,11 +54,6 @@ def _body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
         body["max_tokens"] = limit
     if "repetition_penalty" in body:
         body["repeat_penalty"] = body.pop("repetition_penalty")
-    if isinstance(request, ChatCompletionRequest) and request.enable_thinking is not None:
-        body["chat_template_kwargs"] = {
-            **(request.chat_template_kwargs or {}),
-            "enable_thinking": request.enable_thinking,
-        }
     # Always stream, always with usage: the core folds chunks into one response when asked to.
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}

@@ -58,13 +58,6 @@ class Settings:
         return self.plan.slot_context
 
 
-# Launch options the core passes along with the engine parameters (Xinference's launch keys):
-# the core acts on them (download source, request limits...), so this engine leaves them alone.
-CORE_KEYS = frozenset(
-    {"download_hub", "model_path", "gpu_idx", "request_limits", "enable_thinking"}
-)
-
-
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"sampling": {"top_k": 5}}`` -> ``{"sampling.top_k": 5}``; aliases expanded."""
     flat: dict[str, Any] = {}
@@ -152,10 +145,7 @@ def resolve(
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Validate the launch parameters that decide memory and fill in the defaults."""
-    flat = flatten({k: v for k, v in params.items() if k not in CORE_KEYS})
-    if isinstance(params.get("enable_thinking"), bool):
-        # Xinference's launch switch for reasoning models, as a default chat template argument.
-        flat["default_template_kwargs.enable_thinking"] = params["enable_thinking"]
+    flat = flatten(params)
     n_parallel = _positive_int(flat, "n_parallel", "the number of requests served at once")
     n_ctx = _positive_int(
         flat, "n_ctx", "the total tokens of context, shared by the n_parallel slots"
