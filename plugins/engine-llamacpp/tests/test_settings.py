@@ -144,3 +144,19 @@ def test_threads_always_within_the_usable_cpus(cpus: int, load: float) -> None:
     assert 1 <= threads <= cpus
     if cpus <= 2:
         assert threads == 1
+
+
+def test_generic_context_length_and_parallel_mean_per_request_context_and_slots(
+    family: LLMFamily, shape: ModelShape
+) -> None:
+    settings = resolve(family, {"context_length": 2048, "parallel": 2}, shape, env=ONE_THREAD)
+    assert (settings.plan.n_ctx, settings.plan.n_parallel, settings.context_length) == (
+        4096,
+        2,
+        2048,
+    )
+    assert "context_length" not in settings.assignments and "parallel" not in settings.assignments
+    # llama.cpp's own names win when both are given.
+    both = {"context_length": 2048, "n_ctx": 1024, "parallel": 2, "n_parallel": 1}
+    settings = resolve(family, both, shape, env=ONE_THREAD)
+    assert (settings.plan.n_ctx, settings.plan.n_parallel) == (1024, 1)

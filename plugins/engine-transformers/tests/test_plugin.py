@@ -181,3 +181,11 @@ def test_threads_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MODELYARD_TORCH_THREADS", "3")
     assert thread_count(None) == 3
     assert thread_count(2) == 2
+
+
+def test_generic_parameter_names_are_aliases_and_the_engine_names_win() -> None:
+    from modelyard_transformers.params import LLMParams, parse_params
+
+    assert parse_params({"parallel": 3}, LLMParams).max_num_seqs == 3
+    assert parse_params({"parallel": 3, "max_num_seqs": 5}, LLMParams).max_num_seqs == 5
+    assert parse_params({"torch_dtype": "float32"}, LLMParams).dtype == "float32"

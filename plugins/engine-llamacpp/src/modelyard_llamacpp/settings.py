@@ -36,6 +36,8 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "n_threads_batch": ("cpuparams_batch.n_threads",),
     "n_ctx": ("n_ctx",),
     "n_parallel": ("n_parallel",),
+    # modelyard's generic name for requests served at once (cal-model-mem --parallel).
+    "parallel": ("n_parallel",),
     "n_gpu_layers": ("n_gpu_layers",),
     "embedding": ("embedding",),
 }
@@ -145,12 +147,20 @@ def resolve(
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Validate the launch parameters that decide memory and fill in the defaults."""
-    flat = flatten(params)
+    # llama.cpp's own names win over modelyard's generic ones (parallel, context_length).
+    flat = flatten(
+        {k: v for k, v in params.items() if not (k == "parallel" and "n_parallel" in params)}
+    )
+    # The generic context_length is what one request may use: one slot's share of n_ctx.
+    per_request = _positive_int(flat, "context_length", "the tokens one request may use")
+    flat.pop("context_length", None)
     n_parallel = _positive_int(flat, "n_parallel", "the number of requests served at once")
     n_ctx = _positive_int(
         flat, "n_ctx", "the total tokens of context, shared by the n_parallel slots"
     )
     n_parallel = n_parallel or DEFAULT_PARALLEL
+    if n_ctx is None and per_request is not None:
+        n_ctx = per_request * n_parallel
     rerank = isinstance(family, RerankFamily) or shape.pooling_type == POOLING_RANK
     pooled = rerank or isinstance(family, EmbeddingFamily)
     model_ctx = shape.context_length or math.inf

@@ -54,8 +54,11 @@ class SentenceParams(_Common, kw_only=True, forbid_unknown_fields=True):
 def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
     """``params`` as ``kind``; unknown names are refused with the closest known ones."""
     params = dict(params)
-    if "torch_dtype" in params and "dtype" not in params:
-        params["dtype"] = params.pop("torch_dtype")
+    # Other spellings of our names; the engine's own name wins when both are given.
+    for alias, name in (("torch_dtype", "dtype"), ("parallel", "max_num_seqs")):
+        if alias in params and name in kind.__struct_fields__:
+            value = params.pop(alias)
+            params.setdefault(name, value)
     if isinstance(params.get("dtype"), str):
         params["dtype"] = _DTYPE_ALIASES.get(params["dtype"], params["dtype"])
     known = list(kind.__struct_fields__)
