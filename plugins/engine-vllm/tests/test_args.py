@@ -166,3 +166,14 @@ def test_the_real_engine_arguments_include_the_documented_ones() -> None:
     } <= names
     with pytest.raises(InvalidRequest, match="'gpu_memory_utilization'"):
         split_params({"gpu_memory_utilisation": 0.5}, engine_names=names)
+
+
+def test_generic_names_become_vllm_arguments_and_vllm_names_win() -> None:
+    names = frozenset({"max_model_len", "max_num_seqs"})
+    launch = split_params({"context_length": 1024, "parallel": 2}, engine_names=names)
+    assert launch.engine == {"max_model_len": 1024, "max_num_seqs": 2}
+    both = {"context_length": 1024, "max_model_len": 512, "parallel": 2}
+    assert split_params(both, engine_names=names).engine == {
+        "max_model_len": 512,
+        "max_num_seqs": 2,
+    }

@@ -88,3 +88,10 @@ def test_the_hook_answers_only_for_vllm() -> None:
         )
         is not None
     )
+
+
+def test_generic_context_and_parallel_are_reported_as_vllm_takes_them() -> None:
+    got = estimate(
+        FAMILY, spec(), "none", {"context_length": 1024, "parallel": 2}, CPU_HOST, on_cpu=True
+    )
+    assert (got.context_length, got.parallel) == (1024, 2)

@@ -57,6 +57,19 @@ def _close_matches(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
+# modelyard's generic names (cal-model-mem -c / --parallel) and vLLM's own for the same thing.
+GENERIC_NAMES = {"context_length": "max_model_len", "parallel": "max_num_seqs"}
+
+
+def with_vllm_names(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the generic names renamed to vLLM's; vLLM's own name wins when both are set."""
+    renamed = {k: v for k, v in params.items() if k not in GENERIC_NAMES}
+    for generic, name in GENERIC_NAMES.items():
+        if generic in params:
+            renamed.setdefault(name, params[generic])
+    return renamed
+
+
 def split_params(
     params: dict[str, Any],
     *,
@@ -67,7 +80,7 @@ def split_params(
     ``InvalidRequest`` that names it and its close matches."""
     engine: dict[str, Any] = {}
     frontend: dict[str, Any] = {}
-    for raw, value in params.items():
+    for raw, value in with_vllm_names(params).items():
         name = raw.replace("-", "_")
         if name in RESERVED:
             raise InvalidRequest(

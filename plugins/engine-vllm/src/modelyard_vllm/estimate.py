@@ -19,7 +19,7 @@ from modelyard.specs import (
     RerankFamily,
 )
 
-from .args import CPU_KV_CACHE_BYTES
+from .args import CPU_KV_CACHE_BYTES, with_vllm_names
 
 GiB = 1 << 30
 # Bytes per parameter of quantized formats (group scales included, roughly).
@@ -50,6 +50,11 @@ def _context(family: Family, params: dict[str, Any]) -> int | None:
     return None
 
 
+def _parallel(params: dict[str, Any]) -> int:
+    seqs = params.get("max_num_seqs")
+    return seqs if isinstance(seqs, int) and seqs > 0 else 1
+
+
 def estimate(
     family: Family,
     spec: ModelSpec,
@@ -59,6 +64,7 @@ def estimate(
     *,
     on_cpu: bool,
 ) -> Estimate:
+    params = with_vllm_names(params)
     dtype = str(params.get("dtype") or ("float32" if on_cpu else "auto"))
     weights = int(
         spec.model_size_in_billions * 1e9 * bytes_per_parameter(spec, quantization, dtype, on_cpu)
@@ -73,6 +79,7 @@ def estimate(
             overhead=CPU_OVERHEAD,
             device="cpu",
             context_length=_context(family, params),
+            parallel=_parallel(params),
         )
     tp = int(params.get("tensor_parallel_size") or 1)
     used = gpus[:tp]
@@ -89,5 +96,6 @@ def estimate(
         overhead=GPU_OVERHEAD * len(used),
         device="gpu",
         context_length=_context(family, params),
+        parallel=_parallel(params),
         notes=notes,
     )
