@@ -19,20 +19,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
 import platform
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _harness import chat_body, has_text, modelyard_serve, stream_chat
 
 LEVELS = (1, 4, 8)
 PARALLEL = 8
@@ -52,17 +47,6 @@ def gguf() -> Path:
 
 def launch_params(threads: int) -> dict[str, Any]:
     return {"n_threads": threads, "n_ctx": 512 * PARALLEL, "n_parallel": PARALLEL}
-
-
-def body(prompt: str, tokens: int) -> dict[str, Any]:
-    return {
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
 
 
 class Result:
@@ -110,15 +94,13 @@ def direct(threads: int, tokens: int) -> dict[int, Result]:
         used = [0]
 
         def on_chunk(chunk: dict[str, Any]) -> bool:
-            if not first and any(
-                c.get("delta", {}).get("content") for c in chunk.get("choices", [])
-            ):
+            if not first and has_text(chunk):
                 first.append(time.perf_counter() - start)
             if chunk.get("usage"):
                 used[0] = chunk["usage"]["completion_tokens"]
             return False
 
-        server.handle_chat_completions(body(prompt, tokens), on_chunk)
+        server.handle_chat_completions(chat_body(prompt, tokens), on_chunk)
         out.append((used[0], first[0] if first else float("nan")))
 
     one("warm up", time.perf_counter(), [])
@@ -139,12 +121,6 @@ def direct(threads: int, tokens: int) -> dict[int, Result]:
     return results  # the server is freed here, before the served run starts
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK  # utime + stime
@@ -157,57 +133,14 @@ def children(pid: int) -> list[int]:
     return found
 
 
-async def served_stream(
-    http: httpx.AsyncClient, uid: str, prompt: str, tokens: int, start: float
-) -> tuple[int, float]:
-    first, used = float("nan"), 0
-    async with http.stream(
-        "POST", "/v1/chat/completions", json={"model": uid, **body(prompt, tokens)}
-    ) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[6:])
-            if first != first and any(
-                c.get("delta", {}).get("content") for c in chunk.get("choices", [])
-            ):
-                first = time.perf_counter() - start
-            if chunk.get("usage"):
-                used = chunk["usage"]["completion_tokens"]
-    return used, first
-
-
 async def served(
     threads: int, tokens: int
 ) -> tuple[dict[int, Result], dict[int, tuple[float, float]], float, float]:
-    exe = Path(sys.executable).with_name("modelyard")
-    if not exe.exists():
-        raise SystemExit("the `modelyard` command is not installed beside this python")
-    home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MODELYARD_HOME": str(home), "MODELYARD_LLAMACPP_THREADS": str(threads)}
-    log = (home / "serve.log").open("wb")
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(exe), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/status", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None:
-                    raise SystemExit(f"modelyard serve exited; see {home / 'serve.log'}") from None
-                time.sleep(0.01)
-        ready = time.perf_counter() - started
+    env = {**os.environ, "MODELYARD_LLAMACPP_THREADS": str(threads)}
+    with modelyard_serve(env, interval=0.01) as serve:
+        process, ready = serve.process, serve.ready
         async with httpx.AsyncClient(
-            base_url=url, timeout=600, limits=httpx.Limits(max_connections=32)
+            base_url=serve.url, timeout=600, limits=httpx.Limits(max_connections=32)
         ) as http:
             started = time.perf_counter()
             answer = await http.post(
@@ -226,14 +159,14 @@ async def served(
                 raise SystemExit(f"launch failed: {answer.text}")
             uid = answer.json()["model_uid"]
             runner = children(process.pid)
-            await served_stream(http, uid, "warm up", 4, time.perf_counter())
+            await stream_chat(http, uid, "warm up", 4)
             results, cpu = {}, {}
             for level in LEVELS:
                 server_cpu = cpu_seconds(process.pid)
                 runner_cpu = sum(cpu_seconds(pid) for pid in runner)
                 start = time.perf_counter()
                 out = await asyncio.gather(
-                    *(served_stream(http, uid, PROMPTS[i], tokens, start) for i in range(level))
+                    *(stream_chat(http, uid, PROMPTS[i], tokens, start) for i in range(level))
                 )
                 results[level] = Result(
                     sum(t for t, _ in out), time.perf_counter() - start, [f for _, f in out]
@@ -244,15 +177,7 @@ async def served(
                     1000 * (sum(cpu_seconds(pid) for pid in runner) - runner_cpu) / generated,
                 )
             await http.delete(f"/v1/models/{uid}")
-        return results, cpu, ready, launch
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
+    return results, cpu, ready, launch
 
 
 def main() -> None:

@@ -17,16 +17,12 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _harness import modelyard_serve, stream_chat
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS") or ROOT / ".models")
@@ -39,12 +35,6 @@ PROMPTS = [
     "Describe Paris.",
     "List some fruits.",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def family(name: str, model_type: str, folder: str, **extra: Any) -> dict[str, Any]:
@@ -64,33 +54,8 @@ def family(name: str, model_type: str, folder: str, **extra: Any) -> dict[str, A
 
 
 class Server:
-    def __init__(self, threads: int) -> None:
-        exe = Path(sys.executable).with_name("modelyard")
-        if not exe.exists():
-            raise SystemExit("the `modelyard` command is not installed beside this python")
-        self.home = Path(tempfile.mkdtemp(prefix="modelyard-bench-"))
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {
-            **os.environ,
-            "MODELYARD_HOME": str(self.home),
-            "MODELYARD_TORCH_THREADS": str(threads),
-            "OMP_NUM_THREADS": str(threads),
-        }
-        self.log = (self.home / "serve.log").open("wb")
-        port = self.url.rsplit(":", 1)[1]
-        self.process = subprocess.Popen(
-            [str(exe), "serve", "--host", "127.0.0.1", "--port", port],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        for _ in range(600):
-            try:
-                if httpx.get(f"{self.url}/status", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise SystemExit("modelyard serve did not start; see " + str(self.home / "serve.log"))
+    def __init__(self, url: str) -> None:
+        self.url = url
 
     def launch(self, fam: dict[str, Any], **payload: Any) -> str:
         with httpx.Client(base_url=self.url, timeout=600) as http:
@@ -107,36 +72,6 @@ class Server:
                 raise SystemExit(f"launch failed: {r.text}")
             return r.json()["model_uid"]
 
-    def close(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-        shutil.rmtree(self.home, ignore_errors=True)
-
-
-async def stream_tokens(http: httpx.AsyncClient, uid: str, prompt: str, tokens: int) -> int:
-    body = {
-        "model": uid,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    used = 0
-    async with http.stream("POST", "/v1/chat/completions", json=body) as response:
-        response.raise_for_status()
-        async for line in response.aiter_lines():
-            if line.startswith("data: {"):
-                usage = json.loads(line[6:]).get("usage")
-                if usage:
-                    used = usage["completion_tokens"]
-    return used
-
 
 async def llm_bench(server: Server, tokens: int) -> tuple[float, float]:
     uid = server.launch(
@@ -151,13 +86,13 @@ async def llm_bench(server: Server, tokens: int) -> tuple[float, float]:
         model_uid="bench-llm",
     )
     async with httpx.AsyncClient(base_url=server.url, timeout=600) as http:
-        await stream_tokens(http, uid, "warm up", 4)
+        await stream_chat(http, uid, "warm up", 4)
         start = time.perf_counter()
-        single = await stream_tokens(http, uid, PROMPTS[0], tokens)
-        one = single / (time.perf_counter() - start)
+        single = await stream_chat(http, uid, PROMPTS[0], tokens)
+        one = single.tokens / (time.perf_counter() - start)
         start = time.perf_counter()
-        counts = await asyncio.gather(*(stream_tokens(http, uid, p, tokens) for p in PROMPTS))
-        four = sum(counts) / (time.perf_counter() - start)
+        answers = await asyncio.gather(*(stream_chat(http, uid, p, tokens) for p in PROMPTS))
+        four = sum(a.tokens for a in answers) / (time.perf_counter() - start)
         await http.delete(f"/v1/models/{uid}")
     return one, four
 
@@ -212,12 +147,11 @@ def main() -> None:
     for folder in ("smollm2-135m-instruct", "all-minilm-l6-v2"):
         if not (MODELS / folder).is_dir():
             raise SystemExit(f"{MODELS / folder} is missing: run python scripts/prepare_models.py")
-    server = Server(args.threads)
-    try:
+    threads = {"MODELYARD_TORCH_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
+    with modelyard_serve({**os.environ, **threads}, timeout=60, interval=0.1) as serve:
+        server = Server(serve.url)
         one, four = asyncio.run(llm_bench(server, args.tokens))
         concurrent, sequential = asyncio.run(embed_bench(server))
-    finally:
-        server.close()
     direct = direct_embed(args.threads)
     n = len(SENTENCES)
     print(

@@ -19,16 +19,13 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from _harness import free_port, modelyard_serve, running, stream_chat, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 LEVELS = (1, 8)
@@ -40,84 +37,13 @@ PROMPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 900) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return time.monotonic() - start
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"{url} did not answer in {timeout} s:\n{log.read_text()[-4000:]}")
-
-
-@contextmanager
-def running(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def one_stream(
-    client: httpx.AsyncClient, model: str, prompt: str, tokens: int
-) -> tuple[float, int]:
-    """(time to the first generated text, completion tokens) of one streamed chat request."""
-    body = {
-        "model": model,
-        "messages": [{"role": "user", "content": prompt}],
-        "max_tokens": tokens,
-        "temperature": 0,
-        "ignore_eos": True,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
-    start = time.perf_counter()
-    ttft: float | None = None
-    completion = 0
-    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
-        if response.status_code != 200:
-            raise SystemExit(f"HTTP {response.status_code}: {(await response.aread()).decode()}")
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if "error" in chunk:
-                raise SystemExit(f"stream error: {chunk['error']}")
-            if ttft is None and any(
-                (c.get("delta") or {}).get("content") for c in chunk.get("choices", ())
-            ):
-                ttft = time.perf_counter() - start
-            if chunk.get("usage"):
-                completion = int(chunk["usage"]["completion_tokens"])
-    return (ttft if ttft is not None else time.perf_counter() - start), completion
-
-
 async def measure(
     base_url: str, model: str, tokens: int, rounds: int
 ) -> dict[int, dict[str, float]]:
     results: dict[int, dict[str, float]] = {}
     async with httpx.AsyncClient(base_url=base_url, timeout=900) as client:
-        await one_stream(
-            client, model, "Hello", 4
-        )  # warm-up: first-request costs stay out of the figures
+        # Warm-up: first-request costs stay out of the figures.
+        await stream_chat(client, model, "Hello", 4)
         for level in LEVELS:
             ttfts: list[float] = []
             generated = 0
@@ -125,12 +51,12 @@ async def measure(
             for _ in range(rounds):
                 answers = await asyncio.gather(
                     *(
-                        one_stream(client, model, PROMPTS[i % len(PROMPTS)], tokens)
+                        stream_chat(client, model, PROMPTS[i % len(PROMPTS)], tokens)
                         for i in range(level)
                     )
                 )
-                ttfts.extend(t for t, _ in answers)
-                generated += sum(n for _, n in answers)
+                ttfts.extend(a.ttft for a in answers)
+                generated += sum(a.tokens for a in answers)
             elapsed = time.perf_counter() - start
             results[level] = {
                 "tok_s": generated / elapsed,
@@ -166,28 +92,16 @@ def bench_vllm(
         "--disable-log-stats",
     ]
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
-    with running(argv, env, work / "vllm-serve.log") as process:
+    with running(argv, env, work / "vllm-serve.log", grace=60) as process:
         ready = wait_for(f"http://127.0.0.1:{port}/health", process, work / "vllm-serve.log")
         return asyncio.run(measure(f"http://127.0.0.1:{port}", "smol", tokens, rounds)), ready
 
 
 def bench_modelyard(
-    python: str, model_dir: Path, tokens: int, rounds: int, work: Path
+    model_dir: Path, tokens: int, rounds: int
 ) -> tuple[dict[int, dict[str, float]], float]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
-    env.update({"MODELYARD_HOME": str(work / "home"), "MODELYARD_PLUGINS": "vllm"})
-    argv = [
-        str(Path(python).with_name("modelyard")),
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-    ]
+    env["MODELYARD_PLUGINS"] = "vllm"
     family = {
         "model_name": "bench-smollm2",
         "model_type": "LLM",
@@ -203,32 +117,33 @@ def bench_modelyard(
             }
         ],
     }
-    with running(argv, env, work / "modelyard-serve.log") as process:
-        wait_for(f"{url}/status", process, work / "modelyard-serve.log")
-        with httpx.Client(base_url=url, timeout=900) as http:
-            response = http.post(
-                "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
-            )
-            response.raise_for_status()
-            start = time.monotonic()
-            # The same settings vLLM's server gets above (these are also modelyard's CPU defaults).
-            launch = {
-                "model_name": "bench-smollm2",
-                "model_engine": "vLLM",
-                "model_uid": "smol",
-                "dtype": "float32",
-                "enforce_eager": True,
-                "max_model_len": MAX_MODEL_LEN,
-                "kv_cache_memory_bytes": KV_BYTES,
-            }
-            response = http.post("/v1/models", json=launch)
-            if response.status_code != 200:
-                raise SystemExit(f"launch failed: {response.text}")
-            ready = time.monotonic() - start
-            try:
-                return asyncio.run(measure(url, "smol", tokens, rounds)), ready
-            finally:
-                http.delete("/v1/models/smol")
+    with (
+        modelyard_serve(env, "--log-level", "warning", grace=60) as serve,
+        httpx.Client(base_url=serve.url, timeout=900) as http,
+    ):
+        response = http.post(
+            "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
+        )
+        response.raise_for_status()
+        start = time.monotonic()
+        # The same settings vLLM's server gets above (these are also modelyard's CPU defaults).
+        launch = {
+            "model_name": "bench-smollm2",
+            "model_engine": "vLLM",
+            "model_uid": "smol",
+            "dtype": "float32",
+            "enforce_eager": True,
+            "max_model_len": MAX_MODEL_LEN,
+            "kv_cache_memory_bytes": KV_BYTES,
+        }
+        response = http.post("/v1/models", json=launch)
+        if response.status_code != 200:
+            raise SystemExit(f"launch failed: {response.text}")
+        ready = time.monotonic() - start
+        try:
+            return asyncio.run(measure(serve.url, "smol", tokens, rounds)), ready
+        finally:
+            http.delete("/v1/models/smol")
 
 
 def main() -> None:
@@ -243,7 +158,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="vllm-bench-") as tmp:
         work = Path(tmp)
         native, native_ready = bench_vllm(python, args.model, args.tokens, args.rounds, work)
-        served, served_ready = bench_modelyard(python, args.model, args.tokens, args.rounds, work)
+        served, served_ready = bench_modelyard(args.model, args.tokens, args.rounds)
     cpus = os.cpu_count()
     print(
         f"\nSmolLM2-135M-Instruct, vLLM CPU build, float32, eager; {platform.machine()}, {cpus} CPUs; "
