@@ -22,18 +22,9 @@ from modelyard.errors import (
 from modelyard.runner import LaunchPlan, ModelManager
 from modelyard.schemas import ChatCompletionRequest, ChatMessage, RerankRequest
 from modelyard.specs import LLMFamily, ModelSource, ModelSpec
+from runner_support import TESTS, runner_env
 
 pytestmark = pytest.mark.anyio
-TESTS = Path(__file__).parent
-
-
-def runner_env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    return {
-        "PYTHONPATH": path,
-        "MODELYARD_PLUGIN_MODULES": "test_runner_engine",
-        "MODELYARD_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,22 +14,13 @@ from modelyard.errors import LaunchError, ModelNotFound, Unavailable
 from modelyard.plugins import PluginManager
 from modelyard.runner import ModelManager
 from modelyard.specs import Hardware, LaunchRequest, LLMFamily, ModelSource, ModelSpec
+from runner_support import TESTS, runner_env
 
 pytestmark = pytest.mark.anyio
-TESTS = Path(__file__).parent
 GiB = 1 << 30
 HARDWARE = Hardware(
     system="linux", machine="x86_64", cpu_count=2, memory_total=8 * GiB, memory_available=4 * GiB
 )
-
-
-def runner_env() -> dict[str, str]:
-    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    return {
-        "PYTHONPATH": path,
-        "MODELYARD_PLUGIN_MODULES": "test_runner_engine",
-        "MODELYARD_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }
 
 
 @pytest.fixture
