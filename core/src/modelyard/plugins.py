@@ -112,23 +112,27 @@ class PluginManager:
             self._engines = self._collect_engines()
         return self._engines
 
+    def _declared(self) -> list[tuple[str, EngineInfo]]:
+        """(plugin name, engine) for every engine each plugin's ``register_engines`` declares."""
+        declared: list[tuple[str, EngineInfo]] = []
+        for impl in self.pm.hook.register_engines.get_hookimpls():
+            impl.function(
+                register=lambda info, owner=impl.plugin_name: declared.append((owner, info))
+            )
+        return declared
+
     def _collect_engines(self) -> dict[str, EngineInfo]:
         engines: dict[str, EngineInfo] = {}
         owners: dict[str, str] = {}
-        for impl in self.pm.hook.register_engines.get_hookimpls():
-            plugin_name = impl.plugin_name
-
-            def register(info: EngineInfo, _owner: str = plugin_name) -> None:
-                key = info.name.lower()
-                if key in owners:
-                    raise PluginConflict(
-                        f"engine {info.name!r} is registered by both plugin {owners[key]!r} "
-                        f"and plugin {_owner!r}; block one with MODELYARD_BLOCK_PLUGINS"
-                    )
-                owners[key] = _owner
-                engines[info.name] = info
-
-            impl.function(register=register)
+        for owner, info in self._declared():
+            key = info.name.lower()
+            if key in owners:
+                raise PluginConflict(
+                    f"engine {info.name!r} is registered by both plugin {owners[key]!r} "
+                    f"and plugin {owner!r}; block one with MODELYARD_BLOCK_PLUGINS"
+                )
+            owners[key] = owner
+            engines[info.name] = info
         return engines
 
     def engine(self, name: str) -> EngineInfo | None:
@@ -140,11 +144,10 @@ class PluginManager:
 
     def describe(self) -> list[PluginInfo]:
         """What is installed: each plugin with its distribution, version, hooks and engines."""
+        # Listed per plugin even when two plugins clash, so that `modelyard plugins` shows the clash.
         owners: dict[str, list[str]] = {}
-        for impl in self.pm.hook.register_engines.get_hookimpls():
-            found: list[EngineInfo] = []
-            impl.function(register=found.append)
-            owners[impl.plugin_name] = [info.name for info in found]
+        for owner, info in self._declared():
+            owners.setdefault(owner, []).append(info.name)
         infos = []
         for name, plugin in self.pm.list_name_plugin():
             dist = self._dists.get(name)
