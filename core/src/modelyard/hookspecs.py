@@ -53,6 +53,12 @@ def estimate_resources(
     """Estimate the memory to serve ``spec`` on ``engine`` with launch ``params`` (context length,
     parallel slots, dtype...), and its placement (e.g. llama.cpp GPU layers). firstresult: the plugin
     owning ``engine`` answers; others return None. ``modelyard.resources`` has the shared arithmetic.
+
+    Besides the engine's own names, ``params`` may carry modelyard's generic ``context_length``
+    (tokens one request may use) and ``parallel`` (requests served at once), as `cal-model-mem -c
+    / --parallel` sends them; map them to the engine's names, letting those win when both are set,
+    and report them in ``Estimate.context_length`` / ``Estimate.parallel``. Engines for which they
+    mean something (llama.cpp, Transformers, vLLM) accept them in ``load_model`` too.
     """
 
 

@@ -17,21 +17,8 @@ from ..errors import InvalidRequest, Unsupported
 from ..specs import LaunchRequest, parse_size
 from .errors import invalid_body
 
-_TYPED = (
-    "model_uid",
-    "model_name",
-    "model_type",
-    "model_engine",
-    "model_format",
-    "quantization",
-    "replica",
-    "n_gpu",
-    "download_hub",
-    "model_path",
-    "gpu_idx",
-    "request_limits",
-    "enable_thinking",
-)
+# LaunchRequest's own fields; the size is parsed from Xinference's forms, params are the rest.
+_TYPED = frozenset(LaunchRequest.__struct_fields__) - {"model_size_in_billions", "params"}
 # Xinference launch options with no modelyard meaning: fine when null/empty, refused when set.
 _UNSUPPORTED = {
     "peft_model_config": "LoRA adapters are not supported yet",
