@@ -7,6 +7,8 @@ the process boundary (``to_dict``/``from_dict``) and have it re-raised unchanged
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 
@@ -126,6 +128,13 @@ class EngineError(ModelyardError):
 
     status = 500
     type = "engine_error"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'a' or 'b'?"`` naming the known names closest to a misspelt ``name``, or
+    "" when none is close: the hint to append when refusing an unknown parameter."""
+    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 def _subclasses(cls: type[ModelyardError]) -> list[type[ModelyardError]]:

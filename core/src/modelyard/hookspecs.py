@@ -73,5 +73,6 @@ def load_model(
 ) -> LoadedModel | None:
     """Load the weights at ``path`` (a file for GGUF, else a directory) in this runner process and
     return the handle that serves requests. firstresult: the plugin owning ``engine`` answers;
-    others return None. Reject unknown ``params`` with an ``InvalidRequest`` naming close matches.
+    others return None. Reject unknown ``params`` with an ``InvalidRequest`` naming close matches
+    (``modelyard.errors.did_you_mean``).
     """

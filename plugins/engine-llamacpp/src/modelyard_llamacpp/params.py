@@ -8,12 +8,11 @@ checked against the field's current type before they reach the Cython setter, so
 
 from __future__ import annotations
 
-import difflib
 import enum
 import json
 from typing import Any
 
-from modelyard.errors import InvalidRequest
+from modelyard.errors import InvalidRequest, did_you_mean
 
 from .settings import ALIASES
 
@@ -140,8 +139,7 @@ def coerce(name: str, current: Any, value: Any) -> Any:
 
 
 def unknown(name: str, known: list[str]) -> InvalidRequest:
-    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
+    hint = did_you_mean(name, known) or "."
     return InvalidRequest(
         f"unknown llama.cpp parameter {name!r}{hint} Parameters are llama.cpp common_params fields, "
         "nested with dots (sampling.top_k, cpuparams.n_threads), or n_ctx, n_parallel, n_threads, n_gpu_layers, embedding",

@@ -8,13 +8,12 @@ one, at least 1: 1 thread on a 2-core machine. ``n_threads`` or ``MODELYARD_TORC
 from __future__ import annotations
 
 import contextlib
-import difflib
 import logging
 import os
 from typing import Any, Literal
 
 import msgspec
-from modelyard.errors import InvalidRequest
+from modelyard.errors import InvalidRequest, did_you_mean
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1", "mps"
 DType = Literal["auto", "float32", "bfloat16", "float16"]
@@ -64,12 +63,7 @@ def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
     known = list(kind.__struct_fields__)
     for name in params:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=3)
-            hint = (
-                f"; did you mean {', '.join(close)}?"
-                if close
-                else f"; known: {', '.join(sorted(known))}"
-            )
+            hint = did_you_mean(name, known) or f"; known: {', '.join(sorted(known))}"
             raise InvalidRequest(f"unknown engine parameter {name!r}{hint}", param=name)
     try:
         return msgspec.convert(params, kind)

@@ -10,12 +10,10 @@ Dashes are accepted for underscores, as on vLLM's command line.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from modelyard.errors import InvalidRequest
+from modelyard.errors import InvalidRequest, did_you_mean
 from modelyard.specs import Family, LLMFamily
 from msgspec import Struct
 
@@ -50,11 +48,6 @@ def engine_arg_names() -> frozenset[str]:
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     return frozenset(field.name for field in dataclasses.fields(AsyncEngineArgs))
-
-
-def _close_matches(name: str, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
 # modelyard's generic names (cal-model-mem -c / --parallel) and vLLM's own for the same thing.
@@ -94,7 +87,7 @@ def split_params(
             frontend[name] = value
         else:
             raise InvalidRequest(
-                f"unknown vLLM engine argument {raw!r}{_close_matches(name, engine_names | frontend_names)} "
+                f"unknown vLLM engine argument {raw!r}{did_you_mean(name, engine_names | frontend_names)} "
                 "(vLLM's EngineArgs fields are accepted, e.g. gpu_memory_utilization, max_model_len, "
                 "tensor_parallel_size, dtype, enforce_eager, quantization)",
                 param=raw,
@@ -138,6 +131,6 @@ def check_tool_parser(name: str, known: list[str]) -> None:
     """A tool parser vLLM does not have fails the launch now, not the first request."""
     if name not in known:
         raise InvalidRequest(
-            f"vLLM has no tool parser {name!r}{_close_matches(name, known)} (it has: {', '.join(known)})",
+            f"vLLM has no tool parser {name!r}{did_you_mean(name, known)} (it has: {', '.join(known)})",
             param="tool_call_parser",
         )
