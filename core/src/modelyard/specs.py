@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 ModelType = Literal["LLM", "embedding", "rerank"]
@@ -233,7 +232,3 @@ def format_size(size: float) -> int | str:
     if float(size).is_integer():
         return int(size)
     return repr(float(size)).replace(".", "_")
-
-
-def family_to_dict(family: Family) -> dict[str, Any]:
-    return msgspec.to_builtins(family)
