@@ -21,7 +21,8 @@ export UV_COMPILE_BYTECODE=1
 
 stale_pins() {
     echo "error: $1 no longer matches $2." >&2
-    echo "Run \`bash scripts/upgrade\` to move the pins (it re-resolves and runs the tests)." >&2
+    echo "Run \`bash scripts/upgrade --no-upgrade\` to pin what the change needs, or" >&2
+    echo "\`bash scripts/upgrade\` to move every pin; both run the tests, then commit the pins." >&2
     exit 1
 }
 

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,13 +58,12 @@ def _modelyard_executable() -> str:
     return found
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("modelyard-home")
+def start_server(executable: str, home: Path, *, env: dict[str, str] | None = None) -> Server:
+    """Start ``executable serve`` on a free 127.0.0.1 port with MODELYARD_HOME=home; wait until it answers."""
     log = home / "serve.log"
     port = _free_port()
     env = {
-        **os.environ,
+        **(os.environ if env is None else env),
         "MODELYARD_HOME": str(home),
         # One engine thread: on 2 shared cores, two spinning OpenMP threads run many times slower.
         "MODELYARD_LLAMACPP_THREADS": "1",
@@ -72,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [_modelyard_executable(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [executable, "serve", "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -91,13 +90,37 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             process.kill()
             pytest.fail(f"modelyard serve did not answer within 60 s:\n{log.read_text()}")
         time.sleep(0.1)
-    yield Server(url=url, home=home, process=process, log=log)
-    process.terminate()
+    return Server(url=url, home=home, process=process, log=log)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
     try:
-        process.wait(timeout=20)
+        server.process.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(_modelyard_executable(), tmp_path_factory.mktemp("modelyard-home"))
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture
+def start_server_with() -> Iterator[Callable[[str, Path], Server]]:
+    """``start(executable, home)``: a server from another installation; stopped after the test."""
+    started: list[Server] = []
+
+    def start(executable: str, home: Path) -> Server:
+        started.append(start_server(executable, home))
+        return started[-1]
+
+    yield start
+    for running in started:
+        stop_server(running)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ client went away: the engine must stop generating for that request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar
+from typing import Any
 
 from .errors import Unsupported
 from .schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
@@ -34,7 +34,7 @@ class LoadedModel:
     not list "embed"); ``context_length`` is the number of tokens one request may use in total.
     """
 
-    abilities: ClassVar[tuple[Ability, ...]] = ()
+    abilities: tuple[Ability, ...] = ()
 
     def __init__(
         self, *, context_length: int, abilities: tuple[Ability, ...] | None = None

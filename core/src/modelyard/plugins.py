@@ -19,7 +19,7 @@ import importlib.metadata
 import os
 import traceback
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, partial
 from types import ModuleType
 from typing import Any
 
@@ -72,7 +72,7 @@ class PluginManager:
 
     def load_entry_points(self) -> None:
         for module_name in sorted(_env_list("MODELYARD_PLUGIN_MODULES")):
-            self._load(module_name, lambda name=module_name: importlib.import_module(name))
+            self._load(module_name, partial(importlib.import_module, module_name))
         if os.environ.get("MODELYARD_DISABLE_PLUGIN_AUTOLOAD", "").lower() in ("1", "true", "yes"):
             return
         allow, block = _env_list("MODELYARD_PLUGINS"), _env_list("MODELYARD_BLOCK_PLUGINS")

@@ -17,6 +17,8 @@ Ability = Literal["chat", "generate", "embed", "rerank", "vision", "tools", "rea
 ModelFormat = Literal["pytorch", "ggufv2", "awq", "gptq", "fp4", "fp8", "bnb", "mlx"]
 Hub = Literal["huggingface", "modelscope", "package", "local"]
 AcceleratorKind = Literal["cuda", "rocm", "metal"]
+# Where an estimate places a model: all on the CPU, all on accelerators, or layers split between them.
+Placement = Literal["cpu", "gpu", "split"]
 
 # Names travel unquoted in URL paths (xinference-client does not quote them), so keep them URL-safe.
 ModelName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -69,7 +71,7 @@ class _Family(
         return type(self).__struct_config__.tag  # type: ignore[return-value]
 
 
-class LLMFamily(_Family, tag="LLM"):
+class LLMFamily(_Family, tag="LLM", frozen=True):
     model_ability: Annotated[tuple[Ability, ...], Meta(min_length=1)]
     context_length: Annotated[int, Meta(gt=0)]
     # The lineage the model belongs to, e.g. "qwen2.5-instruct" for a fine-tune of it.
@@ -83,13 +85,13 @@ class LLMFamily(_Family, tag="LLM"):
     tool_parser: str | None = None
 
 
-class EmbeddingFamily(_Family, tag="embedding"):
+class EmbeddingFamily(_Family, tag="embedding", frozen=True):
     dimensions: Annotated[int, Meta(gt=0)]
     max_tokens: Annotated[int, Meta(gt=0)]
     model_ability: tuple[Ability, ...] = ("embed",)
 
 
-class RerankFamily(_Family, tag="rerank"):
+class RerankFamily(_Family, tag="rerank", frozen=True):
     max_tokens: Annotated[int, Meta(gt=0)]
     model_ability: tuple[Ability, ...] = ("rerank",)
     # Xinference's rerank "type": normal (cross-encoder) or an LLM-based reranker.
@@ -168,7 +170,7 @@ class Estimate(Struct, frozen=True):
     weights: Bytes
     kv_cache: Bytes
     overhead: Bytes
-    device: Literal["cpu", "gpu", "split"] = "cpu"
+    device: Placement = "cpu"
     gpu_layers: int | None = None
     total_layers: int | None = None
     context_length: int | None = None

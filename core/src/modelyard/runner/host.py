@@ -38,19 +38,19 @@ class Host:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._read_loop, tg)
             try:
-                self.model = await self._load_model()
+                self.model = model = await self._load_model()
             except ModelyardError as exc:
                 log.error("load failed: %s", exc.message)
                 await self._reply(p.LaunchFailed(exc.to_dict()))
                 tg.cancel_scope.cancel()
                 return 1
             await self._reply(
-                p.Ready(self.model.context_length, tuple(self.model.abilities), os.getpid())
+                p.Ready(model.context_length, tuple(model.abilities), os.getpid())
             )
             await self.stop.wait()
             tg.cancel_scope.cancel()  # cancels every call in flight: their engine streams close
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):
-            await self.model.close()
+            await model.close()
         return 0
 
     async def _load_model(self) -> LoadedModel:
@@ -105,9 +105,9 @@ class Host:
                 self.calls[frame.id] = scope
                 tg.start_soon(self._serve_call, frame, scope)
             elif isinstance(frame, p.Cancel):
-                scope = self.calls.get(frame.id)
-                if scope is not None:
-                    scope.cancel()
+                running = self.calls.get(frame.id)
+                if running is not None:
+                    running.cancel()
 
     async def _serve_call(self, call: p.Call, scope: anyio.CancelScope) -> None:
         try:

@@ -161,7 +161,8 @@ class ModelManager:
         return record.uid
 
     async def _bring_up(self, slot: Slot, plan: LaunchPlan) -> None:
-        record, failure = slot.record, None
+        record = slot.record
+        failure: ModelyardError | None = None
         try:
             with slot.scope:
                 path = plan.path
@@ -210,8 +211,9 @@ class ModelManager:
             slot.settled.set()
 
     async def _download(self, record: ModelRecord, plan: LaunchPlan) -> Path:
-        resolve = self._resolve
-        if resolve is None:
+        if self._resolve is not None:
+            resolve = self._resolve
+        else:
             from ..hub import resolve
 
         def progress(value: float) -> None:

@@ -29,7 +29,7 @@ class _FileHandler(logging.handlers.RotatingFileHandler, _Ours):
     pass
 
 
-class _ConsoleHandler(logging.StreamHandler, _Ours):  # type: ignore[type-arg]
+class _ConsoleHandler(logging.StreamHandler, _Ours):
     pass
 
 

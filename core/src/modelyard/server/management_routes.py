@@ -125,11 +125,11 @@ async def cluster_version(request: Request) -> Response:
 
 async def list_plugins(request: Request) -> Response:
     """The installed engine plugins and the engines they provide (``modelyard plugins`` as JSON)."""
-    from ..plugins import get_plugin_manager
+    from ..plugins import PluginManager, get_plugin_manager
 
-    pm = getattr(request.app.state, "plugin_manager", None) or await anyio.to_thread.run_sync(
-        get_plugin_manager
-    )
+    pm: PluginManager | None = getattr(request.app.state, "plugin_manager", None)
+    if pm is None:
+        pm = await anyio.to_thread.run_sync(get_plugin_manager)
     plugins = msgspec.to_builtins(pm.describe())
     engines = msgspec.to_builtins(list(pm.engines().values()))
     return JSONResponse({"plugins": plugins, "engines": engines})

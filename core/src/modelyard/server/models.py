@@ -22,21 +22,38 @@ LOADING_RETRY_AFTER = 5
 
 
 class Record(Protocol):
-    uid: str
-    model_name: str
-    model_type: str
-    family: Any
-    spec: Any
-    quantization: str | None
-    engine: str | None
-    state: str
-    progress: float
-    error: str | None
-    pid: int | None
-    context_length: int | None
-    abilities: Sequence[str]
-    params: dict[str, Any]
-    created: float
+    """What the server reads of a model record (read-only: only the manager changes records)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_type(self) -> str: ...
+    @property
+    def family(self) -> Any: ...
+    @property
+    def spec(self) -> Any: ...
+    @property
+    def quantization(self) -> str | None: ...
+    @property
+    def engine(self) -> str | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def progress(self) -> float: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def context_length(self) -> int | None: ...
+    @property
+    def abilities(self) -> Sequence[str]: ...
+    @property
+    def params(self) -> dict[str, Any]: ...
+    @property
+    def created(self) -> float: ...
 
 
 class Manager(Protocol):

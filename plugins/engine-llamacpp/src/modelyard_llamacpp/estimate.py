@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from modelyard.specs import Accelerator, Estimate
+from modelyard.specs import Accelerator, Estimate, Placement
 
 from .gguf import GGML_TYPES, GGUFFile
 
@@ -196,7 +196,7 @@ def estimate(
     kv = kv_bytes(shape, plan)
     total_layers = shape.n_layer + 1
     offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
-    device = "cpu" if offloaded == 0 else "gpu" if offloaded == total_layers else "split"
+    placement: Placement = "cpu" if offloaded == 0 else "gpu" if offloaded == total_layers else "split"
     overhead = compute_bytes(shape, plan) + logits_bytes(shape, plan) + BASE_OVERHEAD
     if offloaded:
         on_gpu = sum(shape.layer_bytes[shape.n_layer - min(offloaded, shape.n_layer) :])
@@ -209,7 +209,7 @@ def estimate(
         weights=shape.weights,
         kv_cache=kv,
         overhead=overhead,
-        device=device,
+        device=placement,
         gpu_layers=offloaded,
         total_layers=total_layers,
         context_length=plan.slot_context,
@@ -281,15 +281,15 @@ def estimate_from_size(
     kv = int(plan.cells * max(16 * 1024 * size_in_billions, 8 * 1024))
     overhead = BASE_OVERHEAD + 4 * plan.n_ubatch * 64 * 1024 + int(weights * 0.02)
     free = sum(a.memory_free for a in accelerators)
-    device = "cpu"
+    placement: Placement = "cpu"
     if accelerators:
         reserve = sum(DRIVER_RESERVE.get(a.kind, 512 * MiB) for a in accelerators) + SAFETY_MARGIN
-        device = "gpu" if weights + kv + overhead + reserve <= free else "split"
+        placement = "gpu" if weights + kv + overhead + reserve <= free else "split"
     return Estimate(
         weights=weights,
         kv_cache=kv,
         overhead=overhead,
-        device=device,
+        device=placement,
         context_length=plan.slot_context,
         parallel=plan.n_parallel,
         notes=tuple(notes),

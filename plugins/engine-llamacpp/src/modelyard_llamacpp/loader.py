@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import LaunchError
-from modelyard.specs import Accelerator, Family
+from modelyard.specs import Accelerator, AcceleratorKind, Family
 
 from . import estimate as memory
 from .failures import Slots
@@ -28,7 +28,7 @@ def gpu_devices(devices: list[dict[str, Any]]) -> tuple[Accelerator, ...]:
         if "GPU" not in kind:  # CPU and ACCEL (BLAS) devices hold no layers
             continue
         name = f"{device.get('name', '')} {device.get('description', '')}"
-        family = (
+        family: AcceleratorKind = (
             "metal"
             if "metal" in name.lower() or "mtl" in name.lower()
             else "rocm"

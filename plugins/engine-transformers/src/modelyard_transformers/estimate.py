@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.resources import kv_cache_bytes, overhead_bytes, typical_shape, weight_bytes
-from modelyard.specs import Estimate, Family, Hardware, LLMFamily, ModelSpec
+from modelyard.specs import Estimate, Family, Hardware, LLMFamily, ModelSpec, Placement
 
 from .params import LLMParams, SentenceParams, parse_params
 
@@ -65,7 +65,7 @@ def estimate(
     dtype = opts.dtype if opts.dtype != "auto" else ("bfloat16" if on_gpu else "float32")
     per_weight = _BYTES[dtype]
     weights = weight_bytes(spec.model_size_in_billions, per_weight * 8)
-    device = "gpu" if on_gpu else "cpu"
+    device: Placement = "gpu" if on_gpu else "cpu"
     notes = [f"{dtype} weights on {device}"]
     if not is_llm:
         return Estimate(

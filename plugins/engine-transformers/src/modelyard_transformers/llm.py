@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio.to_thread
 from modelyard.engine import Chunk, LoadedModel
@@ -125,10 +125,11 @@ class TransformersLLM(LoadedModel):
         async for index, text, finish, usage in self._generate(prompt_ids, request):
             if request.echo and index not in echoed:
                 echoed.add(index)
-                text = (
-                    self.tokenizer.decode(prompt_ids[index // request.n], skip_special_tokens=True)
-                    + text
+                # decode() is typed str | list[str]; one sequence of ids decodes to one str.
+                prompt = self.tokenizer.decode(
+                    prompt_ids[index // request.n], skip_special_tokens=True
                 )
+                text = cast(str, prompt) + text
             chunk: Chunk = {"choices": [{"index": index, "text": text, "finish_reason": finish}]}
             if usage:
                 chunk["usage"] = usage

@@ -118,12 +118,13 @@ def completion_prompts(tokenizer: Any, request: CompletionRequest) -> list[list[
     prompt = request.prompt
     if isinstance(prompt, str):
         return [list(tokenizer(prompt)["input_ids"])]
-    if all(isinstance(p, int) for p in prompt):
+    token_ids = [p for p in prompt if isinstance(p, int)]
+    if len(token_ids) == len(prompt):
         vocab = len(tokenizer)
-        if any(not 0 <= p < vocab for p in prompt):  # type: ignore[operator]
+        if any(not 0 <= p < vocab for p in token_ids):
             raise InvalidRequest(f"prompt token ids must be in [0, {vocab})", param="prompt")
-        return [list(prompt)]  # type: ignore[arg-type]
-    return [list(tokenizer(p)["input_ids"]) for p in prompt]  # type: ignore[arg-type]
+        return [token_ids]
+    return [list(tokenizer(p)["input_ids"]) for p in prompt]
 
 
 def sampling_params(

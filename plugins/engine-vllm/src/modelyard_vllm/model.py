@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from argparse import Namespace
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -76,7 +76,7 @@ class VllmModel(LoadedModel):
             body["stream_options"] = {"include_usage": True, "continuous_usage_stats": False}
         return body
 
-    async def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+    async def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         self._check_limit(request.token_limit)
         body = self._body(request)
         if (thinking := body.pop("enable_thinking", None)) is not None:
@@ -101,7 +101,7 @@ class VllmModel(LoadedModel):
             async for chunk in chunks:
                 yield chunk
 
-    async def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:  # type: ignore[override]
+    async def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         self._check_limit(request.token_limit)
         body = self._body(request)
         from vllm.entrypoints.openai.completion.protocol import CompletionRequest as VllmCompletion
@@ -125,7 +125,7 @@ class VllmModel(LoadedModel):
         create: Any,
         prefix: str,
         message_key: str | None,
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk]:
         import pydantic
         from vllm.entrypoints.serve.engine.protocol import ErrorResponse
 

@@ -171,7 +171,7 @@ def load_model(
             raise InvalidRequest(
                 f"unknown parameter {name!r} for the {ENGINE} engine{hint}", param=name
             )
-        if not isinstance(value, PARAMS[name]) or isinstance(value, bool) or value < 1:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise InvalidRequest(
                 f"parameter {name!r} must be a positive integer, got {value!r}", param=name
             )
