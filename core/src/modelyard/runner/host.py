@@ -44,9 +44,7 @@ class Host:
                 await self._reply(p.LaunchFailed(exc.to_dict()))
                 tg.cancel_scope.cancel()
                 return 1
-            await self._reply(
-                p.Ready(model.context_length, tuple(model.abilities), os.getpid())
-            )
+            await self._reply(p.Ready(model.context_length, tuple(model.abilities), os.getpid()))
             await self.stop.wait()
             tg.cancel_scope.cancel()  # cancels every call in flight: their engine streams close
         with anyio.move_on_after(CLOSE_TIMEOUT, shield=True):

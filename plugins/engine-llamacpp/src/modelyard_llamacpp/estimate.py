@@ -196,7 +196,9 @@ def estimate(
     kv = kv_bytes(shape, plan)
     total_layers = shape.n_layer + 1
     offloaded = total_layers if n_gpu_layers < 0 else min(n_gpu_layers, total_layers)
-    placement: Placement = "cpu" if offloaded == 0 else "gpu" if offloaded == total_layers else "split"
+    placement: Placement = (
+        "cpu" if offloaded == 0 else "gpu" if offloaded == total_layers else "split"
+    )
     overhead = compute_bytes(shape, plan) + logits_bytes(shape, plan) + BASE_OVERHEAD
     if offloaded:
         on_gpu = sum(shape.layer_bytes[shape.n_layer - min(offloaded, shape.n_layer) :])
