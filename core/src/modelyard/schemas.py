@@ -62,13 +62,27 @@ class ChatMessage(Struct, omit_defaults=True):
 
 
 class FunctionDef(Struct, omit_defaults=True):
-    name: str
+    name: Annotated[str, Meta(min_length=1, max_length=64)]
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
+    def __post_init__(self) -> None:
+        # OpenAI's rule: a function's parameters are a JSON schema of an object.
+        schema = self.parameters
+        if schema is None:
+            return
+        if schema.get("type", "object") != "object" or not isinstance(
+            schema.get("properties", {}), dict
+        ):
+            raise ValueError(
+                "`parameters` must be a JSON schema of an object, e.g. "
+                '{"type": "object", "properties": {"city": {"type": "string"}}}'
+            )
 
-class Tool(Struct, omit_defaults=True):
+
+class Tool(Struct):
+    # Not omit_defaults: engines (llama.cpp) refuse a tool without its "type".
     function: FunctionDef
     type: Literal["function"] = "function"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -101,3 +102,38 @@ def test_old_version_refused(tmp_path: Path) -> None:
     path.write_bytes(b"GGUF" + struct.pack("<III", 1, 0, 0) + b"\0" * 32)
     with pytest.raises(GGUFError, match="version 1"):
         read_gguf(path)
+
+
+CONVERSATIONS = [
+    [{"role": "user", "content": "Hi"}],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Capital of France?"},
+    ],
+]
+
+
+@pytest.mark.parametrize("conversation", CONVERSATIONS)
+def test_catalog_template_renders_like_the_shipped_one_without_tools(
+    gguf_path: Path, conversation: list[dict[str, str]]
+) -> None:
+    """smollm2-instruct's catalog template only adds tools: plain chats render byte for byte the same."""
+    jinja2 = pytest.importorskip("jinja2.sandbox")
+    from modelyard.catalog import get_catalog
+    from modelyard.specs import LLMFamily
+
+    family = get_catalog().get("smollm2-instruct", "LLM")
+    assert isinstance(family, LLMFamily) and family.chat_template
+    shipped = read_gguf(gguf_path).metadata["tokenizer.chat_template"]
+    env = jinja2.ImmutableSandboxedEnvironment()
+    # As transformers and llama.cpp do: tojson is plain JSON (Jinja's own escapes for HTML).
+    env.filters["tojson"] = json.dumps
+    render = {"messages": conversation, "add_generation_prompt": True}
+    ours = env.from_string(family.chat_template).render(**render)
+    assert ours == env.from_string(shipped).render(**render)
+    with_tools = env.from_string(family.chat_template).render(
+        **render, tools=[{"type": "function", "function": {"name": "get_weather"}}]
+    )
+    assert '"name": "get_weather"' in with_tools and "<tool_call>" in with_tools

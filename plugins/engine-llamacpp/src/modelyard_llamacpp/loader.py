@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import LaunchError
-from modelyard.specs import Accelerator, AcceleratorKind, Family
+from modelyard.specs import Accelerator, AcceleratorKind, Family, LLMFamily
 
 from . import estimate as memory
 from .failures import Slots
@@ -93,4 +93,5 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
         n_parallel=settings.plan.n_parallel,
         slot_context=settings.context_length,
     )
-    return LlamaCppModel(server, slots=slots, abilities=settings.abilities)
+    tool_parser = family.tool_parser if isinstance(family, LLMFamily) else None
+    return LlamaCppModel(server, slots=slots, abilities=settings.abilities, tool_parser=tool_parser)

@@ -20,6 +20,7 @@ import anyio
 import anyio.from_thread
 import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
+from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import Unsupported
 from modelyard.schemas import (
@@ -61,9 +62,17 @@ def _body(request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
 
 
 class LlamaCppModel(LoadedModel):
-    def __init__(self, server: Any, *, slots: Slots, abilities: tuple[Ability, ...]) -> None:
+    def __init__(
+        self,
+        server: Any,
+        *,
+        slots: Slots,
+        abilities: tuple[Ability, ...],
+        tool_parser: str | None = None,
+    ) -> None:
         super().__init__(context_length=slots.slot_context, abilities=abilities)
         self._server = server
+        self.tool_parser = tool_parser
         self.slots = slots
         self._workers: set[threading.Thread] = set()
         self._stops: set[threading.Event] = set()
@@ -78,7 +87,15 @@ class LlamaCppModel(LoadedModel):
 
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         self._require("chat", "chat")
-        return self._stream(self._server.handle_chat_completions, _body(request))
+        body = _body(request)
+        tool_plan = toolcalls.plan(request, self.tool_parser)
+        if tool_plan is not None and tool_plan.forced_schema is not None:
+            # llama.cpp takes tool_choice only as a string, and ignores it where it has no parser
+            # for the model's template: its JSON-schema grammar holds the output to a call instead.
+            body.pop("tool_choice", None)
+            body["response_format"] = tool_plan.response_format()
+        chunks = self._stream(self._server.handle_chat_completions, body)
+        return chunks if tool_plan is None else toolcalls.with_tool_calls(chunks, tool_plan)
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         self._require("generate", "complete text")

@@ -185,6 +185,8 @@ def resolve(
         # The loader's readiness handshake goes through the metrics task (see loader.load).
         "endpoint_metrics": True,
     }
+    if isinstance(family, LLMFamily) and family.chat_template:
+        defaults["chat_template"] = family.chat_template  # the catalog's, as Xinference does
     if not ("cpuparams.n_threads" in flat and "cpuparams_batch.n_threads" in flat):
         threads = default_threads(env)
         defaults["cpuparams.n_threads"] = threads

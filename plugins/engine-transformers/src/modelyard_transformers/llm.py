@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 from typing import Any, cast
 
 import anyio.to_thread
+from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import ContextLengthExceeded, Unsupported
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest
@@ -61,6 +63,7 @@ class TransformersLLM(LoadedModel):
             _ids(gen.eos_token_id) | _ids(self.tokenizer.eos_token_id) | set(family.stop_token_ids)
         )
         self.family_stops = list(family.stop)
+        self.tool_parser = family.tool_parser
         self.sampling_defaults = (
             {
                 name: getattr(gen, name)
@@ -102,7 +105,18 @@ class TransformersLLM(LoadedModel):
                 "this model has no chat template; use /v1/completions", param="messages"
             )
         prompts.check_chat(request)
+        tool_plan = toolcalls.plan(request, self.tool_parser)
         prompt = await anyio.to_thread.run_sync(prompts.render_chat, self.tokenizer, request)
+        chunks = self._chat_chunks(prompt, request)
+        if tool_plan is not None:
+            chunks = toolcalls.with_tool_calls(chunks, tool_plan)
+        async with aclosing(chunks) as stream:
+            async for chunk in stream:
+                yield chunk
+
+    async def _chat_chunks(
+        self, prompt: list[int], request: ChatCompletionRequest
+    ) -> AsyncGenerator[Chunk]:
         started: set[int] = set()
         async for index, text, finish, usage in self._generate([prompt], request):
             delta: dict[str, Any] = {}

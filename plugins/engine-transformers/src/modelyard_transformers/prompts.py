@@ -28,7 +28,8 @@ def check_chat(request: ChatCompletionRequest) -> None:
         request.tool_choice == "required" or isinstance(request.tool_choice, dict)
     ):
         raise Unsupported(
-            "the Transformers engine cannot force a tool call; use tool_choice 'auto' or 'none'",
+            "the Transformers engine has no guided decoding to force a tool call: use tool_choice "
+            "'auto' or 'none', or serve the model on llama.cpp or vLLM, which can",
             param="tool_choice",
         )
 
