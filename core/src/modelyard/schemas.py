@@ -173,9 +173,16 @@ class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
     echo: bool = False
     logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
     suffix: str | None = None
+    best_of: Annotated[int, Meta(ge=1, le=16)] | None = None
 
     def __post_init__(self) -> None:
         _check_homogeneous("prompt", self.prompt, (str, int))
+        if self.best_of is not None and self.best_of != self.n:
+            # No engine here generates extra candidates to rank (vLLM's v1 engine dropped it too).
+            raise ValueError(
+                f"`best_of` ({self.best_of}) other than `n` ({self.n}) is not supported: "
+                "leave best_of out, or set it equal to n"
+            )
 
     @property
     def token_limit(self) -> int | None:

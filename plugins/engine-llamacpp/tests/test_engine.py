@@ -145,7 +145,9 @@ async def test_over_long_prompt_names_the_numbers(chat_model: Any) -> None:
 async def test_exception_path_becomes_invalid_request(chat_model: Any) -> None:
     """xllamacpp raises ValueError for a malformed body (the schemas normally prevent it)."""
     stream = chat_model._stream(
-        chat_model._server.handle_chat_completions, {"messages": "not a list", "stream": True}
+        chat_model._server.handle_chat_completions,
+        {"messages": "not a list", "stream": True},
+        n=1,
     )
     with pytest.raises(InvalidRequest, match="Expected 'messages' to be an array"):
         await collect(stream)

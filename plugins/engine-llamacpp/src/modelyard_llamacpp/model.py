@@ -32,6 +32,7 @@ from modelyard.schemas import (
 )
 from modelyard.specs import Ability
 
+from . import completions
 from .failures import Slots, error_in, from_error_body, from_exception
 
 Handler = Callable[..., Any]
@@ -94,14 +95,27 @@ class LlamaCppModel(LoadedModel):
             # for the model's template: its JSON-schema grammar holds the output to a call instead.
             body.pop("tool_choice", None)
             body["response_format"] = tool_plan.response_format()
-        chunks = self._stream(self._server.handle_chat_completions, body)
+        chunks = self._stream(self._server.handle_chat_completions, body, n=request.n)
         return chunks if tool_plan is None else toolcalls.with_tool_calls(chunks, tool_plan)
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
         self._require("generate", "complete text")
-        return self._stream(self._server.handle_completions, _body(request))
+        completions.check(request)
+        body = _body(request)
+        body.pop("echo", None)
+        shape = completions.LegacyShape(request)
+        return self._stream(
+            self._server.handle_completions, body, n=request.n, rewrite=shape.rewrite
+        )
 
-    async def _stream(self, handler: Handler, body: dict[str, Any]) -> AsyncIterator[Chunk]:
+    async def _stream(
+        self,
+        handler: Handler,
+        body: dict[str, Any],
+        *,
+        n: int,
+        rewrite: Callable[[Chunk], None] | None = None,
+    ) -> AsyncIterator[Chunk]:
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
         stop = threading.Event()
         worker = threading.Thread(
@@ -113,11 +127,13 @@ class LlamaCppModel(LoadedModel):
         self._stops.add(stop)
         self._workers.add(worker)
         worker.start()
-        usage: dict[str, int] | None = None
+        usage = completions.UsageSum(n)
         last: Chunk = {}
         try:
             async with receive:
                 async for item in receive:
+                    if item is None:  # llama.cpp opens a stream of several prompts with a null
+                        continue
                     if isinstance(item, BaseException):
                         raise from_exception(item, self.slots)
                     error = error_in(item)
@@ -127,16 +143,19 @@ class LlamaCppModel(LoadedModel):
                     item.pop("timings", None)
                     last = item
                     if "usage" in item:
-                        # With n > 1 every choice ends with its own usage chunk: sum them into one.
-                        usage = _add_usage(usage, item.pop("usage"))
+                        # Every choice ends with its own usage chunk: sum them into one, at the end.
+                        choices = item.get("choices") or [{}]
+                        usage.add(item.pop("usage"), choices[0].get("index", 0))
                         if not item.get("choices"):
                             continue
+                    if rewrite is not None:
+                        rewrite(item)
                     yield item
-            if usage is not None:
+            if usage.prompt_tokens:
                 yield {
                     **{k: v for k, v in last.items() if k in ("id", "created", "object")},
                     "choices": [],
-                    "usage": usage,
+                    "usage": usage.as_dict(),
                 }
         finally:
             stop.set()  # the client went away or the stream ended: the next callback cancels
@@ -232,20 +251,6 @@ class LlamaCppModel(LoadedModel):
 
 def _release(holder: list[Any]) -> None:
     holder.clear()  # drops what should be the last reference, in this worker thread
-
-
-def _add_usage(total: dict[str, int] | None, usage: dict[str, Any]) -> dict[str, int]:
-    """Usage over the choices of one request: the prompt once, the completions summed."""
-    prompt = int(usage.get("prompt_tokens", 0))
-    completion = int(usage.get("completion_tokens", 0))
-    if total is not None:
-        prompt = max(prompt, total["prompt_tokens"])
-        completion += total["completion_tokens"]
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
 
 
 def _usage(result: dict[str, Any], keys: tuple[str, ...]) -> dict[str, int]:
