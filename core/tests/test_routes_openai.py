@@ -136,7 +136,7 @@ async def test_rerank_as_xinference_client_sends_it(client: Any) -> None:
     }  # fmt: skip
     result = (await client.post("/v1/rerank", json=body)).json()
     assert [r["index"] for r in result["results"]] == [1, 2, 0]
-    assert all(r["document"] is None for r in result["results"])
+    assert all("document" not in r for r in result["results"])
     assert result["meta"]["tokens"] is None
 
 
@@ -176,3 +176,30 @@ async def test_model_list_is_openai_and_xinference_shaped(client: Any) -> None:
     )
     assert items["emb"]["dimensions"] == 3 and items["emb"]["model_ability"] == ["embed"]
     assert items["rr"]["type"] == "normal"
+
+
+@pytest.mark.parametrize("path", ["/v1/rerank", "/rerank", "/v2/rerank"])
+async def test_rerank_answers_on_the_jina_and_cohere_paths(client: Any, path: str) -> None:
+    body = {"model": "rr", "query": "q", "documents": DOCS, "top_n": 2}
+    response = await client.post(path, json=body)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert [r["index"] for r in result["results"]] == [1, 2]
+    assert all(set(r) == {"index", "relevance_score"} for r in result["results"])
+    assert result["usage"]["total_tokens"] > 0 and result["model"] == "rr"
+
+
+@pytest.mark.parametrize(("flag", "wanted"), [("true", True), ("False", False), (True, True)])
+async def test_rerank_takes_string_booleans_as_xinference_does(
+    client: Any, flag: object, wanted: bool
+) -> None:
+    body = {"model": "rr", "query": "q", "documents": DOCS, "return_documents": flag}
+    result = (await client.post("/v1/rerank", json=body)).json()
+    assert all(("document" in r) is wanted for r in result["results"])
+
+
+async def test_rerank_refuses_a_string_that_is_no_boolean(client: Any) -> None:
+    body = {"model": "rr", "query": "q", "documents": DOCS, "return_documents": "maybe"}
+    response = await client.post("/v1/rerank", json=body)
+    assert response.status_code == 400
+    assert "return_documents" in response.json()["error"]["message"]

@@ -211,8 +211,9 @@ class RerankRequest(Struct, kw_only=True, omit_defaults=True):
     query: str
     documents: Annotated[list[str | RerankDocument], Meta(min_length=1)]
     top_n: PositiveInt | None = None
-    return_documents: bool | None = None
-    return_len: bool | None = None
+    # Booleans, or "true"/"false" as strings (RAGFlow's Xinference client sends those).
+    return_documents: bool | str | None = None
+    return_len: bool | str | None = None
     max_chunks_per_doc: PositiveInt | None = None
     # Query + document pairs longer than the model's maximum: cut them (default, as Cohere, Jina
     # and Xinference do; the response's meta.warnings names them), or refuse with a 400 when false.
@@ -220,8 +221,23 @@ class RerankRequest(Struct, kw_only=True, omit_defaults=True):
     # xinference-client sends its extra keyword arguments again as a JSON string.
     kwargs: str | None = None
 
+    def __post_init__(self) -> None:
+        self.return_documents = _flag("return_documents", self.return_documents)
+        self.return_len = _flag("return_len", self.return_len)
+
     def texts(self) -> list[str]:
         return [d if isinstance(d, str) else d.text for d in self.documents]
+
+
+def _flag(field: str, value: bool | str | None) -> bool | None:
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no", ""):
+        return False
+    raise ValueError(f"`{field}` must be true or false, got {value!r}")
 
 
 InferenceRequest = ChatCompletionRequest | CompletionRequest | EmbeddingRequest | RerankRequest

@@ -30,6 +30,8 @@ ROUTES = [
     Route("/v1/completions", openai.completions, methods=["POST"]),
     Route("/v1/embeddings", openai.embeddings, methods=["POST"]),
     Route("/v1/rerank", openai.rerank, methods=["POST"]),
+    Route("/rerank", openai.rerank, methods=["POST"]),  # Jina's and Cohere v1's path
+    Route("/v2/rerank", openai.rerank, methods=["POST"]),  # Cohere v2 (litellm's cohere provider)
     # Model lifecycle (OpenAI list/retrieve/delete, Xinference launch and progress)
     Route("/v1/models", manage.list_models, methods=["GET"]),
     Route("/v1/models", manage.launch_model, methods=["POST"]),

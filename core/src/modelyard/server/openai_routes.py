@@ -156,22 +156,27 @@ async def rerank(request: Request) -> Response:
     scored = sorted(result.get("results") or (), key=lambda r: r["relevance_score"], reverse=True)
     if body.top_n is not None:
         scored = scored[: body.top_n]
+    # "document" only when asked for: clients (Dify) take a present key for a document.
     results = [
-        {
-            "index": item["index"],
-            "relevance_score": item["relevance_score"],
-            "document": {"text": texts[item["index"]]} if body.return_documents else None,
-        }
+        {"index": item["index"], "relevance_score": item["relevance_score"]}
+        | ({"document": {"text": texts[item["index"]]}} if body.return_documents else {})
         for item in scored
     ]
+    usage = result.get("usage") or {}
+    input_tokens = usage.get("input_tokens", 0)
     tokens = None
     if body.return_len:
-        usage = result.get("usage") or {}
-        tokens = {
-            "input_tokens": usage.get("input_tokens", 0),
-            "output_tokens": usage.get("output_tokens", 0),
-        }
+        tokens = {"input_tokens": input_tokens, "output_tokens": usage.get("output_tokens", 0)}
     cut = result.get("truncated_documents")
     warnings = [f"documents {cut} were cut to the model's maximum length"] if cut else None
+    # One body for the three dialects: Xinference/Cohere v1 (meta), Jina (usage), Cohere v2.
     meta = {"api_version": None, "billed_units": None, "tokens": tokens, "warnings": warnings}
-    return JSONResponse({"id": str(uuid.uuid4()), "results": results, "meta": meta})
+    return JSONResponse(
+        {
+            "id": str(uuid.uuid4()),
+            "model": body.model,
+            "results": results,
+            "meta": meta,
+            "usage": {"total_tokens": input_tokens},
+        }
+    )
