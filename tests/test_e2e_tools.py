@@ -183,3 +183,31 @@ def test_tool_parameters_that_are_not_an_object_schema_are_a_400(
             model=smollm2, messages=[SYSTEM, ASK], tools=[bad], max_tokens=8
         )
     assert "tools[0].function" in str(caught.value)
+
+
+def test_langchain_bind_tools_and_structured_output(server: Server, smollm2: str) -> None:
+    """langchain-openai, unmodified: bind_tools with a forced call, and
+    with_structured_output(method="function_calling"), which forces its schema's function."""
+    langchain_openai = pytest.importorskip("langchain_openai")
+    pydantic = pytest.importorskip("pydantic")
+
+    class Weather(pydantic.BaseModel):
+        """Get the current weather in a city."""
+
+        city: str
+
+    chat = langchain_openai.ChatOpenAI(
+        model=smollm2,
+        base_url=f"{server.url}/v1",
+        api_key="unused",
+        temperature=0,
+        max_tokens=64,
+        max_retries=0,
+    )
+    messages = [("system", SYSTEM["content"]), ("human", ASK["content"])]
+    called = chat.bind_tools([Weather], tool_choice="required").invoke(messages)
+    assert called.tool_calls and called.tool_calls[0]["name"] == "Weather"
+    assert isinstance(called.tool_calls[0]["args"]["city"], str)
+
+    structured = chat.with_structured_output(Weather, method="function_calling").invoke(messages)
+    assert isinstance(structured, Weather) and structured.city

@@ -71,7 +71,9 @@ def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: ope
         server.terminate(uid)
 
 
-def test_custom_cross_encoder_reranks_in_xinference_shape(server: Server) -> None:
+@pytest.fixture(scope="module")
+def cross_encoder(server: Server) -> Iterator[str]:
+    """The local MiniLM cross-encoder, registered as a custom rerank model and launched."""
     _register(
         server,
         "rerank",
@@ -93,36 +95,76 @@ def test_custom_cross_encoder_reranks_in_xinference_shape(server: Server) -> Non
     uid = server.launch(
         model_name="local-minilm-cross-encoder", model_type="rerank", model_uid="ce"
     )
-    try:
-        documents = [
-            "Paris is the capital of France.",
-            "Bananas are yellow.",
-            "France is in Europe.",
-        ]
-        with server.client() as http:
-            response = http.post(
-                "/v1/rerank",
-                json={
-                    "model": uid,
-                    "query": "capital of France",
-                    "documents": documents,
-                    "top_n": 2,
-                    "return_documents": True,
-                },
-            )
-        assert response.status_code == 200, response.text
-        results = response.json()["results"]
-        assert len(results) == 2
-        scores = [r["relevance_score"] for r in results]
-        assert scores == sorted(scores, reverse=True)
-        assert all(r["document"]["text"] == documents[r["index"]] for r in results)
+    yield uid
+    server.terminate(uid)
 
-        with server.client() as http:
-            empty = http.post("/v1/rerank", json={"model": uid, "query": "q", "documents": []})
-        assert empty.status_code == 400
-        assert "documents" in empty.json()["error"]["message"]
-    finally:
-        server.terminate(uid)
+
+RERANK_DOCUMENTS = [
+    "Paris is the capital of France.",
+    "Bananas are yellow.",
+    "France is in Europe.",
+]
+
+
+def test_custom_cross_encoder_reranks_in_xinference_shape(
+    server: Server, cross_encoder: str
+) -> None:
+    documents = RERANK_DOCUMENTS
+    with server.client() as http:
+        response = http.post(
+            "/v1/rerank",
+            json={
+                "model": cross_encoder,
+                "query": "capital of France",
+                "documents": documents,
+                "top_n": 2,
+                "return_documents": True,
+            },
+        )
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 2
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    assert all(r["document"]["text"] == documents[r["index"]] for r in results)
+
+    with server.client() as http:
+        empty = http.post(
+            "/v1/rerank", json={"model": cross_encoder, "query": "q", "documents": []}
+        )
+    assert empty.status_code == 400
+    assert "documents" in empty.json()["error"]["message"]
+
+
+def test_litellm_cohere_rerank_provider_works_unmodified(
+    server: Server, cross_encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """litellm's cohere provider posts Cohere v2's body to {api_base}/v2/rerank."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of its price list
+    litellm = pytest.importorskip("litellm")
+    reply = litellm.rerank(
+        model=f"cohere/{cross_encoder}",
+        query="capital of France",
+        documents=RERANK_DOCUMENTS,
+        top_n=2,
+        api_base=server.url,
+        api_key="unused",
+    )
+    results = reply.results
+    assert len(results) == 2
+    assert {r["index"] for r in results} <= {0, 1, 2}
+    scores = [r["relevance_score"] for r in results]
+    assert scores == sorted(scores, reverse=True)
+    with server.client() as http:
+        direct = http.post(
+            "/v1/rerank",
+            json={
+                "model": cross_encoder,
+                "query": "capital of France",
+                "documents": RERANK_DOCUMENTS,
+            },
+        ).json()
+    assert [r["index"] for r in results] == [r["index"] for r in direct["results"][:2]]
 
 
 def test_custom_safetensors_smollm2_chats_on_transformers(
