@@ -135,6 +135,18 @@ def test_catalog_template_and_tool_parser_reach_vllms_frontend() -> None:
     assert plain.frontend == {}
 
 
+@pytest.mark.parametrize(("catalog", "vllm"), [("qwen", "hermes"), ("llama3", "llama3_json")])
+def test_catalog_tool_parser_names_become_vllms(catalog: str, vllm: str) -> None:
+    launch = apply_defaults(
+        LaunchArgs(engine={}, frontend={}),
+        family=family(tool_parser=catalog),
+        path=Path("/m"),
+        on_cpu=True,
+        model_type="LLM",
+    )
+    assert launch.frontend["tool_call_parser"] == vllm
+
+
 def test_embedding_models_use_the_pooling_runner() -> None:
     emb = EmbeddingFamily(model_name="minilm", model_specs=(SPEC,), dimensions=384, max_tokens=256)
     launch = apply_defaults(

@@ -198,6 +198,40 @@ def test_completion(oai: openai.OpenAI, uid: str) -> None:
     )
 
 
+def test_required_tool_choice_returns_a_parsed_call(oai: openai.OpenAI, uid: str) -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Get the current weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    reply = oai.chat.completions.create(
+        model=uid,
+        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+        tools=[weather],  # type: ignore[list-item]
+        tool_choice="required",
+        max_tokens=48,
+        temperature=0,
+    )
+    calls = reply.choices[0].message.tool_calls or []
+    assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    assert "city" in json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+
+
+def test_completion_of_a_list_of_prompts(oai: openai.OpenAI, uid: str) -> None:
+    reply = oai.completions.create(
+        model=uid, prompt=["The capital of France is", "One, two,"], max_tokens=4, temperature=0
+    )
+    assert sorted(c.index for c in reply.choices) == [0, 1]
+    assert reply.usage is not None and reply.usage.completion_tokens == 8
+
+
 def test_json_schema_response_format(oai: openai.OpenAI, uid: str) -> None:
     schema = {
         "type": "object",

@@ -114,7 +114,8 @@ def apply_defaults(
         if family.chat_template is not None:
             frontend.setdefault("chat_template", family.chat_template)
         if family.tool_parser is not None and "tools" in family.model_ability:
-            frontend.setdefault("tool_call_parser", family.tool_parser)
+            parser = CATALOG_TOOL_PARSERS.get(family.tool_parser, family.tool_parser)
+            frontend.setdefault("tool_call_parser", parser)
     if frontend.get("tool_call_parser"):
         # vLLM uses its tool parser only with auto tool choice on, for any tool_choice.
         frontend.setdefault("enable_auto_tool_choice", True)
@@ -125,6 +126,10 @@ def apply_defaults(
             param="enable_auto_tool_choice",
         )
     return LaunchArgs(engine=engine, frontend=frontend)
+
+
+# The catalog names tool parsers as Xinference does; vLLM registers some under other names.
+CATALOG_TOOL_PARSERS = {"qwen": "hermes", "llama3": "llama3_json"}
 
 
 def check_tool_parser(name: str, known: list[str]) -> None:
