@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from modelyard.catalog import get_catalog
 from modelyard.specs import EmbeddingFamily, LLMFamily, ModelSource, ModelSpec, RerankFamily
 
 MODELS = Path(
@@ -33,11 +34,16 @@ def spec_at(path: Path, size: float) -> ModelSpec:
 
 
 def smollm2_family(context_length: int = 2048) -> LLMFamily:
+    # The catalog's chat template and tool parser (the template shipped with SmolLM2 has no tools).
+    catalog = get_catalog().get("smollm2-instruct", "LLM")
+    assert isinstance(catalog, LLMFamily)
     return LLMFamily(
         model_name="smollm2-135m-instruct",
-        model_ability=("chat", "generate"),
+        model_ability=("chat", "generate", "tools"),
         context_length=context_length,
         architectures=("LlamaForCausalLM",),
+        chat_template=catalog.chat_template,
+        tool_parser=catalog.tool_parser,
         model_specs=(spec_at(MODELS / "smollm2-135m-instruct", 0.135),),
     )
 

@@ -170,3 +170,32 @@ def test_unknown_launch_parameter_names_the_close_match() -> None:
 
     with pytest.raises(InvalidRequest, match="max_num_seqs"):
         parse_params({"max_num_seq": 4}, LLMParams)
+
+
+WEATHER_TOOL: Any = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
+
+
+def test_tools_render_into_the_prompt_and_a_forced_call_is_refused(smollm2: Any) -> None:
+    """tool_choice auto: the tools reach the template and the answer still streams; a forced
+    call needs guided decoding, which this engine lacks: a 400 naming the engines that have it."""
+    import msgspec
+
+    plain = asyncio.run(collect(smollm2.chat(chat_request(max_tokens=4))))
+    with_tools = msgspec.convert(
+        {**msgspec.to_builtins(chat_request(max_tokens=4)), "tools": [WEATHER_TOOL]},
+        ChatCompletionRequest,
+    )
+    chunks = asyncio.run(collect(smollm2.chat(with_tools)))
+    assert chunks[-1]["usage"]["prompt_tokens"] > plain[-1]["usage"]["prompt_tokens"] + 20
+    assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls")
+    forced = msgspec.convert(
+        {**msgspec.to_builtins(with_tools), "tool_choice": "required"}, ChatCompletionRequest
+    )
+    with pytest.raises(Unsupported, match=r"llama\.cpp or vLLM"):
+        asyncio.run(collect(smollm2.chat(forced)))
