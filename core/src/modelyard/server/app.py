@@ -17,6 +17,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ..errors import ModelyardError
+from . import anthropic_routes as anthropic
 from . import management_routes as manage
 from . import openai_routes as openai
 from . import registrations as catalog
@@ -32,6 +33,11 @@ ROUTES = [
     Route("/v1/rerank", openai.rerank, methods=["POST"]),
     Route("/rerank", openai.rerank, methods=["POST"]),  # Jina's and Cohere v1's path
     Route("/v2/rerank", openai.rerank, methods=["POST"]),  # Cohere v2 (litellm's cohere provider)
+    # Anthropic Messages API (also at Xinference's /anthropic prefix)
+    Route("/v1/messages", anthropic.messages, methods=["POST"]),
+    Route("/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),
+    Route("/anthropic/v1/messages", anthropic.messages, methods=["POST"]),
+    Route("/anthropic/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),
     # Model lifecycle (OpenAI list/retrieve/delete, Xinference launch and progress)
     Route("/v1/models", manage.list_models, methods=["GET"]),
     Route("/v1/models", manage.launch_model, methods=["POST"]),
