@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from starlette.requests import Request
@@ -96,11 +97,10 @@ async def count_tokens(request: Request) -> Response:
         run = await chat_bridge.start(request, chat)
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    usage: dict[str, int] = {}
+    usage: dict[str, Any] = {}
 
-    def keep_usage(chunk: dict[str, object]) -> None:
-        if isinstance(chunk.get("usage"), dict):
-            usage.update(chunk["usage"])  # type: ignore[arg-type]
+    def keep_usage(chunk: dict[str, Any]) -> None:
+        usage.update(chunk.get("usage") or {})
 
     try:
         await chat_bridge.drain(request, run, keep_usage)

@@ -21,9 +21,11 @@ from . import anthropic_routes as anthropic
 from . import management_routes as manage
 from . import openai_routes as openai
 from . import registrations as catalog
+from . import responses_routes as responses
 from .errors import CatchAll, http_error_handler, modelyard_error_handler
 from .metrics import Metrics, MetricsMiddleware, metrics_enabled, metrics_endpoint
 from .models import Manager
+from .responses_store import ResponseStore
 
 ROUTES = [
     # OpenAI inference
@@ -33,6 +35,10 @@ ROUTES = [
     Route("/v1/rerank", openai.rerank, methods=["POST"]),
     Route("/rerank", openai.rerank, methods=["POST"]),  # Jina's and Cohere v1's path
     Route("/v2/rerank", openai.rerank, methods=["POST"]),  # Cohere v2 (litellm's cohere provider)
+    # OpenAI Responses API
+    Route("/v1/responses", responses.create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
     # Anthropic Messages API (also at Xinference's /anthropic prefix)
     Route("/v1/messages", anthropic.messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),
@@ -113,4 +119,5 @@ def create_app(manager: Manager | None = None) -> Starlette:
     app.state.catalog = None
     app.state.plugin_manager = None
     app.state.hardware = None
+    app.state.responses = ResponseStore()
     return app
