@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from ..errors import ModelyardError
 from . import anthropic_routes as anthropic
+from . import docs
 from . import management_routes as manage
 from . import openai_routes as openai
 from . import registrations as catalog
@@ -25,6 +26,7 @@ from . import responses_routes as responses
 from .errors import CatchAll, http_error_handler, modelyard_error_handler
 from .metrics import Metrics, MetricsMiddleware, metrics_enabled, metrics_endpoint
 from .models import Manager
+from .openapi import openapi_json
 from .responses_store import ResponseStore
 
 ROUTES = [
@@ -71,6 +73,10 @@ ROUTES = [
     Route("/v1/cluster/auth", manage.cluster_auth, methods=["GET"]),
     Route("/v1/cluster/version", manage.cluster_version, methods=["GET"]),
     Route("/v1/plugins", manage.list_plugins, methods=["GET"]),
+    # API description, generated from the msgspec types, and its offline rendering
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs.docs_page, methods=["GET"]),
+    Route("/docs/assets/{name}", docs.docs_asset, methods=["GET"]),
 ]
 METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
 
