@@ -105,6 +105,14 @@ def test_tool_use_and_tool_result_become_openai_tool_calls_and_tool_messages() -
     assert chat.parallel_tool_calls is False
 
 
+def test_output_config_format_becomes_a_json_schema_response_format() -> None:
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}}
+    chat = to_chat(request(output_config={"format": {"type": "json_schema", "schema": schema}}))
+    assert chat.response_format is not None and chat.response_format.type == "json_schema"
+    assert chat.response_format.json_schema is not None
+    assert chat.response_format.json_schema.schema == schema
+
+
 @pytest.mark.parametrize(
     ("given", "expected"), [("auto", "auto"), ("any", "required"), ("none", "none")]
 )

@@ -21,6 +21,8 @@ from ..schemas import (
     FunctionDef,
     ImagePart,
     ImageURL,
+    JSONSchemaFormat,
+    ResponseFormat,
     TextPart,
     Tool,
 )
@@ -197,6 +199,11 @@ def to_chat(
         enable_thinking={"enabled": True, "disabled": False}.get(thinking or ""),
         max_tokens=max_tokens,
     )
+    output = body.output_config.format if body.output_config is not None else None
+    if output is not None:
+        request.response_format = ResponseFormat(
+            "json_schema", JSONSchemaFormat(schema=output.schema)
+        )
     if isinstance(body, MessagesRequest):
         request.max_tokens = body.max_tokens
         request.stream = body.stream

@@ -89,6 +89,18 @@ class ThinkingConfig(Struct, omit_defaults=True):
     budget_tokens: int | None = None
 
 
+class JSONOutputFormat(Struct):
+    type: Literal["json_schema"]
+    schema: dict[str, Any]
+
+
+class OutputConfig(Struct, omit_defaults=True):
+    """Structured output (``format``: the answer follows a JSON schema); ``effort`` is ignored."""
+
+    format: JSONOutputFormat | None = None
+    effort: str | None = None
+
+
 class _MessagesBase(Struct, kw_only=True, omit_defaults=True):
     model: str
     messages: Annotated[list[MessageParam], Meta(min_length=1)]
@@ -96,6 +108,7 @@ class _MessagesBase(Struct, kw_only=True, omit_defaults=True):
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
     thinking: ThinkingConfig | None = None
+    output_config: OutputConfig | None = None
 
 
 class MessagesRequest(_MessagesBase, kw_only=True, omit_defaults=True):
