@@ -1,10 +1,13 @@
 """modelyard serve → llama.cpp → SmolLM2-135M-Instruct, through the Anthropic Messages API (the
 official ``anthropic`` SDK), the OpenAI Responses API (the official ``openai`` SDK), and the
-generated API description. Plain text only: tool calls are covered by the translation's unit
-tests (core/tests/test_routes_anthropic.py, test_routes_responses.py)."""
+generated API description. The 135M model rarely calls a tool by itself, so tool calls are forced
+(Anthropic's tool_choice "any", Responses' "required": llama.cpp's grammar holds the output to a
+call); every shape of the translation is in core/tests/test_routes_anthropic.py and
+test_routes_responses.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,11 @@ QUESTION = "What is the capital of France?"
 # anthropic 2.x no longer takes temperature/top_p/top_k as arguments (newer Claude models ignore
 # them); older SDKs and agents still send them, and local models need them: sent as extra body.
 GREEDY = {"temperature": 0}
+WEATHER_SCHEMA = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
+}
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +140,42 @@ def test_anthropic_errors(claude: anthropic.Anthropic, smollm2: str) -> None:
         claude.messages.create(model="no-such-model", max_tokens=4, messages=body["messages"])  # type: ignore[arg-type]
 
 
+def test_anthropic_tool_use_round_trip(claude: anthropic.Anthropic, smollm2: str) -> None:
+    tools: Any = [
+        {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "input_schema": WEATHER_SCHEMA,
+        }
+    ]
+    ask: Any = {"role": "user", "content": "What is the weather in Paris?"}
+    message = claude.messages.create(
+        model=smollm2, system=SYSTEM, messages=[ask], tools=tools, tool_choice={"type": "any"},
+        max_tokens=64, extra_body=GREEDY,
+    )  # fmt: skip
+    assert message.stop_reason == "tool_use"
+    [call] = [block for block in message.content if block.type == "tool_use"]
+    assert call.name == "get_weather" and isinstance(call.input["city"], str)  # type: ignore[index]
+    with claude.messages.stream(
+        model=smollm2, system=SYSTEM, messages=[ask], tools=tools, tool_choice={"type": "any"},
+        max_tokens=64, extra_body=GREEDY,
+    ) as stream:  # fmt: skip
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_message()
+    assert "input_json" in kinds  # the SDK's own event for input_json_delta
+    assert [b.input for b in streamed.content if b.type == "tool_use"] == [call.input]
+    answer = claude.messages.create(
+        model=smollm2, system=SYSTEM, tools=tools, max_tokens=24, extra_body=GREEDY,
+        messages=[
+            ask,
+            {"role": "assistant", "content": message.content},  # type: ignore[typeddict-item]
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "Sunny, 24 C"}]},
+        ],
+    )  # fmt: skip
+    assert answer.stop_reason in ("end_turn", "max_tokens", "tool_use")
+    assert answer.content
+
+
 # -- OpenAI Responses --
 
 
@@ -211,6 +255,22 @@ def test_responses_previous_response_id(oai: openai.OpenAI, smollm2: str) -> Non
     with pytest.raises(openai.NotFoundError) as caught:
         oai.responses.create(model=smollm2, input="hi", previous_response_id="resp_forgotten")
     assert "resp_forgotten" in str(caught.value)
+
+
+def test_responses_function_call_round_trip(oai: openai.OpenAI, smollm2: str) -> None:
+    tool: Any = {"type": "function", "name": "get_weather", "description": "Current weather in a city", "parameters": WEATHER_SCHEMA}  # fmt: skip
+    first = oai.responses.create(
+        model=smollm2, instructions=SYSTEM, input="What is the weather in Paris?", tools=[tool],
+        tool_choice="required", max_output_tokens=64, temperature=0,
+    )  # fmt: skip
+    [call] = [item for item in first.output if item.type == "function_call"]
+    assert call.name == "get_weather" and isinstance(json.loads(call.arguments)["city"], str)
+    answer = oai.responses.create(
+        model=smollm2, instructions=SYSTEM, previous_response_id=first.id, tools=[tool],
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 24 C"}],
+        max_output_tokens=24, temperature=0,
+    )  # fmt: skip
+    assert answer.status in ("completed", "incomplete") and answer.output
 
 
 # -- API description --
