@@ -345,8 +345,11 @@ class EventWriter:
 
     def _reason(self) -> str:
         reason = stop_reason(self.finish_reason, self.matched, self.stop_sequences)
-        if reason == "end_turn" and any(b["type"] == "tool_use" for b in self.blocks):
+        called = any(b["type"] == "tool_use" for b in self.blocks)
+        if reason == "end_turn" and called:
             return "tool_use"
+        if reason == "tool_use" and not called:
+            return "end_turn"
         return reason
 
     def finish(self) -> list[Event]:
