@@ -208,6 +208,27 @@ async def test_chaining_get_delete_and_unknown_ids(client: Any) -> None:
     assert (await client.get("/v1/responses/resp_nope")).status_code == 404
 
 
+async def test_input_items_are_listed_back(client: Any) -> None:
+    items = [
+        {"role": "user", "content": "one"},
+        {"type": "function_call_output", "call_id": "c1", "output": "18C"},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "two"}], "id": "msg_mine"},
+    ]  # fmt: skip
+    created = (await client.post("/v1/responses", json={"model": "m", "input": items})).json()
+    listed = (await client.get(f"/v1/responses/{created['id']}/input_items?order=asc")).json()
+    assert listed["object"] == "list" and listed["has_more"] is False
+    data = listed["data"]
+    assert [item["type"] for item in data] == ["message", "function_call_output", "message"]
+    assert data[0]["content"] == [{"type": "input_text", "text": "one"}]
+    assert data[2]["id"] == "msg_mine" and listed["last_id"] == "msg_mine"
+    newest = (await client.get(f"/v1/responses/{created['id']}/input_items?limit=1")).json()
+    assert [item["id"] for item in newest["data"]] == ["msg_mine"] and newest["has_more"] is True
+    after = f"/v1/responses/{created['id']}/input_items?order=asc&after={data[0]['id']}"
+    assert [item["id"] for item in (await client.get(after)).json()["data"]] == [data[1]["id"], "msg_mine"]  # fmt: skip
+    bad = await client.get(f"/v1/responses/{created['id']}/input_items?limit=0")
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "limit"
+
+
 async def test_store_false_is_not_kept(client: Any) -> None:
     body = (await client.post("/v1/responses", json={"model": "m", "input": "hi", "store": False})).json()  # fmt: skip
     assert body["store"] is False
@@ -250,6 +271,8 @@ def test_sdk_create_stream_chain_and_404(sdk: openai.OpenAI) -> None:
     chained = sdk.responses.create(model="m", input="more", previous_response_id=first.id)
     assert chained.previous_response_id == first.id
     assert sdk.responses.retrieve(first.id).id == first.id
+    [item] = sdk.responses.input_items.list(first.id).data
+    assert item.type == "message" and item.content[0].text == "hi"  # type: ignore[union-attr]
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.responses.create(model="m", input="x", previous_response_id="resp_unknown")
     assert "resp_unknown" in str(caught.value)

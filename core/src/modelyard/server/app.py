@@ -41,6 +41,7 @@ ROUTES = [
     Route("/v1/responses", responses.create_response, methods=["POST"]),
     Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
     Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
     # Anthropic Messages API (also at Xinference's /anthropic prefix)
     Route("/v1/messages", anthropic.messages, methods=["POST"]),
     Route("/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),

@@ -91,6 +91,15 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
         summary="Delete a stored response", tag=_RESPONSES,
         response=responses_types.DeletedResponse,
     ),
+    responses_routes.list_input_items: Operation(
+        summary="A stored response's input items", tag=_RESPONSES,
+        response=responses_types.InputItemList,
+        query=(
+            ("order", "asc or desc (the default: newest first)"),
+            ("limit", "1 to 100 items (default 20)"),
+            ("after", "the item id to list after"),
+        ),
+    ),
     management_routes.list_models: Operation(
         summary="Running and loading models", tag=_MODELS, response=T.ModelList
     ),

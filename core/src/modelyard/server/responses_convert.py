@@ -120,6 +120,26 @@ def input_messages(items: str | list[InputItem]) -> list[ChatMessage]:
     return out
 
 
+def input_items(items: str | list[InputItem]) -> list[dict[str, Any]]:
+    """The input as OpenAI lists it back (``/input_items``): typed items with ids, text content
+    as parts."""
+    if isinstance(items, str):
+        items = [InputItem(role="user", content=items)]
+    listed = []
+    for item in items:
+        plain = msgspec.to_builtins(item)
+        plain.setdefault("type", "message")
+        if isinstance(item.content, str):
+            kind = "output_text" if item.role == "assistant" else "input_text"
+            plain["content"] = [{"type": kind, "text": item.content}]
+        prefix = {"message": "msg", "function_call": "fc", "reasoning": "rs"}.get(item.type, "fco")
+        plain.setdefault("id", new_id(prefix))
+        if item.type != "reasoning":
+            plain.setdefault("status", "completed")
+        listed.append(plain)
+    return listed
+
+
 def _tools(body: ResponsesRequest) -> list[Tool] | None:
     if body.tools is None:
         return None

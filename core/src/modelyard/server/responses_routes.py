@@ -14,12 +14,12 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import ModelyardError
+from ..errors import InvalidRequest, ModelyardError
 from ..schemas import ChatMessage
 from . import chat_bridge
 from .errors import JSONResponse, decode_body
 from .openai_routes import CLIENT_CLOSED
-from .responses_convert import Event, ResponseWriter, input_messages, to_chat
+from .responses_convert import Event, ResponseWriter, input_items, input_messages, to_chat
 from .responses_schemas import RESPONSES
 from .responses_store import ResponseStore, Stored
 from .sse import ClientGone, EventStream
@@ -48,7 +48,8 @@ async def create_response(request: Request) -> Response:
 
     def remember(response: dict[str, Any]) -> None:
         if body.store:
-            store.put(writer.id, Stored(response, [*conversation, *writer.answer_messages()]))
+            messages = [*conversation, *writer.answer_messages()]
+            store.put(writer.id, Stored(response, messages, input_items(body.input)))
 
     try:
         run = await chat_bridge.start(request, chat)
@@ -83,3 +84,33 @@ async def delete_response(request: Request) -> Response:
     response_id = request.path_params["response_id"]
     store_of(request).delete(response_id)
     return JSONResponse({"id": response_id, "object": "response", "deleted": True})
+
+
+async def list_input_items(request: Request) -> Response:
+    """A stored response's input items, OpenAI's cursor list (``order``, ``limit``, ``after``)."""
+    items = list(store_of(request).get(request.path_params["response_id"]).inputs)
+    query = request.query_params
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("order must be asc or desc", param="order")
+    if order == "desc":
+        items.reverse()
+    after = query.get("after")
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"no input item {after!r} in this response", param="after")
+        items = items[ids.index(after) + 1 :]
+    raw = query.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100:
+        raise InvalidRequest("limit must be an integer from 1 to 100", param="limit")
+    page = items[: int(raw)]
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > len(page),
+        }
+    )

@@ -197,3 +197,11 @@ class DeletedResponse(Struct):
 
 
 RESPONSES = msgspec.json.Decoder(ResponsesRequest)
+
+
+class InputItemList(Struct):
+    data: list[InputItem]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool
+    object: Literal["list"] = "list"

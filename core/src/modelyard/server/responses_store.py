@@ -22,6 +22,7 @@ DEFAULT_SIZE = 1000
 class Stored(msgspec.Struct):
     response: dict[str, Any]
     messages: list[ChatMessage]
+    inputs: list[dict[str, Any]] = []  # this response's own input items, with ids
 
 
 class ResponseStore:
