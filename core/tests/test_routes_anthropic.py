@@ -261,6 +261,14 @@ async def test_errors_in_anthropic_shape(client: Any) -> None:
     assert hot.status_code == 400 and "temperature" in hot.json()["error"]["message"]
 
 
+async def test_a_tool_schema_that_is_not_an_object_is_a_400_naming_the_tool(client: Any) -> None:
+    tools = [{"name": "f", "input_schema": {"type": "string"}}]
+    response = await client.post("/v1/messages", json={"model": "m", "max_tokens": 4, "tools": tools, "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert "JSON schema of an object" in response.json()["error"]["message"]
+
+
 async def test_count_tokens_runs_one_token(client: Any) -> None:
     response = await client.post("/v1/messages/count_tokens", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})  # fmt: skip
     assert response.json() == {"input_tokens": 5}

@@ -83,6 +83,15 @@ def test_tools_tool_choice_and_json_schema_format() -> None:
     }
 
 
+def test_translated_requests_obey_the_chat_schema_rules() -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        to_chat(request(tools=[{"type": "function", "name": "f", "parameters": {"type": "string"}}]), [])  # fmt: skip
+    assert caught.value.param == "tools[0]" and "object" in caught.value.message
+    with pytest.raises(InvalidRequest) as caught:
+        to_chat(request(tools=[{"type": "function", "name": "x" * 65}]), [])
+    assert caught.value.param == "tools[0]"
+
+
 def test_history_comes_before_the_new_input() -> None:
     history = [ChatMessage(role="user", content="a"), ChatMessage(role="assistant", content="b")]
     chat = to_chat(request(input="c", instructions="sys"), history)

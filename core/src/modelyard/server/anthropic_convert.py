@@ -13,6 +13,8 @@ import json
 import uuid
 from typing import Any
 
+import msgspec
+
 from ..errors import InvalidRequest, Unsupported
 from ..schemas import (
     ChatCompletionRequest,
@@ -38,6 +40,7 @@ from .anthropic_schemas import (
     ToolResultBlock,
     ToolUseBlock,
 )
+from .chat_bridge import checked
 
 Chunk = dict[str, Any]
 Event = tuple[str, dict[str, Any]]
@@ -166,8 +169,17 @@ def _tools(body: MessagesRequest | CountTokensRequest) -> list[Tool] | None:
                 "do not have; declare a client tool with name, description and input_schema",
                 param=f"tools[{i}].type",
             )
-        tools.append(Tool(FunctionDef(tool.name, tool.description, tool.input_schema)))
+        tools.append(Tool(_function(tool.name, tool.description, tool.input_schema, f"tools[{i}]")))
     return tools
+
+
+def _function(name: str, description: str | None, schema: Any, where: str) -> FunctionDef:
+    """A tool's function, checked by the chat schema's own rules (name, object schema)."""
+    plain = {"name": name, "description": description, "parameters": schema}
+    try:
+        return msgspec.convert(plain, FunctionDef)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid tool {name!r}: {exc}", param=where) from None
 
 
 def _tool_choice(body: MessagesRequest | CountTokensRequest) -> tuple[Any, bool | None]:
@@ -211,7 +223,7 @@ def to_chat(
         request.temperature = body.temperature
         request.top_p = body.top_p
         request.top_k = body.top_k
-    return request
+    return checked(request)
 
 
 def stop_reason(finish_reason: str | None, matched: Any, stop_sequences: list[str]) -> str:

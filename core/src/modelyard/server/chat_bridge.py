@@ -12,10 +12,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import msgspec
 from starlette.requests import Request
 
 from ..errors import EngineError, ModelyardError
 from ..schemas import ChatCompletionRequest
+from .errors import invalid_body
 from .metrics import GenerationObserver
 from .openai_routes import manager_of, ready_model
 from .sse import aclose, race_disconnect
@@ -23,6 +25,16 @@ from .sse import aclose, race_disconnect
 log = logging.getLogger("modelyard.server")
 
 Chunk = dict[str, Any]
+
+
+def checked(chat: ChatCompletionRequest) -> ChatCompletionRequest:
+    """``chat`` validated exactly as ``/v1/chat/completions`` validates its body: ``Meta``
+    constraints and ``__post_init__`` rules hold only when msgspec decodes, not when a translator
+    builds the Struct. A failure is a 400 naming the field of the chat request."""
+    try:
+        return msgspec.convert(msgspec.to_builtins(chat), ChatCompletionRequest)
+    except msgspec.ValidationError as exc:
+        raise invalid_body(exc, "request (as the chat request it becomes)") from None
 
 
 class ChatRun:

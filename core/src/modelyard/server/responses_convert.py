@@ -28,6 +28,7 @@ from ..schemas import (
     TextPart,
     Tool,
 )
+from .chat_bridge import checked
 from .responses_schemas import (
     InputImage,
     InputItem,
@@ -153,7 +154,19 @@ def _tools(body: ResponsesRequest) -> list[Tool] | None:
             )
         if not tool.name:
             raise InvalidRequest("a function tool needs a name", param=f"tools[{i}].name")
-        tools.append(Tool(FunctionDef(tool.name, tool.description, tool.parameters, tool.strict)))
+        plain = {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+            "strict": tool.strict,
+        }
+        try:
+            function = msgspec.convert(plain, FunctionDef)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(
+                f"invalid tool {tool.name!r}: {exc}", param=f"tools[{i}]"
+            ) from None
+        tools.append(Tool(function))
     return tools
 
 
@@ -190,7 +203,7 @@ def to_chat(body: ResponsesRequest, history: list[ChatMessage]) -> ChatCompletio
         messages.insert(0, ChatMessage(role="system", content=body.instructions))
     if not messages:
         raise InvalidRequest("input is empty: send a string or at least one item", param="input")
-    return ChatCompletionRequest(
+    chat = ChatCompletionRequest(
         model=body.model,
         messages=messages,
         max_tokens=body.max_output_tokens,
@@ -202,6 +215,7 @@ def to_chat(body: ResponsesRequest, history: list[ChatMessage]) -> ChatCompletio
         parallel_tool_calls=body.parallel_tool_calls,
         response_format=_response_format(body),
     )
+    return checked(chat)
 
 
 class ResponseWriter:
