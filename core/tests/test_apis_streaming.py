@@ -171,3 +171,29 @@ def test_responses_events_replay_to_the_response(deltas: list[Any], finish: str)
     assert anonymous(final) == anonymous(expected)
     texts = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
     assert texts == "".join(d[1] for d in deltas if d[0] == "content")
+
+
+@pytest.mark.anyio
+async def test_metrics_count_both_apis_under_their_canonical_routes() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    app, manager = S.app_with()
+    manager.add("m")
+    async with S.asgi_client(app) as http:
+        await http.post("/anthropic/v1/messages", json={**ANTHROPIC[1], "stream": False})
+        await http.post(ANTHROPIC[0], json=ANTHROPIC[1])
+        await http.post(RESPONSES_CALL[0], json=RESPONSES_CALL[1])
+        text = (await http.get("/metrics")).text
+    found = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def requests(route: str) -> float:
+        labels = {"method": "POST", "route": route, "model": "m", "status": "200"}
+        return found.get(("modelyard_requests_total", frozenset(labels.items())), 0)
+
+    assert requests("/v1/messages") == 2 and requests("/v1/responses") == 1
+    tokens = ("modelyard_generated_tokens_total", frozenset({("model", "m")}))
+    assert found[tokens] == 9  # three answers of three tokens each

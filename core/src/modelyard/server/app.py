@@ -111,7 +111,9 @@ def create_app(manager: Manager | None = None) -> Starlette:
     if metrics_enabled():
         metrics = Metrics()
         routes.append(METRICS_ROUTE)
-        metrics.routes = {route.endpoint: route.path for route in routes}
+        # An endpoint served at several paths (/v1/messages and /anthropic/v1/messages, the rerank
+        # dialects) is labelled with its first, canonical one.
+        metrics.routes = {route.endpoint: route.path for route in reversed(routes)}
         middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
     middleware.append(Middleware(CatchAll))
     handlers: dict[Any, Any] = {
