@@ -273,6 +273,32 @@ def test_responses_function_call_round_trip(oai: openai.OpenAI, smollm2: str) ->
     assert answer.status in ("completed", "incomplete") and answer.output
 
 
+def test_responses_json_schema_format(oai: openai.OpenAI, smollm2: str) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+        "additionalProperties": False,
+    }
+    response = oai.responses.create(
+        model=smollm2, instructions=SYSTEM, input=QUESTION, max_output_tokens=32, temperature=0,
+        text={"format": {"type": "json_schema", "name": "capital", "schema": schema, "strict": True}},
+    )  # fmt: skip
+    assert response.status == "completed", response.output_text
+    assert isinstance(json.loads(response.output_text)["city"], str)
+    assert response.text is not None and response.text.format.type == "json_schema"  # type: ignore[union-attr]
+
+
+def test_anthropic_output_format(claude: anthropic.Anthropic, smollm2: str) -> None:
+    message = claude.messages.create(
+        model=smollm2, system=SYSTEM, messages=[{"role": "user", "content": QUESTION}],
+        max_tokens=32, extra_body=GREEDY,
+        output_config={"format": {"type": "json_schema", "schema": WEATHER_SCHEMA}},
+    )  # fmt: skip
+    assert message.stop_reason == "end_turn"
+    assert isinstance(json.loads(message.content[0].text)["city"], str)  # type: ignore[union-attr]
+
+
 # -- API description --
 
 
