@@ -117,3 +117,17 @@ async def test_docs_page_uses_only_local_assets(client: Any) -> None:
     assert set(ASSETS) >= {link.rsplit("/", 1)[1] for link in links}
     assert (await client.get("/docs/assets/..%2F__init__.py")).status_code == 404
     assert (await client.get("/docs/assets/index.html")).status_code == 404
+
+
+async def test_without_swagger_ui_the_page_lists_the_routes(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.server import docs
+
+    monkeypatch.setattr(docs, "assets_dir", lambda: None)
+    page = await client.get("/docs")
+    assert page.status_code == 200 and "<code>/v1/messages</code>" in page.text
+    assert "<script" not in page.text and "http" not in page.text.replace(
+        "href='/openapi.json'", ""
+    )
+    assert (await client.get("/docs/assets/swagger-ui.css")).status_code == 404

@@ -180,6 +180,14 @@ def test_store_is_bounded_lru_and_404_names_the_id() -> None:
         store.get("a")
 
 
+def test_store_size_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODELYARD_RESPONSES_STORE_SIZE", "3")
+    assert ResponseStore().size == 3
+    monkeypatch.setenv("MODELYARD_RESPONSES_STORE_SIZE", "lots")
+    with pytest.raises(ValueError, match="MODELYARD_RESPONSES_STORE_SIZE"):
+        ResponseStore()
+
+
 # -- routes --
 
 

@@ -28,7 +28,12 @@ class Stored(msgspec.Struct):
 class ResponseStore:
     def __init__(self, size: int | None = None) -> None:
         if size is None:
-            size = int(os.environ.get("MODELYARD_RESPONSES_STORE_SIZE", DEFAULT_SIZE))
+            raw = os.environ.get("MODELYARD_RESPONSES_STORE_SIZE", str(DEFAULT_SIZE))
+            if not raw.strip().isdigit():
+                raise ValueError(
+                    f"MODELYARD_RESPONSES_STORE_SIZE must be a whole number of responses, got {raw!r}"
+                )
+            size = int(raw)
         self.size = max(size, 0)
         self._entries: OrderedDict[str, Stored] = OrderedDict()
 
