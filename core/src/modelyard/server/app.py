@@ -17,12 +17,17 @@ from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from ..errors import ModelyardError
+from . import anthropic_routes as anthropic
+from . import docs
 from . import management_routes as manage
 from . import openai_routes as openai
 from . import registrations as catalog
+from . import responses_routes as responses
 from .errors import CatchAll, http_error_handler, modelyard_error_handler
 from .metrics import Metrics, MetricsMiddleware, metrics_enabled, metrics_endpoint
 from .models import Manager
+from .openapi import openapi_json
+from .responses_store import ResponseStore
 
 ROUTES = [
     # OpenAI inference
@@ -32,6 +37,16 @@ ROUTES = [
     Route("/v1/rerank", openai.rerank, methods=["POST"]),
     Route("/rerank", openai.rerank, methods=["POST"]),  # Jina's and Cohere v1's path
     Route("/v2/rerank", openai.rerank, methods=["POST"]),  # Cohere v2 (litellm's cohere provider)
+    # OpenAI Responses API
+    Route("/v1/responses", responses.create_response, methods=["POST"]),
+    Route("/v1/responses/{response_id}", responses.get_response, methods=["GET"]),
+    Route("/v1/responses/{response_id}", responses.delete_response, methods=["DELETE"]),
+    Route("/v1/responses/{response_id}/input_items", responses.list_input_items, methods=["GET"]),
+    # Anthropic Messages API (also at Xinference's /anthropic prefix)
+    Route("/v1/messages", anthropic.messages, methods=["POST"]),
+    Route("/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),
+    Route("/anthropic/v1/messages", anthropic.messages, methods=["POST"]),
+    Route("/anthropic/v1/messages/count_tokens", anthropic.count_tokens, methods=["POST"]),
     # Model lifecycle (OpenAI list/retrieve/delete, Xinference launch and progress)
     Route("/v1/models", manage.list_models, methods=["GET"]),
     Route("/v1/models", manage.launch_model, methods=["POST"]),
@@ -59,6 +74,10 @@ ROUTES = [
     Route("/v1/cluster/auth", manage.cluster_auth, methods=["GET"]),
     Route("/v1/cluster/version", manage.cluster_version, methods=["GET"]),
     Route("/v1/plugins", manage.list_plugins, methods=["GET"]),
+    # API description, generated from the msgspec types, and its offline rendering
+    Route("/openapi.json", openapi_json, methods=["GET"]),
+    Route("/docs", docs.docs_page, methods=["GET"]),
+    Route("/docs/assets/{name}", docs.docs_asset, methods=["GET"]),
 ]
 METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
 
@@ -92,7 +111,9 @@ def create_app(manager: Manager | None = None) -> Starlette:
     if metrics_enabled():
         metrics = Metrics()
         routes.append(METRICS_ROUTE)
-        metrics.routes = {route.endpoint: route.path for route in routes}
+        # An endpoint served at several paths (/v1/messages and /anthropic/v1/messages, the rerank
+        # dialects) is labelled with its first, canonical one.
+        metrics.routes = {route.endpoint: route.path for route in reversed(routes)}
         middleware.append(Middleware(MetricsMiddleware, metrics=metrics))
     middleware.append(Middleware(CatchAll))
     handlers: dict[Any, Any] = {
@@ -107,4 +128,5 @@ def create_app(manager: Manager | None = None) -> Starlette:
     app.state.catalog = None
     app.state.plugin_manager = None
     app.state.hardware = None
+    app.state.responses = ResponseStore()
     return app

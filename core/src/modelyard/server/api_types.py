@@ -1,0 +1,253 @@
+"""The reply bodies of the OpenAI and management routes, as msgspec types, for ``/openapi.json``.
+
+The routes build these shapes as dicts (they pass engine chunks through with little copying);
+these Structs state them once so that the API description is generated, not written by hand, and
+tests decode real replies into them (``msgspec.convert``) so that the two cannot drift apart.
+Unknown keys are allowed, as in every OpenAI object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from msgspec import Struct
+
+from ..specs import EngineInfo, ModelFormat, ModelType
+
+
+class ErrorDetail(Struct):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(Struct):
+    """Every error of the OpenAI and management routes: OpenAI's ``error`` object and
+    Xinference's ``detail`` string (the same message)."""
+
+    error: ErrorDetail
+    detail: str
+
+
+class Usage(Struct):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ToolCallFunction(Struct):
+    name: str
+    arguments: str
+
+
+class ToolCall(Struct):
+    id: str
+    function: ToolCallFunction
+    type: Literal["function"] = "function"
+
+
+class AssistantMessage(Struct):
+    role: Literal["assistant"]
+    content: str | None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+class ChatChoice(Struct):
+    index: int
+    message: AssistantMessage
+    logprobs: dict[str, Any] | None
+    finish_reason: str | None
+
+
+class ChatCompletion(Struct):
+    id: str
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage | None = None
+
+
+class ChatDelta(Struct):
+    role: str | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChatChunkChoice(Struct):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletionChunk(Struct):
+    """One ``data:`` event of a streamed chat completion; the stream ends with ``data: [DONE]``.
+    The usage chunk (empty ``choices``) comes only with ``stream_options.include_usage``."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
+class TextChoice(Struct):
+    index: int
+    text: str
+    logprobs: dict[str, Any] | None
+    finish_reason: str | None
+
+
+class Completion(Struct):
+    """A text completion, and (with ``object`` ``text_completion``) each streamed chunk of one."""
+
+    id: str
+    object: Literal["text_completion"]
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage | None = None
+
+
+class Embedding(Struct):
+    index: int
+    embedding: list[float] | str  # a base64 string with encoding_format "base64"
+    object: Literal["embedding"] = "embedding"
+
+
+class EmbeddingUsage(Struct):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingList(Struct):
+    object: Literal["list"]
+    model: str
+    data: list[Embedding]
+    usage: EmbeddingUsage
+    truncated_inputs: list[int] | None = None
+
+
+class RerankDocument(Struct):
+    text: str
+
+
+class RerankResult(Struct):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankTokens(Struct):
+    input_tokens: int
+    output_tokens: int
+
+
+class RerankMeta(Struct):
+    api_version: Any = None
+    billed_units: Any = None
+    tokens: RerankTokens | None = None
+    warnings: list[str] | None = None
+
+
+class RerankResponse(Struct):
+    id: str
+    results: list[RerankResult]
+    meta: RerankMeta | None = None
+
+
+class LaunchBody(Struct, kw_only=True):
+    """Xinference's launch payload. Keys not listed here are engine parameters, passed to the
+    engine as written (``n_ctx``, ``n_parallel``, dotted names such as ``sampling.top_k``);
+    Xinference-only keys are accepted when null. ``?wait_ready=false`` answers at once."""
+
+    model_name: str
+    model_type: ModelType = "LLM"
+    model_uid: str | None = None
+    model_engine: str | None = None
+    model_format: ModelFormat | None = None
+    model_size_in_billions: float | str | None = None
+    quantization: str | None = None
+    replica: int = 1
+    n_gpu: int | Literal["auto"] | None = "auto"
+    download_hub: str | None = None
+    model_path: str | None = None
+    gpu_idx: int | list[int] | None = None
+    request_limits: int | None = None
+    enable_thinking: bool | None = None
+
+
+class Launched(Struct):
+    model_uid: str
+
+
+class ModelObject(Struct):
+    """An OpenAI model object with Xinference's describe keys and modelyard's own state."""
+
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    model_type: str
+    model_name: str
+    model_engine: str | None
+    model_ability: list[str]
+    model_format: str | None
+    quantization: str | None
+    context_length: int | None
+    state: str
+    progress: float
+    error: str | None
+    pid: int | None
+    engine_params: dict[str, Any]
+
+
+class ModelList(Struct):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+class Deleted(Struct):
+    id: str
+    object: str
+    deleted: bool
+
+
+class Progress(Struct):
+    uid: str
+    state: str
+    stage: str
+    progress: float
+    error: str | None
+
+
+class Status(Struct):
+    status: Literal["ok"]
+    version: str
+    uptime_s: float
+    models: dict[str, int]
+
+
+class ClusterAuth(Struct):
+    auth: bool
+
+
+class ClusterVersion(Struct, rename={"full_revisionid": "full-revisionid"}):
+    version: str
+    full_revisionid: str | None
+
+
+class Plugins(Struct):
+    plugins: list[dict[str, Any]]
+    engines: list[EngineInfo]
+
+
+# A family in Xinference's registration format (model_name, model_specs, ...).
+Registration = dict[str, Any]
+# Per engine: the specs and quantizations it can run here, or why it cannot (one string).
+EngineTable = dict[str, list[dict[str, Any]] | str]
