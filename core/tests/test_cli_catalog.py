@@ -397,3 +397,20 @@ def test_plugins_lists_an_installed_entry_point_with_its_distribution(
     assert (plugin["name"], plugin["distribution"]) == ("example", "modelyard-example-engine")
     assert plugin["version"] and plugin["engines"] == ["example"]
     assert "modelyard-example-engine" in run("plugins").stdout
+
+
+@pytest.mark.parametrize("engine", ["example", "Example", "EXAMPLE"])
+def test_cal_model_mem_reaches_the_owning_plugin_in_any_case(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example plugin's own estimate (1 MiB, its note), never the generic fallback."""
+    pytest.importorskip("modelyard_example_engine")
+    monkeypatch.setenv("MODELYARD_PLUGINS", "example")
+    pm = plugins_module.PluginManager()
+    pm.load_entry_points()
+    monkeypatch.setattr(plugins_module, "get_plugin_manager", lambda: pm)
+    out = run("cal-model-mem", "-n", "echo", "-e", engine, "--json")
+    assert out.exit_code == 0, out.output
+    result = json.loads(out.stdout)
+    assert "echo model: no weights" in result["notes"]
+    assert result["total"] == 1024 * 1024

@@ -275,16 +275,12 @@ def test_example_matches_only_its_own_models(example: Any) -> None:
     assert pm.hook.match_engine(family=echo, spec=gguf, quantization="Q4_0", hardware=CPU) == [
         [Match.no("example", "serves the pytorch format only, not ggufv2")]
     ]
-    estimate = pm.hook.estimate_resources(
-        engine="example", family=echo, spec=spec, quantization="none", params={}, hardware=CPU
-    )
-    assert estimate is not None and estimate.total == 1024 * 1024
-    assert (
-        pm.hook.estimate_resources(
-            engine="vLLM", family=echo, spec=spec, quantization="none", params={}, hardware=CPU
-        )
-        is None
-    )
+    ask = {"family": echo, "spec": spec, "quantization": "none", "params": {}, "hardware": CPU}
+    # Routed to the plugin that registered the engine, whatever the case of the name asked for.
+    for name in ("example", "Example", "EXAMPLE"):
+        estimate = pm.call_owner("estimate_resources", name, **ask)
+        assert estimate is not None and estimate.total == 1024 * 1024
+    assert pm.call_owner("estimate_resources", "vLLM", **ask) is None  # nobody registered it
 
 
 def test_example_echo_chat_streams_words_with_usage(example: Any, tmp_path: Path) -> None:
@@ -354,17 +350,11 @@ def test_example_echo_chat_streams_words_with_usage(example: Any, tmp_path: Path
             params={"context_lenght": 8},
             path=tmp_path,
         )
-    assert (
-        load(
-            engine="vLLM",
-            family=echo,
-            spec=echo.model_specs[0],
-            quantization="none",
-            params={},
-            path=tmp_path,
-        )
-        is None
-    )
+    # The core routes by owner: an engine no plugin registered loads nothing.
+    args = {"family": echo, "spec": echo.model_specs[0], "quantization": "none", "params": {}}
+    assert pm.call_owner("load_model", "vLLM", **args, path=tmp_path) is None
+    routed = pm.call_owner("load_model", "EXAMPLE", **args, path=tmp_path)
+    assert routed is not None and routed.context_length == echo.context_length
 
 
 def test_example_embeddings_are_deterministic_unit_vectors(example: Any, tmp_path: Path) -> None:

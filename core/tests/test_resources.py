@@ -28,6 +28,7 @@ from modelyard.resources import (
 from modelyard.specs import (
     Accelerator,
     EmbeddingFamily,
+    EngineInfo,
     Estimate,
     Family,
     Hardware,
@@ -178,6 +179,18 @@ def test_generic_estimate_for_embeddings_has_no_kv_cache() -> None:
 
 class Estimating:
     @hookimpl
+    def register_engines(self, register: Any) -> None:
+        register(
+            EngineInfo(
+                name="Mine",
+                model_types=("LLM",),
+                abilities=("chat",),
+                formats=("ggufv2",),
+                library="mine",
+            )
+        )
+
+    @hookimpl
     def estimate_resources(
         self,
         engine: str,
@@ -187,11 +200,8 @@ class Estimating:
         params: dict[str, Any],
         hardware: Hardware,
     ) -> Estimate | None:
-        return (
-            Estimate(weights=1, kv_cache=2, overhead=3, notes=("from the plugin",))
-            if engine == "mine"
-            else None
-        )
+        assert engine == "Mine"  # only its own engine, by the name it registered
+        return Estimate(weights=1, kv_cache=2, overhead=3, notes=("from the plugin",))
 
 
 def test_estimate_asks_the_hook_then_falls_back() -> None:
@@ -199,6 +209,7 @@ def test_estimate_asks_the_hook_then_falls_back() -> None:
     pm.register(Estimating(), name="estimating")
     try:
         assert estimate(pm, "mine", SMOLLM2, GGUF, "Q4_1", {}, CPU).notes == ("from the plugin",)
+        assert estimate(pm, "MINE", SMOLLM2, GGUF, "Q4_1", {}, CPU).notes == ("from the plugin",)
         fallback = estimate(pm, "other", SMOLLM2, GGUF, "Q4_1", {}, CPU)
         assert fallback == generic_estimate(SMOLLM2, GGUF, "Q4_1", {}, CPU)
         assert "generic estimate: the engine gave none" in fallback.notes

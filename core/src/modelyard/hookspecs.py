@@ -51,8 +51,9 @@ def estimate_resources(
     hardware: Hardware,
 ) -> Estimate | None:
     """Estimate the memory to serve ``spec`` on ``engine`` with launch ``params`` (context length,
-    parallel slots, dtype...), and its placement (e.g. llama.cpp GPU layers). firstresult: the plugin
-    owning ``engine`` answers; others return None. ``modelyard.resources`` has the shared arithmetic.
+    parallel slots, dtype...), and its placement (e.g. llama.cpp GPU layers). Called only on the
+    plugin that registered ``engine``, with the name as registered; None: use the core's generic
+    estimate. ``modelyard.resources`` has the shared arithmetic.
 
     Besides the engine's own names, ``params`` may carry modelyard's generic ``context_length``
     (tokens one request may use) and ``parallel`` (requests served at once), as `cal-model-mem -c
@@ -72,7 +73,7 @@ def load_model(
     path: Path,
 ) -> LoadedModel | None:
     """Load the weights at ``path`` (a file for GGUF, else a directory) in this runner process and
-    return the handle that serves requests. firstresult: the plugin owning ``engine`` answers;
-    others return None. Reject unknown ``params`` with an ``InvalidRequest`` naming close matches
-    (``modelyard.errors.did_you_mean``).
+    return the handle that serves requests. Called only on the plugin that registered ``engine``,
+    with the name as registered. Reject unknown ``params`` with an ``InvalidRequest`` naming close
+    matches (``modelyard.errors.did_you_mean``).
     """

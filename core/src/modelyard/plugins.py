@@ -65,6 +65,7 @@ class PluginManager:
         # ourselves (to catch import errors), so keep each plugin's distribution here.
         self._dists: dict[str, importlib.metadata.Distribution] = {}
         self._engines: dict[str, EngineInfo] | None = None
+        self._owners: dict[str, str] = {}  # engine name, lower-cased -> the plugin that declared it
 
     @property
     def hook(self) -> Any:
@@ -106,6 +107,20 @@ class PluginManager:
         self.pm.unregister(name=name)
         self._engines = None
 
+    def call_owner(self, hook: str, engine: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on the plugin that registered ``engine`` only, with the engine's name as it
+        was registered (``engine`` is matched case-insensitively). None when no plugin has it.
+
+        Routing instead of asking every plugin "is this yours?": a plugin never sees another's
+        engine, and a name in another case still reaches its owner."""
+        info = self.engine(engine)
+        if info is None:
+            return None
+        owner = self._owners[info.name.lower()]
+        others = [plugin for name, plugin in self.pm.list_name_plugin() if name != owner]
+        caller = self.pm.subset_hook_caller(hook, remove_plugins=others)
+        return caller(engine=info.name, **kwargs)
+
     def engines(self) -> dict[str, EngineInfo]:
         """Every engine the loaded plugins declare, by name (as registered)."""
         if self._engines is None:
@@ -133,6 +148,7 @@ class PluginManager:
                 )
             owners[key] = owner
             engines[info.name] = info
+        self._owners = owners
         return engines
 
     def engine(self, name: str) -> EngineInfo | None:

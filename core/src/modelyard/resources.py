@@ -203,8 +203,9 @@ def estimate(
     hardware: Hardware,
 ) -> Estimate:
     """The owning plugin's estimate, or ``generic_estimate`` when it gives none."""
-    answer = pm.hook.estimate_resources(
-        engine=engine,
+    answer = pm.call_owner(
+        "estimate_resources",
+        engine,
         family=family,
         spec=spec,
         quantization=quantization,

@@ -122,14 +122,3 @@ def test_match_is_pure_and_total(model_format: str, quantization: str, gpus: int
     if plugin.LIBRARY_VERSION is not None:
         assert first[0].ok == (model_format == "ggufv2")
     assert first[0].ok or first[0].reason
-
-
-def test_other_engines_are_not_loaded_here(
-    family: LLMFamily, spec: ModelSpec, tmp_path: Any
-) -> None:
-    assert (
-        plugin.load_model(
-            engine="vllm", family=family, spec=spec, quantization="Q4_1", params={}, path=tmp_path
-        )
-        is None
-    )

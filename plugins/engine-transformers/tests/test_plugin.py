@@ -140,26 +140,6 @@ def test_estimate_reads_the_kv_shape_from_config(tmp_path: Path) -> None:
     assert estimate(embedder(), spec(size=0.022), {}, CPU).kv_cache == 0
 
 
-def test_estimate_hook_answers_only_for_its_engines() -> None:
-    assert (
-        plugin.estimate_resources(
-            engine="vLLM", family=llm(), spec=spec(), quantization="none", params={}, hardware=CPU
-        )
-        is None
-    )
-    assert (
-        plugin.load_model(
-            engine="llama.cpp",
-            family=llm(),
-            spec=spec(),
-            quantization="none",
-            params={},
-            path=Path("/x"),
-        )
-        is None
-    )
-
-
 def test_wrong_engine_for_the_model_type_is_a_launch_error() -> None:
     from modelyard.errors import LaunchError
 

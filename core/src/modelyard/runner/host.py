@@ -58,8 +58,9 @@ class Host:
         name = load.family.model_name
 
         def call_hook() -> LoadedModel | None:
-            return pm.hook.load_model(
-                engine=load.engine,
+            return pm.call_owner(
+                "load_model",
+                load.engine,
                 family=load.family,
                 spec=load.spec,
                 quantization=load.quantization,

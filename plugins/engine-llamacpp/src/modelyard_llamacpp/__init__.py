@@ -39,10 +39,6 @@ def _library_version() -> str | None:
 LIBRARY_VERSION = _library_version()
 
 
-def _ours(engine: str) -> bool:
-    return engine.lower() == ENGINE
-
-
 @hookimpl
 def register_engines(register: Callable[[EngineInfo], None]) -> None:
     register(
@@ -85,8 +81,6 @@ def estimate_resources(
     params: dict[str, Any],
     hardware: Hardware,
 ) -> Estimate | None:
-    if not _ours(engine):
-        return None
     from .gguf import GGUFError, read_gguf
     from .settings import plan_from_params
 
@@ -119,8 +113,6 @@ def load_model(
     params: dict[str, Any],
     path: Path,
 ) -> Any:
-    if not _ours(engine):
-        return None
     if LIBRARY_VERSION is None:
         raise LaunchError(f"the llama.cpp engine needs xllamacpp: {INSTALL_HINT}")
     from .loader import load

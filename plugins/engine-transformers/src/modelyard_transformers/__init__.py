@@ -62,8 +62,6 @@ def estimate_resources(
     params: dict[str, Any],
     hardware: Hardware,
 ) -> Estimate | None:
-    if engine.lower() not in {e.lower() for e in ENGINES}:
-        return None
     from .estimate import estimate
 
     return estimate(family, spec, params, hardware)
@@ -78,10 +76,8 @@ def load_model(
     params: dict[str, Any],
     path: Path,
 ) -> LoadedModel | None:
-    if engine.lower() not in {e.lower() for e in ENGINES}:
-        return None
     wanted = TRANSFORMERS if isinstance(family, LLMFamily) else SENTENCE_TRANSFORMERS
-    if engine.lower() != wanted.lower():
+    if engine != wanted:  # the core passes the name as registered
         raise LaunchError(
             f"{family.model_name} is a {family.model_type} model: launch it with model_engine {wanted!r}"
         )

@@ -16,14 +16,10 @@ from modelyard.specs import EngineInfo, Estimate, Family, Hardware, Match, Model
 
 from .estimate import estimate
 from .install import detect_install, supported_architectures
-from .rule import ENGINE, engine_info, match
+from .rule import engine_info, match
 
 # Plugin state, fixed for the process: which vLLM build is installed (package metadata only).
 INSTALL = detect_install()
-
-
-def _ours(engine: str) -> bool:
-    return engine.lower() == ENGINE.lower()
 
 
 @hookimpl
@@ -58,8 +54,6 @@ def estimate_resources(
     params: dict[str, Any],
     hardware: Hardware,
 ) -> Estimate | None:
-    if not _ours(engine):
-        return None
     return estimate(family, spec, quantization, params, hardware, on_cpu=INSTALL.build == "cpu")
 
 
@@ -72,8 +66,6 @@ def load_model(
     params: dict[str, Any],
     path: Path,
 ) -> LoadedModel | None:
-    if not _ours(engine):
-        return None
     from .launch import load  # imports vllm: only in the runner that loads
 
     return load(family, params, path, INSTALL)

@@ -138,10 +138,8 @@ def estimate_resources(
     params: dict[str, Any],
     hardware: Hardware,
 ) -> Estimate | None:
-    """firstresult: answer only for our own engine (return None otherwise, so the owner answers).
-    A real engine computes weights + KV cache with ``modelyard.resources`` helpers."""
-    if engine != ENGINE:
-        return None
+    """The core calls this only for the engines this plugin registered. None would mean "use the
+    generic estimate"; a real engine computes weights + KV cache with ``modelyard.resources``."""
     return Estimate(
         weights=0, kv_cache=0, overhead=1024 * 1024, device="cpu", notes=("echo model: no weights",)
     )
@@ -156,10 +154,9 @@ def load_model(
     params: dict[str, Any],
     path: Path,
 ) -> LoadedModel | None:
-    """firstresult: load for our own engine only. Validate ``params`` first, naming close matches,
-    then import the engine library (here, our own model module) and load the weights at ``path``."""
-    if engine != ENGINE:
-        return None
+    """The core calls this only for the engines this plugin registered. Validate ``params`` first,
+    naming close matches, then import the engine library (here, our own model module) and load the
+    weights at ``path``."""
     for name, value in params.items():
         if name not in PARAMS:
             close = difflib.get_close_matches(name, PARAMS, n=3)
