@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from modelyard.specs import Accelerator, Hardware, LLMFamily, ModelSource, ModelSpec
-from modelyard_vllm import estimate_resources
 from modelyard_vllm.args import CPU_KV_CACHE_BYTES
 from modelyard_vllm.estimate import estimate
 
@@ -65,29 +64,15 @@ def test_quantized_formats_are_smaller() -> None:
     assert awq < fp8 < full
 
 
-def test_the_hook_answers_only_for_vllm() -> None:
-    assert (
-        estimate_resources(
-            engine="llama.cpp",
-            family=FAMILY,
-            spec=spec(),
-            quantization="none",
-            params={},
-            hardware=CPU_HOST,
-        )
-        is None
-    )
-    assert (
-        estimate_resources(
-            engine="vllm",
-            family=FAMILY,
-            spec=spec(),
-            quantization="none",
-            params={},
-            hardware=CPU_HOST,
-        )
-        is not None
-    )
+def test_the_core_routes_the_estimate_to_this_plugin() -> None:
+    import modelyard_vllm
+    from modelyard.plugins import PluginManager
+
+    pm = PluginManager()
+    pm.register(modelyard_vllm, name="vllm")
+    ask = {"family": FAMILY, "spec": spec(), "quantization": "none", "params": {}}
+    assert pm.call_owner("estimate_resources", "VLLM", **ask, hardware=CPU_HOST) is not None
+    assert pm.call_owner("estimate_resources", "llama.cpp", **ask, hardware=CPU_HOST) is None
 
 
 def test_generic_context_and_parallel_are_reported_as_vllm_takes_them() -> None:
