@@ -253,20 +253,6 @@ def test_hook_without_the_file_estimates_from_size(family: LLMFamily) -> None:
     assert any("rough estimate" in note for note in answer.notes)
 
 
-def test_hook_ignores_other_engines(family: LLMFamily, spec: ModelSpec) -> None:
-    assert (
-        plugin.estimate_resources(
-            engine="vllm",
-            family=family,
-            spec=spec,
-            quantization="Q4_1",
-            params={},
-            hardware=CPU_ONLY,
-        )
-        is None
-    )
-
-
 def test_synthetic_file_through_the_shape(synthetic_gguf: Callable[..., Path]) -> None:
     shape = ModelShape.from_gguf(
         read_gguf(
