@@ -34,26 +34,33 @@ sync_groups() {
     uv sync --quiet --locked --no-default-groups "${args[@]}"
 }
 
-# An engine environment is pinned by PLUGIN/requirements-cpu.txt, compiled from
-# PLUGIN/requirements-cpu.in (and PLUGIN/overrides-cpu.txt) for Linux x86-64 on CPython 3.11.
-compile_engine_pins() { # PLUGIN OUTPUT [uv pip compile args]
-    local plugin="$1" output="$2"
+# An engine environment is pinned by PINS/requirements-cpu.txt (PINS: the plugin package's pins/
+# folder, shipped with it for `modelyard env install`), compiled from PINS/requirements-cpu.in and
+# PINS/overrides-cpu.txt for Linux x86-64 on CPython 3.11. ENGINE_PINS lists them all.
+ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins)
+compile_engine_pins() { # PINS OUTPUT [uv pip compile args]
+    local pins="$1" output="$2"
     shift 2
     uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-        --find-links /opt/wheels --override "$plugin/overrides-cpu.txt" \
+        --find-links /opt/wheels --override "$pins/overrides-cpu.txt" \
         --custom-compile-command "bash scripts/upgrade" \
-        "$plugin/requirements-cpu.in" -o "$output" "$@"
+        "$pins/requirements-cpu.in" -o "$output" "$@"
 }
 
-# sync_engine_env PLUGIN: VIRTUAL_ENV holds exactly the plugin's pins (a stale pin file fails).
-sync_engine_env() {
-    local plugin="$1" check
+# check_engine_pins PINS: a pin file that no longer matches its .in fails at once.
+check_engine_pins() {
+    local pins="$1" check
     check="$(mktemp)"
-    cp "$plugin/requirements-cpu.txt" "$check"
-    compile_engine_pins "$plugin" "$check" 2>/dev/null || true
-    cmp -s "$check" "$plugin/requirements-cpu.txt" ||
-        { rm -f "$check"; stale_pins "$plugin/requirements-cpu.txt" "$plugin/requirements-cpu.in"; }
+    cp "$pins/requirements-cpu.txt" "$check"
+    compile_engine_pins "$pins" "$check" 2>/dev/null || true
+    cmp -s "$check" "$pins/requirements-cpu.txt" ||
+        { rm -f "$check"; stale_pins "$pins/requirements-cpu.txt" "$pins/requirements-cpu.in"; }
     rm -f "$check"
+}
+
+# sync_engine_env PINS: VIRTUAL_ENV holds exactly those pins.
+sync_engine_env() {
+    check_engine_pins "$1"
     [ -x "$VIRTUAL_ENV/bin/python" ] || uv venv --quiet --python 3.11 "$VIRTUAL_ENV"
-    uv pip sync --quiet --find-links /opt/wheels "$plugin/requirements-cpu.txt"
+    uv pip sync --quiet --find-links /opt/wheels "$1/requirements-cpu.txt"
 }

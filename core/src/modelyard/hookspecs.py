@@ -77,3 +77,13 @@ def load_model(
     with the name as registered. Reject unknown ``params`` with an ``InvalidRequest`` naming close
     matches (``modelyard.errors.did_you_mean``).
     """
+
+
+@hookspec(firstresult=True)
+def engine_environment(engine: str, variant: str) -> Path | None:
+    """Optional. The pinned requirements file (``uv pip compile`` output) from which
+    ``modelyard env install ENGINE --variant VARIANT`` builds ``engine``'s own environment; the core
+    adds modelyard and this plugin. Called only on the plugin that registered ``engine``. None: this
+    plugin has no pinned environment for ``variant``. Lines installing modelyard or the plugin
+    themselves (``-e ...``) are skipped.
+    """

@@ -107,6 +107,11 @@ class PluginManager:
         self.pm.unregister(name=name)
         self._engines = None
 
+    def distribution_of(self, engine: str) -> importlib.metadata.Distribution | None:
+        """The installed distribution of the plugin that registered ``engine``."""
+        info = self.engine(engine)
+        return None if info is None else self._dists.get(self._owners[info.name.lower()])
+
     def call_owner(self, hook: str, engine: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the plugin that registered ``engine`` only, with the engine's name as it
         was registered (``engine`` is matched case-insensitively). None when no plugin has it.

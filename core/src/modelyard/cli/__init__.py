@@ -14,7 +14,7 @@ import click
 
 from .. import __version__
 from ..errors import ModelyardError
-from . import catalog_cmds, chat, engine_cmds, lifecycle_cmds, output
+from . import catalog_cmds, chat, engine_cmds, env_cmds, lifecycle_cmds, output
 
 
 class ModelyardGroup(click.Group):
@@ -42,6 +42,7 @@ for command in (
     catalog_cmds.register,
     catalog_cmds.unregister,
     engine_cmds.cal_model_mem,
+    env_cmds.env,
     lifecycle_cmds.serve,
     lifecycle_cmds.launch,
     lifecycle_cmds.list_models,

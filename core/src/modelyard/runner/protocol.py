@@ -23,6 +23,10 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Family, ModelSpec
 
+# Server and runner may run in different environments (engine environments): both sides check this
+# at the handshake, and it changes whenever a frame below changes shape.
+PROTOCOL_VERSION = 1
+
 Op = Literal["chat", "complete", "embed", "rerank"]
 STREAM_OPS: frozenset[str] = frozenset({"chat", "complete"})
 # A generous cap so that a corrupt length prefix fails loudly instead of allocating gigabytes.

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from msgspec import Struct
 
+from ..envs import Environment
 from ..specs import EngineInfo, ModelFormat, ModelType
 
 
@@ -251,3 +252,7 @@ class Plugins(Struct):
 Registration = dict[str, Any]
 # Per engine: the specs and quantizations it can run here, or why it cannot (one string).
 EngineTable = dict[str, list[dict[str, Any]] | str]
+
+
+class Environments(Struct):
+    environments: list[Environment]

@@ -133,3 +133,16 @@ async def list_plugins(request: Request) -> Response:
     plugins = msgspec.to_builtins(pm.describe())
     engines = msgspec.to_builtins(list(pm.engines().values()))
     return JSONResponse({"plugins": plugins, "engines": engines})
+
+
+async def list_environments(request: Request) -> Response:
+    """Per engine: the interpreter its runners start with, its library, available or why not
+    (``modelyard env list`` as JSON). Other environments answer through a cached probe."""
+    from ..envs import EnvStore, describe
+    from ..plugins import PluginManager, get_plugin_manager
+
+    pm: PluginManager | None = getattr(request.app.state, "plugin_manager", None)
+    if pm is None:
+        pm = await anyio.to_thread.run_sync(get_plugin_manager)
+    found = await anyio.to_thread.run_sync(describe, pm, EnvStore())
+    return JSONResponse({"environments": msgspec.to_builtins(found)})

@@ -151,6 +151,11 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     management_routes.list_plugins: Operation(
         summary="Installed engine plugins and their engines", tag=_SERVER, response=T.Plugins
     ),
+    management_routes.list_environments: Operation(
+        summary="Each engine's Python environment: interpreter, library, available or why not",
+        tag=_SERVER,
+        response=T.Environments,
+    ),
     metrics_endpoint: Operation(
         summary="Prometheus metrics", tag=_SERVER, response=str,
         media="text/plain; version=0.0.4",

