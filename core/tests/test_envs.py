@@ -15,13 +15,14 @@ from typing import Any
 import msgspec
 import pytest
 from click.testing import CliRunner
-from modelyard import envs
+from modelyard import envs, hookimpl
 from modelyard.cli import main
 from modelyard.envs import probing as probe_module
 from modelyard.envs.store import EnvConfig, EnvStore
 from modelyard.errors import InvalidRequest
 from modelyard.plugins import get_plugin_manager
 from modelyard.runner.protocol import PROTOCOL_VERSION
+from modelyard.specs import EngineInfo, Hardware, LLMFamily, Match, ModelSource, ModelSpec
 
 
 @pytest.fixture
@@ -190,3 +191,77 @@ def test_uv_is_needed_for_install(home: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(install.sys, "executable", bare_python(home))
     with pytest.raises(InvalidRequest, match="pip install uv"):
         install._uv()
+
+
+class FactsEngine:
+    """A plugin whose engine's library lives elsewhere: it says yes only when told so by facts."""
+
+    @hookimpl
+    def register_engines(self, register: Any) -> None:
+        register(
+            EngineInfo(
+                name="Remote",
+                model_types=("LLM",),
+                abilities=("chat",),
+                formats=("pytorch",),
+                library="remote-lib",
+                available=False,
+                unavailable_reason="remote-lib is not installed here",
+            )
+        )
+
+    @hookimpl
+    def match_engine(
+        self, family: Any, spec: Any, quantization: str, hardware: Any, facts: Any
+    ) -> Any:
+        there = facts.get("Remote")
+        if there is None:
+            return [Match.no("Remote", "remote-lib is not installed here")]
+        if there["supports"] != family.architectures[0]:
+            return [Match.no("Remote", f"supports {there['supports']} only")]
+        return [Match.yes("Remote")]
+
+
+def test_matching_judges_an_engine_by_its_own_environment() -> None:
+    from modelyard.matching import collect_matches
+    from modelyard.plugins import PluginManager
+
+    pm = PluginManager()
+    pm.register(FactsEngine(), name="facts")
+    family = LLMFamily(
+        model_name="m",
+        model_ability=("chat",),
+        context_length=2048,
+        architectures=("LlamaForCausalLM",),
+        model_specs=(ModelSpec("pytorch", 0.1, ("none",), (ModelSource("local", "/m"),)),),
+    )
+    spec, cpu = family.model_specs[0], Hardware("linux", "x86_64", 2, 1 << 34, 1 << 34)
+
+    def answer(environments: Any) -> Match:
+        [match] = collect_matches(pm, family, spec, "none", cpu, environments)
+        return match
+
+    assert answer(None) == Match.no("Remote", "remote-lib is not installed here")
+    remote = pm.engine("Remote")
+    assert remote is not None
+    usable = msgspec.structs.replace(remote, available=True, library_version="1.0")
+    there = {"remote": envs.EngineState("Remote", usable, facts={"supports": "LlamaForCausalLM"})}
+    assert answer(there).ok
+    other = {"remote": envs.EngineState("Remote", usable, facts={"supports": "Qwen2ForCausalLM"})}
+    assert answer(other) == Match.no("Remote", "supports Qwen2ForCausalLM only")
+    broken = {
+        "remote": envs.EngineState("Remote", None, reason="/x/python has no usable modelyard")
+    }
+    assert answer(broken) == Match.no("Remote", "/x/python has no usable modelyard")
+
+
+def test_states_come_from_each_environment_probe(home: Path) -> None:
+    store = EnvStore()
+    store.set(EnvConfig(engine="llama.cpp", python=sys.executable))
+    store.set(EnvConfig(engine="Transformers", python=bare_python(home)))
+    states = envs.states(get_plugin_manager(), store)
+    assert set(states) == {"llama.cpp", "transformers"}
+    assert states["llama.cpp"].info is not None and states["llama.cpp"].info.available
+    assert states["transformers"].info is None and "no usable modelyard" in (
+        states["transformers"].reason or ""
+    )

@@ -268,13 +268,13 @@ def test_example_matches_only_its_own_models(example: Any) -> None:
     pm, families = _example_pm(example)
     echo = families["echo"]
     spec = echo.model_specs[0]
-    assert pm.hook.match_engine(family=echo, spec=spec, quantization="none", hardware=CPU) == [
-        [Match.yes("example")]
-    ]
+    assert pm.hook.match_engine(
+        family=echo, spec=spec, quantization="none", hardware=CPU, facts={}
+    ) == [[Match.yes("example")]]
     gguf = ModelSpec("ggufv2", 0.1, ("Q4_0",), (ModelSource("local", "/x"),))
-    assert pm.hook.match_engine(family=echo, spec=gguf, quantization="Q4_0", hardware=CPU) == [
-        [Match.no("example", "serves the pytorch format only, not ggufv2")]
-    ]
+    assert pm.hook.match_engine(
+        family=echo, spec=gguf, quantization="Q4_0", hardware=CPU, facts={}
+    ) == [[Match.no("example", "serves the pytorch format only, not ggufv2")]]
     ask = {"family": echo, "spec": spec, "quantization": "none", "params": {}, "hardware": CPU}
     # Routed to the plugin that registered the engine, whatever the case of the name asked for.
     for name in ("example", "Example", "EXAMPLE"):

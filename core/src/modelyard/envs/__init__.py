@@ -8,6 +8,7 @@ holds its library, so engines whose dependencies conflict serve side by side fro
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import msgspec
 
@@ -19,6 +20,7 @@ from .probing import EnvFacts, cached_probe, probe
 from .store import EnvConfig, EnvStore
 
 __all__ = [
+    "EngineState",
     "EnvConfig",
     "EnvFacts",
     "EnvStore",
@@ -27,6 +29,7 @@ __all__ = [
     "describe",
     "facts_for",
     "probe",
+    "states",
     "use",
 ]
 
@@ -42,6 +45,35 @@ class Environment(msgspec.Struct, kw_only=True):
     library_version: str | None = None
     available: bool = False
     reason: str | None = None
+
+
+class EngineState(msgspec.Struct, frozen=True):
+    """An engine as its own environment has it: the engine there (None: unusable, see ``reason``)
+    and the facts its plugin reported there, for ``match_engine``."""
+
+    engine: str
+    info: EngineInfo | None
+    reason: str | None = None
+    facts: dict[str, Any] = {}
+
+
+def states(pm: PluginManager, store: EnvStore) -> dict[str, EngineState]:
+    """Every engine that has an environment of its own, by lower-cased name (cached probes)."""
+    found: dict[str, EngineState] = {}
+    for config in store.all():
+        info = pm.engine(config.engine)
+        if info is None:
+            continue  # an environment for an engine whose plugin is gone from the server
+        try:
+            facts = cached_probe(store, info.name, config.python)
+            there = check_engine(info.name, config.python, facts)
+        except InvalidRequest as exc:
+            found[info.name.lower()] = EngineState(info.name, None, exc.message)
+            continue
+        found[info.name.lower()] = EngineState(
+            info.name, there, facts=facts.facts.get(info.name, {})
+        )
+    return found
 
 
 def facts_for(store: EnvStore, engine: str) -> EnvFacts | None:

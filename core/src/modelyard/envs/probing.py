@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -38,6 +39,8 @@ else:
     out["protocol"] = getattr(protocol, "PROTOCOL_VERSION", 0)
     out["engines"] = msgspec.to_builtins(list(pm.engines().values()))
     out["failed_plugins"] = dict(pm.failed)
+    facts = {name: pm.call_owner("engine_facts", name) for name in pm.engines()}
+    out["facts"] = msgspec.to_builtins({k: v for k, v in facts.items() if v is not None})
 print(json.dumps(out))
 """
 
@@ -50,6 +53,7 @@ class EnvFacts(msgspec.Struct, kw_only=True):
     protocol: int | None = None
     engines: list[EngineInfo] = []
     failed_plugins: dict[str, str] = {}
+    facts: dict[str, dict[str, Any]] = {}  # engine_facts of each engine, as that environment says
     missing: str | None = None  # why modelyard could not be imported there
 
     def engine(self, name: str) -> EngineInfo | None:

@@ -53,7 +53,7 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
 def plan_launch(
     request: LaunchRequest, *, pm: PluginManager, catalog: CatalogLike, hardware: Hardware
 ) -> LaunchPlan:
-    from .. import matching, resources  # colleagues' modules; imported when a launch happens
+    from .. import envs, matching, resources  # colleagues' modules; imported when a launch happens
 
     if request.replica != 1:
         raise LaunchError(
@@ -69,7 +69,13 @@ def plan_launch(
         quantization=request.quantization,
     )
     choice = matching.choose_engine(
-        pm, family, spec, quantization, hardware, requested=request.model_engine
+        pm,
+        family,
+        spec,
+        quantization,
+        hardware,
+        requested=request.model_engine,
+        environments=envs.states(pm, envs.EnvStore()),
     )
     if choice.engine is None:
         raise LaunchError(

@@ -124,12 +124,14 @@ async def query_engines(request: Request) -> Response:
     family = catalog.get(request.path_params["model_name"], model_type)
 
     def table() -> dict[str, Any]:
+        from .. import envs
         from ..matching import engine_table
         from ..plugins import get_plugin_manager
         from ..resources import probe_hardware
 
         pm = getattr(request.app.state, "plugin_manager", None) or get_plugin_manager()
         probe = getattr(request.app.state, "hardware", None) or probe_hardware
-        return cast(dict[str, Any], engine_table(pm, family, probe()))
+        environments = envs.states(pm, envs.EnvStore())
+        return cast(dict[str, Any], engine_table(pm, family, probe(), environments))
 
     return JSONResponse(await anyio.to_thread.run_sync(table))

