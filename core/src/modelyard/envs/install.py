@@ -75,19 +75,10 @@ def install_env(
             pinned = building / "requirements.txt"
             pinned.write_text("\n".join(requirements) + "\n")
             say(f"{info.name}: installing {len(_names(requirements))} pinned packages")
-            _run(
-                log,
-                [
-                    *uv,
-                    "pip",
-                    "install",
-                    "--compile-bytecode",
-                    "--python",
-                    str(python),
-                    "-r",
-                    str(pinned),
-                ],
-            )
+            # sync, not install: the pins are complete (a lock), and what they leave out on
+            # purpose (vLLM's CUDA-linked torchvision) must stay out.
+            sync = [*uv, "pip", "sync", "--compile-bytecode", "--python", str(python)]
+            _run(log, [*sync, str(pinned)])
             own = [_source("modelyard"), _source_of(pm.distribution_of(info.name))]
             say(f"{info.name}: adding modelyard and its plugin")
             _run(log, [*uv, "pip", "install", "--python", str(python), "--no-deps", *own])

@@ -22,6 +22,7 @@ import anyio
 import msgspec
 
 from ..engine import Chunk
+from ..envs.store import EnvStore
 from ..errors import (
     Conflict,
     InvalidRequest,
@@ -182,6 +183,8 @@ class ModelManager:
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,
                     tg=await self._background.group(),
+                    # The interpreter of the engine's own environment, else the server's.
+                    python=EnvStore().interpreter(plan.engine),
                     env={**self.runner_env, **plan.env},
                     max_pending=plan.max_pending or self.max_pending,
                 )

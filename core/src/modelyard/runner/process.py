@@ -57,10 +57,11 @@ class RunnerProcess:
         load: p.LoadSpec,
         *,
         tg: TaskGroup,
+        python: str | None = None,
         env: Mapping[str, str] | None = None,
         max_pending: int = 64,
     ) -> RunnerProcess:
-        process, stream, output = await start_runner(name=load.uid, tg=tg, env=env)
+        process, stream, output = await start_runner(name=load.uid, tg=tg, python=python, env=env)
         self = cls(process, p.FrameStream(stream, p.TO_SERVER), output, max_pending)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)

@@ -88,9 +88,14 @@ class RunnerOutput:
 
 
 async def start_runner(
-    *, name: str, tg: TaskGroup, env: Mapping[str, str] | None = None
+    *,
+    name: str,
+    tg: TaskGroup,
+    python: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[Process, SocketStream, RunnerOutput]:
-    """A running runner process, its connection, and its output (pumped in ``tg``)."""
+    """A running runner process, its connection, and its output (pumped in ``tg``). ``python``:
+    the interpreter of the engine's environment (default: the server's own)."""
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-runner-"))
     path = workdir / "sock"
     output = RunnerOutput(name)
@@ -98,7 +103,7 @@ async def start_runner(
         async with await anyio.create_unix_listener(path) as listener:
             os.chmod(path, 0o600)
             process = await anyio.open_process(
-                [sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
+                [python or sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
