@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import openai
 import pytest
 
 
@@ -121,6 +122,13 @@ def start_server_with() -> Iterator[Callable[[str, Path], Server]]:
     yield start
     for running in started:
         stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def oai(server: Server) -> Iterator[openai.OpenAI]:
+    """The official openai client, pointed at the session's server."""
+    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")

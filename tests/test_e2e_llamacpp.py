@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import httpx
@@ -20,12 +19,6 @@ def smollm2(server: Server, smollm2_gguf: dict[str, str]) -> str:
     uid = server.launch(model_uid="smollm2", n_ctx=2048, n_parallel=2, **smollm2_gguf)
     yield uid
     server.terminate(uid)
-
-
-@pytest.fixture(scope="module")
-def oai(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
 
 
 def test_engine_was_chosen_by_the_core(server: Server, smollm2: str) -> None:

@@ -54,12 +54,6 @@ def smollm2(server: Server, smollm2_gguf: dict[str, str]) -> Iterator[str]:
     server.terminate(uid)
 
 
-@pytest.fixture(scope="module")
-def oai(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
-
-
 def test_required_tool_choice_returns_a_parsed_call(oai: openai.OpenAI, smollm2: str) -> None:
     reply = oai.chat.completions.create(
         model=smollm2,

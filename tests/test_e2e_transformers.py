@@ -43,12 +43,6 @@ def _register(server: Server, model_type: str, family: dict) -> None:
     assert response.status_code == 200, response.text
 
 
-@pytest.fixture(scope="module")
-def oai(server: Server) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0) as client:
-        yield client
-
-
 def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: openai.OpenAI) -> None:
     uid = server.launch(model_name="all-MiniLM-L6-v2", model_type="embedding", model_uid="minilm")
     try:

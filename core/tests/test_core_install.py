@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -55,15 +54,13 @@ print(json.dumps({
 
 
 def _uv() -> list[str]:
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    probe = subprocess.run(
-        [sys.executable, "-m", "uv", "--version"], capture_output=True, check=False
-    )
-    if probe.returncode == 0:
-        return [sys.executable, "-m", "uv"]
-    pytest.skip("uv is not installed (neither `uv` on PATH nor `python -m uv`): pip install uv")
+    from modelyard.envs.install import find_uv
+    from modelyard.errors import InvalidRequest
+
+    try:
+        return find_uv()
+    except InvalidRequest as exc:
+        pytest.skip(exc.message)
 
 
 @pytest.mark.slow

@@ -190,7 +190,7 @@ def test_uv_is_needed_for_install(home: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(shutil, "which", lambda name: None)
     monkeypatch.setattr(install.sys, "executable", bare_python(home))
     with pytest.raises(InvalidRequest, match="pip install uv"):
-        install._uv()
+        install.find_uv()
 
 
 class FactsEngine:

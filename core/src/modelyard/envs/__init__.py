@@ -27,8 +27,9 @@ __all__ = [
     "Environment",
     "check_engine",
     "describe",
-    "facts_for",
+    "owned_engine",
     "probe",
+    "ready",
     "states",
     "use",
 ]
@@ -76,46 +77,24 @@ def states(pm: PluginManager, store: EnvStore) -> dict[str, EngineState]:
     return found
 
 
-def facts_for(store: EnvStore, engine: str) -> EnvFacts | None:
-    """The cached facts of ``engine``'s own environment; None when it runs in the server's."""
-    config = store.get(engine)
-    return None if config is None else cached_probe(store, config.engine, config.python)
-
-
 def describe(pm: PluginManager, store: EnvStore) -> list[Environment]:
+    """Every engine the server knows: where its runners start, and whether the engine works there."""
+    own = states(pm, store)
     found = []
     for info in pm.engines().values():
-        config = store.get(info.name)
-        if config is None:
-            found.append(
-                Environment(
-                    engine=info.name,
-                    python=sys.executable,
-                    own=False,
-                    library=info.library,
-                    library_version=info.library_version,
-                    available=info.available,
-                    reason=info.unavailable_reason,
-                )
-            )
-            continue
-        try:
-            there = check_engine(
-                info.name, config.python, cached_probe(store, info.name, config.python)
-            )
-            reason = None
-        except InvalidRequest as exc:
-            there, reason = None, exc.message
+        state = own.get(info.name.lower())
+        there = info if state is None else state.info
+        config = None if state is None else store.get(info.name)
         found.append(
             Environment(
                 engine=info.name,
-                python=config.python,
-                own=True,
-                managed=config.managed,
-                library=there.library if there else info.library,
+                python=sys.executable if config is None else config.python,
+                own=config is not None,
+                managed=config is not None and config.managed,
+                library=(there or info).library,
                 library_version=there.library_version if there else None,
-                available=there is not None,
-                reason=reason,
+                available=there is not None and there.available,
+                reason=state.reason if state is not None else info.unavailable_reason,
             )
         )
     return found
@@ -123,6 +102,14 @@ def describe(pm: PluginManager, store: EnvStore) -> list[Environment]:
 
 def use(pm: PluginManager, store: EnvStore, engine: str, python: str) -> Environment:
     """Point ``engine`` at ``python`` after checking that its runners can start there."""
+    info = owned_engine(pm, engine)
+    there = check_engine(info.name, python, probe(python))
+    store.set(EnvConfig(engine=info.name, python=python))
+    return ready(there, python, managed=False)
+
+
+def owned_engine(pm: PluginManager, engine: str) -> EngineInfo:
+    """The engine as the server's plugins register it; a 400 listing the engines when none does."""
     info = pm.engine(engine)
     if info is None:
         known = ", ".join(sorted(pm.engines())) or "none"
@@ -130,12 +117,15 @@ def use(pm: PluginManager, store: EnvStore, engine: str, python: str) -> Environ
             f"no installed plugin registers an engine {engine!r} (engines here: {known})",
             param="engine",
         )
-    there = check_engine(info.name, python, probe(python))
-    store.set(EnvConfig(engine=info.name, python=python))
+    return info
+
+
+def ready(there: EngineInfo, python: str, *, managed: bool) -> Environment:
     return Environment(
-        engine=info.name,
+        engine=there.name,
         python=python,
         own=True,
+        managed=managed,
         library=there.library,
         library_version=there.library_version,
         available=True,

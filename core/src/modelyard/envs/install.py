@@ -23,7 +23,7 @@ from typing import TextIO
 
 from ..errors import InvalidRequest, LaunchError
 from ..plugins import PluginManager
-from . import Environment, check_engine
+from . import Environment, check_engine, ready
 from .probing import probe
 from .store import EnvConfig, EnvStore
 
@@ -61,12 +61,16 @@ def install_env(
         and (final / PINS_MARK).read_text() == digest
     ):
         say(f"{info.name}: the environment in {final} already holds these pins")
-        return _check_ready(info.name, config.python, managed=True)
+        return ready(
+            check_engine(info.name, config.python, probe(config.python)),
+            config.python,
+            managed=True,
+        )
 
     store.root.mkdir(parents=True, exist_ok=True)
     log_path = store.root / f"{final.name}.install.log"
     building = Path(tempfile.mkdtemp(dir=store.root, prefix=f".{final.name}.building-"))
-    uv = _uv()
+    uv = find_uv()
     try:
         with log_path.open("w") as log:
             python = building / "bin" / "python"
@@ -95,25 +99,9 @@ def install_env(
                 "the previous environment, if any, is unchanged"
             ) from None
         raise
-    store.set(
-        EnvConfig(
-            engine=info.name, python=str(final / "bin" / "python"), managed=True, variant=variant
-        )
-    )
-    return _check_ready(info.name, str(final / "bin" / "python"), managed=True)
-
-
-def _check_ready(engine: str, python: str, *, managed: bool) -> Environment:
-    found = check_engine(engine, python, probe(python))
-    return Environment(
-        engine=engine,
-        python=python,
-        own=True,
-        managed=managed,
-        library=found.library,
-        library_version=found.library_version,
-        available=True,
-    )
+    installed = str(final / "bin" / "python")
+    store.set(EnvConfig(engine=info.name, python=installed, managed=True, variant=variant))
+    return ready(check_engine(info.name, installed, probe(installed)), installed, managed=True)
 
 
 def _own(line: str) -> bool:
@@ -141,7 +129,7 @@ def _source_of(dist: importlib.metadata.Distribution | None) -> str:
     return f"{dist.metadata['Name']}=={dist.version}"
 
 
-def _uv() -> list[str]:
+def find_uv() -> list[str]:
     found = shutil.which("uv")
     if found:
         return [found]
