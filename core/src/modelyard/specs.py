@@ -15,6 +15,9 @@ from msgspec import Meta, Struct
 ModelType = Literal["LLM", "embedding", "rerank"]
 Ability = Literal["chat", "generate", "embed", "rerank", "vision", "tools", "reasoning"]
 ModelFormat = Literal["pytorch", "ggufv2", "awq", "gptq", "fp4", "fp8", "bnb", "mlx"]
+# A PEP 508 requirement without markers or URLs: a name, extras, version clauses. Never an
+# option (a leading "-"), since these reach an installer's command line as arguments.
+REQUIREMENT = r"^[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9._,-]+\])?(\s*(===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)?(\s*,\s*(===|==|!=|~=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*$"
 Hub = Literal["huggingface", "modelscope", "package", "local"]
 AcceleratorKind = Literal["cuda", "rocm", "metal"]
 # Where an estimate places a model: all on the CPU, all on accelerators, or layers split between them.
@@ -55,6 +58,21 @@ class ModelSpec(Struct, frozen=True, forbid_unknown_fields=True):
         raise LookupError(f"no {hub} source for this {self.model_format} spec")
 
 
+class VirtualEnv(Struct, frozen=True):
+    """Extra packages a model needs beyond its engine's (Xinference's ``virtualenv``): launching it
+    builds, once, an environment layered on the engine's and runs the model there."""
+
+    packages: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for index, package in enumerate(self.packages):
+            if not re.fullmatch(REQUIREMENT, package):
+                raise ValueError(
+                    f"`packages[{index}]` must be a requirement such as 'six==1.16.0' (a name, "
+                    f"extras, version clauses; no options, URLs or markers), got {package!r}"
+                )
+
+
 class _Family(
     Struct, frozen=True, forbid_unknown_fields=True, kw_only=True, tag_field="model_type"
 ):
@@ -64,6 +82,7 @@ class _Family(
     model_specs: Annotated[tuple[ModelSpec, ...], Meta(min_length=1)]
     # Hugging Face architecture names (config.json "architectures"): what engines check support by.
     architectures: tuple[str, ...] = ()
+    virtualenv: VirtualEnv | None = None
     version: int = 2
 
     @property

@@ -3,7 +3,8 @@
 xinference-client posts a family as a JSON string: version-2 families whose ``model_specs`` each
 carry ``model_id``/``model_hub``/``model_uri``/``model_file_name_template`` and one
 ``quantization`` (or, in version 1, ``quantizations``). A ``model_uri`` ("file:///..." or a plain
-path) is a local source. Xinference's extra keys (cache_config, virtualenv, ...) are ignored;
+path) is a local source. ``virtualenv.packages`` is kept; Xinference's other extra keys
+(cache_config, virtualenv's index settings, ...) are ignored;
 keys we read must have the right type, checked by msgspec so the error keeps its ``$`` path.
 """
 
@@ -73,6 +74,7 @@ class _XFamily(Struct):
     dimensions: int | None = None
     max_tokens: int | None = None
     type: str | None = None
+    virtualenv: dict[str, Any] | None = None
 
 
 def parse_registration(text: str | bytes, model_type: ModelType) -> Family:
@@ -129,6 +131,8 @@ def _family_dict(x: _XFamily, model_type: ModelType, where: str) -> dict[str, An
         ours["architectures"] = x.architectures
     if x.model_ability is not None:
         ours["model_ability"] = [a for a in x.model_ability if a not in _DROPPED_ABILITIES]
+    if x.virtualenv and x.virtualenv.get("packages"):
+        ours["virtualenv"] = {"packages": x.virtualenv["packages"]}
     if model_type == "LLM":
         if x.model_ability is None:
             raise CatalogError(

@@ -170,6 +170,7 @@ class ModelManager:
                 if path is None:
                     record.state, record.progress = "downloading", 0.0
                     path = str(await self._download(record, plan))
+                python = await self._interpreter(record, plan)
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
                     uid=record.uid,
@@ -183,8 +184,7 @@ class ModelManager:
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,
                     tg=await self._background.group(),
-                    # The interpreter of the engine's own environment, else the server's.
-                    python=EnvStore().interpreter(plan.engine),
+                    python=python,
                     env={**self.runner_env, **plan.env},
                     max_pending=plan.max_pending or self.max_pending,
                 )
@@ -212,6 +212,22 @@ class ModelManager:
                     await slot.runner.terminate(grace=1.0)
                 self._remove(slot, failure)
             slot.settled.set()
+
+    async def _interpreter(self, record: ModelRecord, plan: LaunchPlan) -> str:
+        """The engine environment's interpreter (else the server's); for a family that needs extra
+        packages, the interpreter of its layer on that environment, built on first use."""
+        store = EnvStore()
+        python = store.interpreter(plan.engine)
+        virtualenv = plan.family.virtualenv
+        if virtualenv is None or not virtualenv.packages:
+            return python
+        from ..envs.models import model_interpreter
+
+        record.state, record.progress = "installing", 0.0
+        say = partial(log.info, "%s: %s", record.uid)
+        return await anyio.to_thread.run_sync(
+            model_interpreter, store, python, virtualenv.packages, say, abandon_on_cancel=True
+        )
 
     async def _download(self, record: ModelRecord, plan: LaunchPlan) -> Path:
         if self._resolve is not None:

@@ -13,8 +13,11 @@ from ..specs import Family, ModelSpec, ModelType
 if TYPE_CHECKING:
     from .process import RunnerProcess
 
-RecordState = Literal["creating", "downloading", "loading", "ready", "error", "terminating"]
-LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "loading"})
+RecordState = Literal[
+    "creating", "downloading", "installing", "loading", "ready", "error", "terminating"
+]
+# installing: building the model's own environment layer (its family's virtualenv packages).
+LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "installing", "loading"})
 
 
 class ModelRecord(msgspec.Struct, kw_only=True):

@@ -114,6 +114,7 @@ class Metrics:
         for state in (
             "creating",
             "downloading",
+            "installing",
             "loading",
             "ready",
             "error",

@@ -16,7 +16,7 @@ from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ..specs import LaunchRequest, format_size
 
 Chunk = dict[str, Any]
-LOADING_STATES = ("creating", "downloading", "loading")
+LOADING_STATES = ("creating", "downloading", "installing", "loading")
 # Seconds a client should wait before asking again about a model that is still loading.
 LOADING_RETRY_AFTER = 5
 
