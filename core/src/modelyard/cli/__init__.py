@@ -14,7 +14,7 @@ import click
 
 from .. import __version__
 from ..errors import ModelyardError
-from . import catalog_cmds, chat, engine_cmds, env_cmds, lifecycle_cmds, output
+from . import bench_cmd, catalog_cmds, chat, engine_cmds, env_cmds, lifecycle_cmds, output
 
 
 class ModelyardGroup(click.Group):
@@ -49,6 +49,7 @@ for command in (
     lifecycle_cmds.terminate,
     lifecycle_cmds.generate,
     chat.chat,
+    bench_cmd.bench,
 ):
     main.add_command(command)
 
