@@ -29,6 +29,8 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 class Target(msgspec.Struct, frozen=True):
     url: str  # the server's base URL, with or without /v1
     model: str
+    # Every request generates exactly max_tokens (vLLM, llama.cpp and modelyard take ignore_eos).
+    ignore_eos: bool = True
 
     @property
     def api(self) -> str:
@@ -155,6 +157,8 @@ async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tu
         "stream": True,
         "stream_options": {"include_usage": True},
     }
+    if target.ignore_eos:
+        body["ignore_eos"] = True
     start = time.perf_counter()
     first: float | None = None
     tokens = chunks = 0

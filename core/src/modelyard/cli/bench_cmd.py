@@ -67,6 +67,12 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
     help="Write every figure (and each run) to this file.",
 )
 @click.option(
+    "--ignore-eos/--stop-at-eos",
+    default=True,
+    show_default=True,
+    help="Generate exactly --max-tokens per request (servers that reject ignore_eos: --stop-at-eos).",
+)
+@click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -80,6 +86,7 @@ def bench(
     max_tokens: int,
     rounds: int,
     json_path: Path | None,
+    ignore_eos: bool,
     plot_path: Path | None,
 ) -> None:
     """Streamed chat load: tokens/s (median, min-max over rounds), TTFT p50/p95, and the server's
@@ -91,7 +98,9 @@ def bench(
     if len(models) not in (1, len(urls)):
         raise click.UsageError("give one --model for all the --url, or one per --url, in order")
     names = models if len(models) == len(urls) else models * len(urls)
-    targets = [benchmark.Target(url, model) for url, model in zip(urls, names, strict=True)]
+    targets = [
+        benchmark.Target(url, model, ignore_eos) for url, model in zip(urls, names, strict=True)
+    ]
     report = benchmark.run(targets, concurrency, requests, max_tokens, rounds, progress=output.note)
     _print(report)
     if json_path is not None:
