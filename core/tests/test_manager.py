@@ -320,3 +320,19 @@ async def test_runner_output_reaches_the_server_log(
     with pytest.raises(LaunchError):
         await manager.start(plan(tmp_path, fail="exit"), uid="noisy")
     assert "[noisy] echo: exiting as told" in caplog.messages
+
+
+async def test_a_runner_speaking_another_protocol_refuses_to_load_and_says_how_to_align(
+    manager: ModelManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner checks the server's protocol version before loading (engine environments may
+    hold another modelyard); the launch fails with the command that brings them in line."""
+    from modelyard.errors import LaunchError
+    from modelyard.runner import protocol
+
+    monkeypatch.setattr(protocol, "PROTOCOL_VERSION", protocol.PROTOCOL_VERSION + 41)
+    with pytest.raises(
+        LaunchError, match=r"runner protocol \d+ and the server \d+.*env install echo"
+    ):
+        await manager.start(plan(tmp_path), uid="mismatched")
+    assert manager.list() == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 
+from .. import __version__
 from ..engine import LoadedModel
 from ..errors import EngineError, LaunchError, ModelyardError, Unavailable
 from ..plugins import format_exception, get_plugin_manager
@@ -53,6 +55,13 @@ class Host:
 
     async def _load_model(self) -> LoadedModel:
         load = self.load
+        if load.protocol != p.PROTOCOL_VERSION:
+            raise LaunchError(
+                f"this runner ({sys.executable}, modelyard {__version__}) speaks runner protocol "
+                f"{p.PROTOCOL_VERSION} and the server {load.protocol}: bring the engine's environment "
+                f"in line with `modelyard env install {load.engine}`, or install the server's "
+                f"modelyard version into {sys.executable}"
+            )
         await self._reply(p.Progress("loading", 0.0))
         pm = get_plugin_manager()
         name = load.family.model_name

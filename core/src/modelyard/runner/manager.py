@@ -180,6 +180,7 @@ class ModelManager:
                     quantization=plan.quantization,
                     params=dict(plan.params),
                     path=path,
+                    protocol=p.PROTOCOL_VERSION,
                 )
                 slot.runner = runner = await RunnerProcess.spawn(
                     load,

@@ -44,6 +44,8 @@ class LoadSpec(msgspec.Struct, kw_only=True):
     quantization: str
     params: dict[str, Any] = {}
     path: str
+    # The server's PROTOCOL_VERSION: a runner from another environment checks it before loading.
+    protocol: int = 0
 
 
 class _Frame(msgspec.Struct, array_like=True, tag_field="t"):
