@@ -10,6 +10,7 @@ tells llama.cpp to stop generating and free the slot.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import threading
@@ -17,8 +18,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
-import anyio.lowlevel
 from anyio.streams.memory import MemoryObjectSendStream
 from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
@@ -120,7 +119,7 @@ class LlamaCppModel(LoadedModel):
         stop = threading.Event()
         worker = threading.Thread(
             target=self._work,
-            args=(handler, body, send, stop, anyio.lowlevel.current_token()),
+            args=(handler, body, send, stop, asyncio.get_running_loop()),
             name="llamacpp-request",
             daemon=True,
         )
@@ -168,14 +167,24 @@ class LlamaCppModel(LoadedModel):
         body: dict[str, Any],
         send: MemoryObjectSendStream[Any],
         stop: threading.Event,
-        token: Any,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
-        """Runs in the worker thread: call llama.cpp, forward chunks, then close the stream."""
+        """Runs in the worker thread: call llama.cpp, forward chunks, then close the stream.
+
+        Chunks and the close are handed to the loop without waiting for it (callbacks run in the
+        order they were scheduled): the thread never blocks on a loop that is busy or already gone
+        (a blocking hand-over once hung a test's teardown), and a token costs one wakeup."""
+
+        def put(item: Any) -> None:  # on the loop
+            try:
+                send.send_nowait(item)
+            except Exception:  # the receiver closed: stop generating
+                stop.set()
 
         def deliver(item: Any) -> None:
             try:
-                anyio.from_thread.run_sync(send.send_nowait, item, token=token)
-            except Exception:  # receiver closed, or the event loop is gone: stop generating
+                loop.call_soon_threadsafe(put, item)
+            except RuntimeError:  # the event loop is closed
                 stop.set()
 
         def on_chunk(chunk: Any) -> bool:
@@ -190,8 +199,10 @@ class LlamaCppModel(LoadedModel):
         except BaseException as exc:
             deliver(exc)
         finally:
-            with contextlib.suppress(Exception):  # the loop is gone; the consumer closed it already
-                anyio.from_thread.run_sync(send.close, token=token)
+            with contextlib.suppress(
+                RuntimeError
+            ):  # the loop is gone; the consumer closed it already
+                loop.call_soon_threadsafe(send.close)
             self._workers.discard(threading.current_thread())
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
