@@ -271,7 +271,7 @@ class FakeManager:
 
 
 def asgi_client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
 def app_with(manager: FakeManager | None = None) -> tuple[Starlette, FakeManager]:

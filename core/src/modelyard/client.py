@@ -20,12 +20,14 @@ from .errors import (
     Conflict,
     ContextLengthExceeded,
     EngineError,
+    Forbidden,
     InvalidRequest,
     LaunchError,
     ModelNotFound,
     ModelyardError,
     NotFound,
     Overloaded,
+    Unauthorized,
     Unavailable,
     Unsupported,
 )
@@ -45,9 +47,13 @@ _BY_TYPE: dict[str, type[ModelyardError]] = {
     "rate_limit_error": Overloaded,
     "service_unavailable": Unavailable,
     "engine_error": EngineError,
+    "authentication_error": Unauthorized,
+    "permission_error": Forbidden,
 }
 _BY_STATUS: dict[int, type[ModelyardError]] = {
     400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     429: Overloaded,

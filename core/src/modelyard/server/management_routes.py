@@ -100,6 +100,11 @@ async def cancel_launch(request: Request) -> Response:
     return JSONResponse(None)
 
 
+async def health(request: Request) -> Response:
+    """Open without a key, so it says nothing but that the server answers."""
+    return JSONResponse({"status": "ok"})
+
+
 async def status(request: Request) -> Response:
     states: dict[str, int] = {}
     for record in manager_of(request).list():
@@ -115,8 +120,9 @@ async def status(request: Request) -> Response:
 
 
 async def cluster_auth(request: Request) -> Response:
-    # No auth: xinference-client then never sends its api_key.
-    return JSONResponse({"auth": False})
+    # xinference-client sends its api_key (as Bearer) only when this says auth is on.
+    keys = request.app.state.security.keys
+    return JSONResponse({"auth": await anyio.to_thread.run_sync(keys.enabled)})
 
 
 async def cluster_version(request: Request) -> Response:
