@@ -19,6 +19,7 @@ from .errors import JSONResponse, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready
 from .models import LOADING_RETRY_AFTER, LOADING_STATES, model_object
 from .openai_routes import manager_of
+from .policy import check_launch, security_of
 
 _STARTED = time.time()
 
@@ -30,7 +31,7 @@ async def launch_model(request: Request) -> Response:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise invalid_body(exc, "launch request") from None
-    launch = parse_launch(payload)
+    launch = check_launch(parse_launch(payload), security_of(request))
     uid = await manager_of(request).launch(launch, wait_ready=wait_ready)
     request.state.model = uid
     return JSONResponse({"model_uid": uid})

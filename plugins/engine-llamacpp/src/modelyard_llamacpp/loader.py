@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +74,7 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     common = xllamacpp.CommonParams()
     apply(common, settings.assignments)
     common.model.path = str(path)
+    socket_dir = lock_http(common)
     if not settings.gpu_layers_given:
         common.n_gpu_layers = choose_gpu_layers(
             shape, settings.plan, gpu_devices(xllamacpp.get_device_info())
@@ -78,6 +82,7 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     try:
         server = xllamacpp.Server(common)
     except Exception as exc:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         raise LaunchError(
             f"llama.cpp could not load {path}: {exc}. Its log (above, on the runner's stderr) says why; "
             "common causes are an architecture this llama.cpp build does not know, or too little memory "
@@ -94,4 +99,27 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
         slot_context=settings.context_length,
     )
     tool_parser = family.tool_parser if isinstance(family, LLMFamily) else None
-    return LlamaCppModel(server, slots=slots, abilities=settings.abilities, tool_parser=tool_parser)
+    return LlamaCppModel(
+        server,
+        slots=slots,
+        abilities=settings.abilities,
+        tool_parser=tool_parser,
+        socket_dir=socket_dir,
+    )
+
+
+def lock_http(common: Any) -> Path:
+    """Close the side door: xllamacpp always starts llama.cpp's own HTTP server (by default on a
+    random 127.0.0.1 TCP port, no API key, CORS open to every origin). Bind it instead to a UNIX
+    socket in a fresh 0700 folder (no TCP port at all), behind a random key nobody is told, with
+    CORS closed and the slots and props endpoints off. modelyard calls the engine in-process,
+    which none of this affects. Returns the folder, for the model to remove when it closes."""
+    folder = Path(tempfile.mkdtemp(prefix="modelyard-llama-"))  # mode 0700
+    common.hostnames = [str(folder / "llama.sock")]
+    common.api_keys = [secrets.token_urlsafe(32)]
+    common.cors_origins = ""
+    common.endpoint_slots = False
+    common.endpoint_props = False
+    # The readiness handshake (below) goes through the metrics task; over HTTP it needs the key.
+    common.endpoint_metrics = True
+    return folder
