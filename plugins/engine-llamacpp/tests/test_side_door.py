@@ -6,38 +6,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
 from modelyard.errors import InvalidRequest
-
-
-def listening(pid: int | str = "self") -> tuple[set[str], set[str]]:
-    """The TCP ports (``addr:port`` in /proc hex) and UNIX socket paths ``pid`` listens on,
-    from /proc/net/{tcp,tcp6,unix} matched against the inodes of the process's open sockets."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    tcp = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
-                tcp.add(fields[1])
-    unix = set()
-    for line in Path(f"/proc/{pid}/net/unix").read_text().splitlines()[1:]:
-        fields = line.split()
-        if len(fields) > 7 and fields[6] in inodes and fields[3] == "00010000":  # __SO_ACCEPTCON
-            unix.add(fields[7])
-    return tcp, unix
+from proc_sockets import listening
 
 
 def test_the_embedded_server_is_locked(loader: Callable[..., Any]) -> None:

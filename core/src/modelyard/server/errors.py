@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidRequest, ModelyardError
+from ..redact import redact
 
 log = logging.getLogger("modelyard.server")
 
@@ -44,6 +45,8 @@ class JSONResponse(Response):
 def error_body(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
+    # Every error leaves through here: none names where the server is installed (the log does).
+    message = redact(message)
     return {
         "error": {"message": message, "type": type_, "param": param, "code": code},
         "detail": message,

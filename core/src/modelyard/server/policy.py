@@ -32,10 +32,32 @@ def _remote_code_asked(params: Mapping[str, Any], prefix: str = "") -> Iterator[
             yield name
 
 
+_PATH_SUFFIXES = ("path", "file", "dir", "directory")
+_PATH_PREFIXES = ("/", "~", "file:", "./", "../")
+
+
+def _paths_in(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
+    """Engine parameters that name local files (``mmproj.path``, ``chat_template_file``,
+    ``download_dir``, ``tokenizer="/..."``...): by their name or by looking like a path."""
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _paths_in(value, f"{name}.")
+        elif (
+            isinstance(value, str)
+            and value
+            and (
+                str(key).rsplit(".", 1)[-1].lower().endswith(_PATH_SUFFIXES)
+                or value.startswith(_PATH_PREFIXES)
+            )
+        ):
+            yield name, value
+
+
 def check_launch(launch: LaunchRequest, security: Security) -> LaunchRequest:
     """The launch with ``model_path`` resolved inside a model root; Forbidden otherwise, and for
     ``trust_remote_code`` (any engine, any nesting) on a server started without
-    ``--allow-remote-code``."""
+    ``--allow-remote-code``. Engine parameters that name local files are held to the roots too."""
     if not security.allow_remote_code:
         for name in _remote_code_asked(launch.params):
             raise Forbidden(
@@ -44,6 +66,8 @@ def check_launch(launch: LaunchRequest, security: Security) -> LaunchRequest:
                 param=name,
                 code="remote_code_not_allowed",
             )
+    for name, value in _paths_in(launch.params):
+        check_local_path(value, security.roots(), param=name)
     if launch.model_path is None:
         return launch
     path = check_local_path(launch.model_path, security.roots(), param="model_path")
