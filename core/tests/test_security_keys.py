@@ -120,10 +120,16 @@ def test_store_keys_work_and_revocation_needs_no_restart(
     assert httpx.delete(f"{url}/v1/keys/nope", headers=admin).status_code == 404
 
 
-def test_modelyard_client_with_and_without_a_key(served: tuple[str, Any]) -> None:
+def test_modelyard_client_with_and_without_a_key(
+    served: tuple[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     url, _ = served
     with Client(url, api_key=FULL) as client:
         assert "m" in client.list_models()
+    monkeypatch.setenv("MODELYARD_API_KEY", FULL)
+    with Client(url) as client:
+        assert "m" in client.list_models()
+    monkeypatch.delenv("MODELYARD_API_KEY")
     with Client(url) as client, pytest.raises(Unauthorized) as missing:
         client.list_models()
     assert missing.value.status == 401

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 
-import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -82,8 +81,9 @@ class Auth:
                 "`--api-key`/MODELYARD_API_KEY passes it to the CLI)",
                 code="missing_api_key",
             )
-        # The store may be re-read from disk after `modelyard keys revoke`: off the event loop.
-        principal = await anyio.to_thread.run_sync(self.keys.check, key)
+        # Inline, not in a worker thread: the store costs one stat() per request and a re-read of
+        # a small file only after `modelyard keys` changed it; a thread hop would cost more.
+        principal = self.keys.check(key)
         if principal is None:
             raise Unauthorized(
                 f"the API key is not valid (mistyped or revoked); {how} with a current key",
