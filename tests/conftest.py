@@ -115,22 +115,6 @@ def stop_server(server: Server) -> None:
 
 
 @pytest.fixture(scope="session")
-def serve_process() -> Callable[..., AbstractContextManager[Server]]:
-    """``start_server`` for tests that need a server of their own (other options, keys)."""
-    return start_server
-
-
-@pytest.fixture(scope="session")
-def test_models() -> Path:
-    return models_dir()
-
-
-@pytest.fixture(scope="session")
-def modelyard_command() -> list[str]:
-    return [_modelyard_executable()]
-
-
-@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("modelyard-home")
     # Local weights the tests name: the prepared models (registrations' local sources).

@@ -52,11 +52,11 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def secured(
     tmp_path_factory: pytest.TempPathFactory,
     root: Path,
-    serve_process: Callable[..., AbstractContextManager[Server]],
+    serving: Callable[..., AbstractContextManager[Server]],
     test_models: Path,
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("secured-home")
-    with serve_process(
+    with serving(
         home,
         "--api-key",
         FULL,
@@ -64,7 +64,7 @@ def secured(
         str(root),
         "--model-root",
         str(test_models),
-        env={"MODELYARD_API_KEYS": f"{INFER}:inference"},
+        env={**os.environ, "MODELYARD_API_KEYS": f"{INFER}:inference"},
     ) as running:
         running.api_key = FULL
         yield running
