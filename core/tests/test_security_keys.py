@@ -3,6 +3,7 @@ clients people use: modelyard's Client, xinference-client, the openai SDK, and p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +163,20 @@ def test_openai_sdk_with_a_key(served: tuple[str, Any]) -> None:
     wrong = openai.OpenAI(base_url=f"{url}/v1", api_key="wrong", max_retries=0)
     with wrong, pytest.raises(openai.AuthenticationError):
         wrong.models.list()
+
+
+def test_anthropic_sdk_sends_x_api_key(served: tuple[str, Any]) -> None:
+    anthropic = pytest.importorskip("anthropic", reason="the anthropic SDK is not installed")
+    url, _ = served
+    message = {"role": "user", "content": "hi"}
+    wrong = anthropic.Anthropic(base_url=url, api_key="wrong", max_retries=0)
+    with wrong, pytest.raises(anthropic.AuthenticationError):
+        wrong.messages.create(model="m", max_tokens=4, messages=[message])
+    for key in (FULL, INFER):  # an inference key is enough
+        sdk = anthropic.Anthropic(base_url=url, api_key=key, max_retries=0)
+        # Past the key check; NotFound where the Messages route is not on this server.
+        with sdk, contextlib.suppress(anthropic.NotFoundError):
+            sdk.messages.create(model="m", max_tokens=4, messages=[message])
 
 
 def test_metrics_open_by_option(tmp_path: Path) -> None:

@@ -36,6 +36,8 @@ INFERENCE_PATHS = frozenset(
         "/v1/rerank",
         "/v1/messages",
         "/v1/messages/count_tokens",
+        "/anthropic/v1/messages",
+        "/anthropic/v1/messages/count_tokens",
         "/v1/responses",
     }
 )
