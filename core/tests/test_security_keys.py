@@ -4,6 +4,7 @@ clients people use: modelyard's Client, xinference-client, the openai SDK, and p
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,3 +195,26 @@ def test_no_keys_means_auth_off_and_a_revoked_store_stays_locked(tmp_path: Path)
     assert keys.enabled()
     store.revoke(record.id)
     assert keys.enabled(), "revoking the last key must not open the server"
+
+
+def test_keys_cli_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+    from modelyard.cli import main
+
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path))
+    runner = CliRunner()
+    made = runner.invoke(main, ["keys", "create", "--scope", "manage", "--name", "ops"])
+    assert made.exit_code == 0, made.output
+    key = made.stdout.strip().splitlines()[0]
+    assert key.startswith("my-")
+    listed = runner.invoke(main, ["keys", "list", "--json"])
+    (record,) = json.loads(listed.stdout)
+    assert record["scopes"] == ["manage"] and record["name"] == "ops" and "sha256" not in record
+    assert Keys([], KeyStore(tmp_path / "keys.json")).check(key) is not None
+    revoked = runner.invoke(main, ["keys", "revoke", key])  # the key itself names its id
+    assert revoked.exit_code == 0 and record["id"] in revoked.stdout
+    assert Keys([], KeyStore(tmp_path / "keys.json")).check(key) is None
+    unknown = runner.invoke(main, ["keys", "revoke", "nope"])
+    assert unknown.exit_code == 1 and "no API key with id 'nope'" in unknown.output
+    bad = runner.invoke(main, ["keys", "create", "--scope", "root"])
+    assert bad.exit_code == 2
