@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -199,7 +200,9 @@ def test_the_runner_opens_no_side_door(secured: Server, smollm2: str) -> None:
         pid = http.get(f"/v1/models/{smollm2}").json()["pid"]
     tcp, unix = listening(pid)
     assert tcp == set(), f"the llama.cpp runner listens on TCP {tcp}"
+    assert unix, "llama.cpp's embedded server (a UNIX socket) was expected"
     for sock in unix:
+        assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700, sock
         transport = httpx.HTTPTransport(uds=sock)
         with httpx.Client(transport=transport, base_url="http://localhost") as http:
             for path in ("/slots", "/props", "/v1/models"):

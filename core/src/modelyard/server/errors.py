@@ -69,8 +69,9 @@ def observe_error(scope: Scope, kind: str) -> None:
 
 async def modelyard_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
-    if exc.status >= 500:
-        # 503 (loading, dead runner) is routine; other 5xx deserve attention.
+    if exc.status >= 500 or exc.status in (401, 403):
+        # 503 (loading, dead runner) is routine; other 5xx, and refusals by policy (a path
+        # outside the model roots, remote code), deserve attention.
         log.log(
             logging.INFO if exc.status == 503 else logging.WARNING,
             "%s %s -> %s: %s",
