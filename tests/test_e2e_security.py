@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import stat
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -200,17 +200,12 @@ def test_the_runner_opens_no_side_door(secured: Server, smollm2: str) -> None:
         pid = http.get(f"/v1/models/{smollm2}").json()["pid"]
     tcp, unix = listening(pid)
     assert tcp == set(), f"the llama.cpp runner listens on TCP {tcp}"
+    # llama.cpp's embedded server listens on a UNIX socket whose folder is already gone.
     assert unix, "llama.cpp's embedded server (a UNIX socket) was expected"
     for sock in unix:
-        assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700, sock
-        transport = httpx.HTTPTransport(uds=sock)
-        with httpx.Client(transport=transport, base_url="http://localhost") as http:
-            for path in ("/slots", "/props", "/v1/models"):
-                assert http.get(path).status_code == 401, (sock, path)
-            chat = http.post(
-                "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]}
-            )
-            assert chat.status_code == 401
+        assert not os.path.exists(sock), sock
+        with socket.socket(socket.AF_UNIX) as client, pytest.raises(FileNotFoundError):
+            client.connect(sock)
 
 
 def test_errors_name_no_install_path_and_the_log_escapes_control_characters(

@@ -4,6 +4,8 @@ behind a random key, CORS closed, /slots and /props off; and no parameter can re
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import stat
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +17,33 @@ from modelyard.errors import InvalidRequest
 from proc_sockets import listening
 
 
-def test_the_embedded_server_is_locked(loader: Callable[..., Any]) -> None:
+def test_the_embedded_server_is_unreachable(loader: Callable[..., Any]) -> None:
     tcp_before, unix_before = listening()
     model = loader(n_ctx=512, n_parallel=1)
     try:
         tcp, unix = listening()
         assert tcp == tcp_before, "llama.cpp opened a TCP port"
-        (sock,) = unix - unix_before
+        (sock,) = unix - unix_before  # llama.cpp still listens, on a socket nobody can reach:
+        assert not os.path.exists(os.path.dirname(sock)), "its folder is gone"
+        with socket.socket(socket.AF_UNIX) as client, pytest.raises(FileNotFoundError):
+            client.connect(sock)
+        # The engine itself still serves modelyard, in-process.
+        assert anyio.run(_chat, model)
+    finally:
+        anyio.run(model.close)
+
+
+def test_the_embedded_server_is_locked_while_it_has_a_path(
+    loader: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the folder goes (or if it never could), the socket answers nothing without a key."""
+    from modelyard_llamacpp import loader as loading
+
+    monkeypatch.setattr(loading, "unlink_http", lambda folder: None)
+    _, unix_before = listening()
+    model = loader(n_ctx=512, n_parallel=1)
+    try:
+        (sock,) = listening()[1] - unix_before
         folder = os.path.dirname(sock)
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
         transport = httpx.HTTPTransport(uds=sock)
@@ -42,15 +64,11 @@ def test_the_embedded_server_is_locked(loader: Callable[..., Any]) -> None:
                 )
                 assert response.status_code == 401, (path, response.text)
                 assert response.headers.get("access-control-allow-origin") in (None, ""), path
-            # A guessed key does not help either.
             guessed = http.get("/slots", headers={"authorization": "Bearer guess"})
             assert guessed.status_code == 401
-        # The engine itself still serves modelyard, in-process.
-        chunks = anyio.run(_chat, model)
-        assert chunks
     finally:
         anyio.run(model.close)
-    assert not os.path.exists(folder), "closing the model removes the socket folder"
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def _chat(model: Any) -> list[Any]:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import shutil
 import threading
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -72,12 +70,10 @@ class LlamaCppModel(LoadedModel):
         slots: Slots,
         abilities: tuple[Ability, ...],
         tool_parser: str | None = None,
-        socket_dir: Path | None = None,
     ) -> None:
         super().__init__(context_length=slots.slot_context, abilities=abilities)
         self._server = server
         self.tool_parser = tool_parser
-        self._socket_dir = socket_dir
         self.slots = slots
         self._workers: set[threading.Thread] = set()
         self._stops: set[threading.Event] = set()
@@ -251,8 +247,6 @@ class LlamaCppModel(LoadedModel):
         holder, self._server = [self._server], None
         # llama.cpp's destructor joins its threads: let that happen off the event loop.
         await anyio.to_thread.run_sync(_release, holder)
-        if self._socket_dir is not None:  # llama.cpp's locked HTTP socket (loader.lock_http)
-            shutil.rmtree(self._socket_dir, ignore_errors=True)
 
 
 def _release(holder: list[Any]) -> None:
