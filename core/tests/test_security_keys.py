@@ -218,3 +218,15 @@ def test_keys_cli_create_list_revoke(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert unknown.exit_code == 1 and "no API key with id 'nope'" in unknown.output
     bad = runner.invoke(main, ["keys", "create", "--scope", "root"])
     assert bad.exit_code == 2
+
+
+def test_an_unreadable_key_store_locks_the_server(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path / "keys.json")
+    store.path.write_text("{not json")
+    app, _ = S.app_with(security=Security(keys=Keys([], store)))
+    with S.running_server(app) as url:
+        for path in ("/v1/models", "/v1/cluster/auth"):
+            response = httpx.get(f"{url}{path}", headers={"x-api-key": "anything"})
+            assert response.status_code == 500, (path, response.text)
+            assert "key store" in response.json()["detail"]
+        assert httpx.get(f"{url}/health").status_code == 200

@@ -25,7 +25,7 @@ from typing import Literal, get_args
 
 import msgspec
 
-from .errors import InvalidRequest, NotFound
+from .errors import InvalidRequest, ModelyardError, NotFound
 from .home import home_dir, write_atomic
 
 Scope = Literal["inference", "manage", "admin"]
@@ -114,11 +114,18 @@ class KeyStore:
         stat = self._stat()
         with self._lock:
             if stat != self._seen:
-                self._keys = (
-                    msgspec.json.decode(self.path.read_bytes(), type=_StoreFile).keys
-                    if stat is not None
-                    else []
-                )
+                try:
+                    self._keys = (
+                        msgspec.json.decode(self.path.read_bytes(), type=_StoreFile).keys
+                        if stat is not None
+                        else []
+                    )
+                except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    # Fail closed: no request passes on a store nobody can read.
+                    raise ModelyardError(
+                        f"the API key store {self.path} cannot be read ({exc}); fix it, or "
+                        "remove it and create the keys again with `modelyard keys create`"
+                    ) from None
                 self._seen = stat
             return self._keys
 
