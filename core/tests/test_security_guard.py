@@ -155,3 +155,34 @@ def test_binding_beyond_loopback_without_keys_warns(caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.WARNING, "modelyard.server"):
         warn_if_exposed("192.168.1.5", Security(keys=Keys(["k"]), allowed_hosts=("192.168.1.5",)))
     assert not caplog.records
+
+
+def test_serve_options_build_the_security_settings(tmp_path: Any, monkeypatch: Any) -> None:
+    from click.testing import CliRunner
+    from modelyard.cli import main
+
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path))
+    helped = CliRunner().invoke(main, ["serve", "--help"])
+    for option in ("--api-key", "--allowed-host", "--cors-origin", "--model-root",
+                   "--allow-remote-code", "--metrics-open"):  # fmt: skip
+        assert option in helped.output, option
+    security = Security.from_options(
+        host="0.0.0.0",
+        api_keys=["a:inference"],
+        allowed_hosts=["Box.LAN"],
+        cors_origins=["https://app.example/"],
+        model_roots=[str(tmp_path / "m")],
+        metrics_open=True,
+        env={"MODELYARD_API_KEYS": "b, c:manage"},
+    )
+    assert security.allowed_hosts[0] == "box.lan" and "*" not in security.allowed_hosts
+    assert security.cors_origins == ("https://app.example",)
+    assert security.roots() == ((tmp_path / "m").resolve(),)
+    assert security.metrics_open and not security.allow_remote_code
+    assert security.keys.check("a") is not None
+    assert security.keys.check("a").scopes == {"inference"}  # type: ignore[union-attr]
+    assert security.keys.check("b").scopes == {"inference", "manage", "admin"}  # type: ignore[union-attr]
+    assert security.keys.check("c").scopes == {"manage"}  # type: ignore[union-attr]
+    assert security.keys.check("d") is None
+    # No --model-root: MODELYARD_HOME/models and the hub caches.
+    assert Security.from_options(env={}).roots()[0] == (tmp_path / "models").resolve()
