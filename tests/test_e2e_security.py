@@ -200,6 +200,9 @@ def test_the_runner_opens_no_side_door(secured: Server, smollm2: str) -> None:
         pid = http.get(f"/v1/models/{smollm2}").json()["pid"]
     tcp, unix = listening(pid)
     assert tcp == set(), f"the llama.cpp runner listens on TCP {tcp}"
+    # The server itself listens on its one port, on 127.0.0.1 only.
+    port = int(secured.url.rsplit(":", 1)[1])
+    assert listening(secured.process.pid)[0] == {f"0100007F:{port:04X}"}
     # llama.cpp's embedded server listens on a UNIX socket whose folder is already gone.
     assert unix, "llama.cpp's embedded server (a UNIX socket) was expected"
     for sock in unix:
