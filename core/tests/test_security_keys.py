@@ -230,3 +230,17 @@ def test_an_unreadable_key_store_locks_the_server(tmp_path: Path) -> None:
             assert response.status_code == 500, (path, response.text)
             assert "key store" in response.json()["detail"]
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_every_route_that_acts_needs_a_scope() -> None:
+    """A new POST or DELETE route must be placed in a scope (auth.required_scope), not left to
+    'any valid key'."""
+    from modelyard.server.app import ROUTES
+    from modelyard.server.auth import required_scope
+
+    for route in ROUTES:
+        for method in route.methods or ():
+            if method in ("GET", "HEAD"):
+                continue
+            path = route.path.replace("{", "").replace("}", "")
+            assert required_scope(method, path) is not None, (method, route.path)

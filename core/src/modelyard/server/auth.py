@@ -34,6 +34,8 @@ INFERENCE_PATHS = frozenset(
         "/v1/completions",
         "/v1/embeddings",
         "/v1/rerank",
+        "/rerank",  # Jina's and Cohere v1's path
+        "/v2/rerank",  # Cohere v2's
         "/v1/messages",
         "/v1/messages/count_tokens",
         "/anthropic/v1/messages",
