@@ -150,12 +150,13 @@ def modelyard_command() -> list[str]:
 
 
 @pytest.fixture
-def start_server_with() -> Iterator[Callable[[str, Path], Server]]:
-    """``start(executable, home)``: a server from another installation; stopped after the test."""
+def start_server_with() -> Iterator[Callable[..., Server]]:
+    """``start(executable, home, *serve_args)``: a server from another installation or with other
+    options; stopped after the test."""
     started: list[Server] = []
 
-    def start(executable: str, home: Path) -> Server:
-        started.append(start_server(executable, home))
+    def start(executable: str, home: Path, *args: str) -> Server:
+        started.append(start_server(executable, home, *args))
         return started[-1]
 
     yield start

@@ -159,6 +159,23 @@ def test_registrations_hold_local_paths_to_the_roots(served: tuple[str, Any], ro
     assert httpx.post(f"{url}/v1/model_registrations/LLM", json=inside).status_code == 200
 
 
+def test_registered_packages_need_the_remote_code_flag(served: tuple[str, Any], root: Path) -> None:
+    url, _ = served
+    body = json.loads(_registration({"model_uri": str(root / "model.gguf")})["model"])
+    body["model_name"] = "with-packages"
+    body["virtualenv"] = {"packages": ["six==1.16.0"]}
+    refused = httpx.post(f"{url}/v1/model_registrations/LLM", json={"model": json.dumps(body)})
+    assert refused.status_code == 403, refused.text
+    assert "--allow-remote-code" in refused.json()["detail"]
+    app, _ = S.app_with(security=Security(model_roots=(root,), allow_remote_code=True))
+    app.state.catalog = Catalog([S.LLM], registrations_dir=root / "registrations")
+    with S.running_server(app) as trusting:
+        accepted = httpx.post(
+            f"{trusting}/v1/model_registrations/LLM", json={"model": json.dumps(body)}
+        )
+    assert accepted.status_code == 200, accepted.text
+
+
 def test_errors_do_not_name_the_install(served: tuple[str, Any]) -> None:
     url, manager = served
     manager.add("m")

@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from ..errors import Forbidden
 from ..roots import check_local_path
-from ..specs import LaunchRequest
+from ..specs import Family, LaunchRequest
 from .security import Security
 
 REMOTE_CODE = "trust_remote_code"
@@ -77,8 +77,10 @@ def check_launch(launch: LaunchRequest, security: Security) -> LaunchRequest:
 def check_registration(data: Any, security: Security) -> None:
     """Every local path a registration names (Xinference ``model_uri``, plain or ``file://``, or
     our ``local`` sources), joined with its file name template, must lie in a model root."""
-    if not isinstance(data, dict) or not isinstance(data.get("model_specs"), list):
+    if not isinstance(data, dict):
         return  # malformed: the registration parser explains what is missing
+    if not isinstance(data.get("model_specs"), list):
+        return
     roots = security.roots()
     for index, spec in enumerate(data["model_specs"]):
         if not isinstance(spec, dict):
@@ -99,3 +101,20 @@ def check_registration(data: Any, security: Security) -> None:
                 for quantization in quantizations or [""]:
                     name = template.replace("{quantization}", quantization)
                     check_local_path(os.path.join(base, name), roots, param=param)
+
+
+def check_packages(family: Family, security: Security) -> None:
+    """A family's ``virtualenv.packages`` are installed at launch, and installing a package runs
+    its code (build hooks, ``.pth`` files) before the model imports it: remote code."""
+    if (
+        family.virtualenv is not None
+        and family.virtualenv.packages
+        and not security.allow_remote_code
+    ):
+        raise Forbidden(
+            "virtualenv.packages: installing packages for a model runs code from the package "
+            "index on this server; remove virtualenv, or start the server with "
+            "--allow-remote-code if you trust those packages",
+            param="virtualenv.packages",
+            code="remote_code_not_allowed",
+        )

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from ..errors import InvalidRequest
 from ..specs import ModelType
 from .errors import JSONResponse, decode_body
-from .policy import check_registration, security_of
+from .policy import check_packages, check_registration, security_of
 
 MODEL_TYPES: dict[str, ModelType] = {"llm": "LLM", "embedding": "embedding", "rerank": "rerank"}
 
@@ -111,6 +111,7 @@ async def register_model(request: Request) -> Response:
         family = parse_registration(body.model, model_type)
     else:
         family = family_from_registration(body.model, model_type)
+    check_packages(family, security_of(request))
     catalog = await _catalog(request)
     # Persisting writes a file (fsync): off the event loop.
     await anyio.to_thread.run_sync(lambda: catalog.register(family, persist=body.persist))
