@@ -195,6 +195,19 @@ def test_clients_work_with_a_key(secured: Server, smollm2: str) -> None:
         client.close()
 
 
+def test_bench_sends_the_key(
+    secured: Server, smollm2: str, modelyard_command: list[str], tmp_path: Path
+) -> None:
+    args = ["bench", "--url", secured.url, "--model", smollm2, "--concurrency", "1"]
+    args += ["--requests", "1", "--max-tokens", "2", "--rounds", "1"]
+    out = tmp_path / "bench.json"
+    keyed = run_cli(modelyard_command, secured.home, *args, "-k", INFER, "--json", str(out))
+    assert keyed.returncode == 0, keyed.stderr
+    assert INFER not in out.read_text()
+    keyless = run_cli(modelyard_command, secured.home, *args)
+    assert keyless.returncode == 1 and "401" in keyless.stderr
+
+
 def test_the_runner_opens_no_side_door(secured: Server, smollm2: str) -> None:
     with secured.client() as http:
         pid = http.get(f"/v1/models/{smollm2}").json()["pid"]
