@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +25,11 @@ class Server:
     home: Path
     process: subprocess.Popen[bytes]
     log: Path
+    api_key: str | None = None  # sent on every call of client() when set
 
     def client(self, timeout: float = 120) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=timeout)
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        return httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def launch(self, timeout: float = 300, **payload: object) -> str:
         with self.client(timeout) as http:
@@ -59,8 +62,16 @@ def _modelyard_executable() -> str:
     return found
 
 
-def start_server(executable: str, home: Path, *, env: dict[str, str] | None = None) -> Server:
-    """Start ``executable serve`` on a free 127.0.0.1 port with MODELYARD_HOME=home; wait until it answers."""
+def models_dir() -> Path:
+    """The prepared test models (scripts/prepare_models.py), whether or not they exist yet."""
+    return Path(os.environ.get("MODELYARD_TEST_MODELS") or Path(__file__).parents[1] / ".models")
+
+
+def start_server(
+    executable: str, home: Path, *args: str, env: dict[str, str] | None = None
+) -> Server:
+    """Start ``executable serve [args]`` on a free 127.0.0.1 port with MODELYARD_HOME=home; wait
+    until /health (open even when the server requires keys) answers."""
     log = home / "serve.log"
     port = _free_port()
     env = {
@@ -72,7 +83,7 @@ def start_server(executable: str, home: Path, *, env: dict[str, str] | None = No
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [executable, "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [executable, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -83,7 +94,7 @@ def start_server(executable: str, home: Path, *, env: dict[str, str] | None = No
         if process.poll() is not None:
             pytest.fail(f"modelyard serve exited with {process.returncode}:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/status", timeout=2).status_code == 200:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 break
         except httpx.TransportError:
             pass
@@ -105,18 +116,47 @@ def stop_server(server: Server) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = start_server(_modelyard_executable(), tmp_path_factory.mktemp("modelyard-home"))
+    home = tmp_path_factory.mktemp("modelyard-home")
+    # Local weights the tests name: the prepared models (registrations' local sources).
+    running = start_server(_modelyard_executable(), home, "--model-root", str(models_dir()))
     yield running
     stop_server(running)
 
 
+@pytest.fixture(scope="session")
+def serving() -> Callable[..., AbstractContextManager[Server]]:
+    """``with serving(home, *serve_args, env=...) as server``: this installation's `modelyard serve`
+    with other options (keys, roots), for a module of its own; stopped on exit."""
+
+    @contextmanager
+    def serve(home: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+        running = start_server(_modelyard_executable(), home, *args, env=env)
+        try:
+            yield running
+        finally:
+            stop_server(running)
+
+    return serve
+
+
+@pytest.fixture(scope="session")
+def test_models() -> Path:
+    return models_dir()
+
+
+@pytest.fixture(scope="session")
+def modelyard_command() -> list[str]:
+    return [_modelyard_executable()]
+
+
 @pytest.fixture
-def start_server_with() -> Iterator[Callable[[str, Path], Server]]:
-    """``start(executable, home)``: a server from another installation; stopped after the test."""
+def start_server_with() -> Iterator[Callable[..., Server]]:
+    """``start(executable, home, *serve_args)``: a server from another installation or with other
+    options; stopped after the test."""
     started: list[Server] = []
 
-    def start(executable: str, home: Path) -> Server:
-        started.append(start_server(executable, home))
+    def start(executable: str, home: Path, *args: str) -> Server:
+        started.append(start_server(executable, home, *args))
         return started[-1]
 
     yield start

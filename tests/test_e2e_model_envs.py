@@ -41,14 +41,15 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def test_a_family_with_extra_packages_runs_in_its_own_layer(
-    tmp_path: Path, start_server_with: Callable[[str, Path], Server]
+    tmp_path: Path, start_server_with: Callable[..., Server]
 ) -> None:
     """Xinference's `virtualenv.packages`: the first launch builds a layer with them on the
     engine's environment and the runner starts there; a second launch reuses it."""
     modelyard = str(Path(sys.executable).with_name("modelyard"))
     home = tmp_path / "home"
     home.mkdir()
-    server = start_server_with(modelyard, home)
+    # Installing a model's packages runs their code: the server must allow it.
+    server = start_server_with(modelyard, home, "--allow-remote-code")
     family = {**ECHO_FAMILY, "virtualenv": {"packages": ["six==1.16.0"]}}
     with server.client() as http:
         registered = http.post(
@@ -80,6 +81,16 @@ def test_a_family_with_extra_packages_runs_in_its_own_layer(
     )
 
 
+def test_packages_need_the_remote_code_flag(server: Server) -> None:
+    family = {**ECHO_FAMILY, "model_name": "echo-untrusted", "virtualenv": {"packages": ["six"]}}
+    with server.client() as http:
+        refused = http.post(
+            "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
+        )
+    assert refused.status_code == 403
+    assert "--allow-remote-code" in refused.json()["detail"]
+
+
 def test_a_package_that_is_no_requirement_is_refused_at_registration(server: Server) -> None:
     family = {
         **ECHO_FAMILY,
@@ -95,12 +106,13 @@ def test_a_package_that_is_no_requirement_is_refused_at_registration(server: Ser
 
 
 def test_a_failed_install_fails_the_launch_with_the_installer_output_and_leaves_nothing(
-    tmp_path: Path, start_server_with: Callable[[str, Path], Server]
+    tmp_path: Path, start_server_with: Callable[..., Server]
 ) -> None:
     modelyard = str(Path(sys.executable).with_name("modelyard"))
     home = tmp_path / "home"
     home.mkdir()
-    server = start_server_with(modelyard, home)
+    # Installing a model's packages runs their code: the server must allow it.
+    server = start_server_with(modelyard, home, "--allow-remote-code")
     family = {
         **ECHO_FAMILY,
         "model_name": "echo-missing-pkg",

@@ -23,6 +23,7 @@ from modelyard.schemas import (
     RerankRequest,
 )
 from modelyard.server import create_app
+from modelyard.server.security import Security
 from modelyard.specs import (
     EmbeddingFamily,
     LaunchRequest,
@@ -271,12 +272,14 @@ class FakeManager:
 
 
 def asgi_client(app: Starlette) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1")
 
 
-def app_with(manager: FakeManager | None = None) -> tuple[Starlette, FakeManager]:
+def app_with(
+    manager: FakeManager | None = None, security: Security | None = None
+) -> tuple[Starlette, FakeManager]:
     manager = manager or FakeManager()
-    return create_app(manager), manager  # type: ignore[arg-type]
+    return create_app(manager, security), manager  # type: ignore[arg-type]
 
 
 @contextmanager

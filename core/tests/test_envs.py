@@ -177,7 +177,7 @@ def test_environments_route(home: Path) -> None:
     from starlette.testclient import TestClient
 
     EnvStore().set(EnvConfig(engine="llama.cpp", python=sys.executable))
-    with TestClient(create_app(FakeManager())) as client:
+    with TestClient(create_app(FakeManager()), base_url="http://localhost") as client:
         body = client.get("/v1/environments").json()
     rows = {row["engine"]: row for row in body["environments"]}
     assert rows["llama.cpp"]["own"] and rows["llama.cpp"]["available"]

@@ -138,7 +138,9 @@ async def test_bad_launches_explain_themselves(
 
 async def test_launch_rejects_a_body_that_is_not_an_object(client: Any) -> None:
     for raw in (b"[]", b'"toy-chat"', b"{", b""):
-        response = await client.post("/v1/models", content=raw)
+        response = await client.post(
+            "/v1/models", content=raw, headers={"content-type": "application/json"}
+        )
         assert response.status_code == 400 and response.json()["detail"], raw
 
 

@@ -161,7 +161,7 @@ async def test_an_unexpected_exception_is_a_json_500() -> None:
 
     app.router.routes.append(Route("/broken", broken))
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         response = await http.get("/broken")
     error = assert_error(response, 500, "internal_error")
     assert "boom" in error["message"]

@@ -199,7 +199,7 @@ def make_client() -> TestClient:
     app.state.catalog = Catalog(
         [S.LLM, S.EMBED, S.RERANK], registrations_dir=Path(tempfile.mkdtemp()) / "registrations"
     )
-    return TestClient(app)
+    return TestClient(app, base_url="http://localhost")
 
 
 def check(response: httpx.Response) -> None:

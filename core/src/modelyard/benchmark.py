@@ -31,11 +31,16 @@ class Target(msgspec.Struct, frozen=True):
     model: str
     # Every request generates exactly max_tokens (vLLM, llama.cpp and modelyard take ignore_eos).
     ignore_eos: bool = True
+    api_key: str | None = None  # sent as Bearer; never written to the report
 
     @property
     def api(self) -> str:
         base = self.url.rstrip("/")
         return base if base.endswith("/v1") else f"{base}/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
 
 class Run(msgspec.Struct):
@@ -83,7 +88,7 @@ class Report(msgspec.Struct):
 def check(target: Target, timeout: float = 10) -> None:
     """The server answers and serves the model; otherwise one clear InvalidRequest."""
     try:
-        reply = httpx.get(f"{target.api}/models", timeout=timeout)
+        reply = httpx.get(f"{target.api}/models", timeout=timeout, headers=target.headers)
     except httpx.HTTPError as exc:
         raise InvalidRequest(
             f"{target.url} does not answer ({type(exc).__name__}: {exc})"
@@ -197,7 +202,7 @@ async def _load(
 
     start = time.perf_counter()
     async with (
-        httpx.AsyncClient(timeout=600, limits=limits) as client,
+        httpx.AsyncClient(timeout=600, limits=limits, headers=target.headers) as client,
         anyio.create_task_group() as tg,
     ):
         for _ in range(min(concurrency, requests)):

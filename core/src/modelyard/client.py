@@ -20,12 +20,14 @@ from .errors import (
     Conflict,
     ContextLengthExceeded,
     EngineError,
+    Forbidden,
     InvalidRequest,
     LaunchError,
     ModelNotFound,
     ModelyardError,
     NotFound,
     Overloaded,
+    Unauthorized,
     Unavailable,
     Unsupported,
 )
@@ -45,9 +47,13 @@ _BY_TYPE: dict[str, type[ModelyardError]] = {
     "rate_limit_error": Overloaded,
     "service_unavailable": Unavailable,
     "engine_error": EngineError,
+    "authentication_error": Unauthorized,
+    "permission_error": Forbidden,
 }
 _BY_STATUS: dict[int, type[ModelyardError]] = {
     400: InvalidRequest,
+    401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     429: Overloaded,
@@ -126,7 +132,9 @@ def _iter_sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
 
 
 class Client:
-    """A connection to one modelyard server. Use as a context manager, or call ``close()``."""
+    """A connection to one modelyard server. Use as a context manager, or call ``close()``.
+
+    ``api_key`` (default: ``MODELYARD_API_KEY``) goes as ``Authorization: Bearer`` on every call."""
 
     def __init__(
         self,
@@ -137,6 +145,7 @@ class Client:
         http_client: httpx.Client | None = None,
     ) -> None:
         self.endpoint = (endpoint or default_endpoint()).rstrip("/")
+        api_key = api_key or os.environ.get("MODELYARD_API_KEY") or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         if http_client is None:
             http_client = httpx.Client(base_url=self.endpoint, timeout=timeout)

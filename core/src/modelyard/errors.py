@@ -71,6 +71,21 @@ class Unsupported(InvalidRequest):
         super().__init__(message, **kw)
 
 
+class Unauthorized(ModelyardError):
+    """No API key, or one the server does not know (HTTP 401 with ``WWW-Authenticate``)."""
+
+    status = 401
+    type = "authentication_error"
+
+
+class Forbidden(ModelyardError):
+    """A valid request the server refuses by policy: a missing scope, a path outside the model
+    roots, remote code the server does not allow, a cross-site request."""
+
+    status = 403
+    type = "permission_error"
+
+
 class NotFound(ModelyardError):
     status = 404
     type = "not_found_error"

@@ -119,7 +119,7 @@ def test_core_sorts_cuts_top_n_and_attaches_documents(cross_encoder: Any) -> Non
     async def main() -> httpx.Response:
         app = create_app(_OneModel(cross_encoder))  # type: ignore[arg-type]
         async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://test"
+            transport=httpx.ASGITransport(app=app), base_url="http://localhost"
         ) as http:
             return await http.post(
                 "/v1/rerank",

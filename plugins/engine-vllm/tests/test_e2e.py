@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iterator[str]:
     executable = Path(sys.executable).with_name("modelyard")
     if not executable.exists() and not shutil.which("modelyard"):
         pytest.skip(
@@ -59,6 +59,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
+                # The test registers the prepared folder as a local source: allow that folder.
+                "--model-root",
+                str(smollm2_path.parent),
             ],
             env=env,
             stdout=out,

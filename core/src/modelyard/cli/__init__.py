@@ -14,7 +14,16 @@ import click
 
 from .. import __version__
 from ..errors import ModelyardError
-from . import bench_cmd, catalog_cmds, chat, engine_cmds, env_cmds, lifecycle_cmds, output
+from . import (
+    bench_cmd,
+    catalog_cmds,
+    chat,
+    engine_cmds,
+    env_cmds,
+    keys_cmds,
+    lifecycle_cmds,
+    output,
+)
 
 
 class ModelyardGroup(click.Group):
@@ -50,6 +59,7 @@ for command in (
     lifecycle_cmds.generate,
     chat.chat,
     bench_cmd.bench,
+    keys_cmds.keys,
 ):
     main.add_command(command)
 

@@ -73,6 +73,13 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
     help="Generate exactly --max-tokens per request (servers that reject ignore_eos: --stop-at-eos).",
 )
 @click.option(
+    "-k",
+    "--api-key",
+    envvar="MODELYARD_API_KEY",
+    default=None,
+    help="API key sent to every --url (env MODELYARD_API_KEY).",
+)
+@click.option(
     "--plot",
     "plot_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -87,6 +94,7 @@ def bench(
     rounds: int,
     json_path: Path | None,
     ignore_eos: bool,
+    api_key: str | None,
     plot_path: Path | None,
 ) -> None:
     """Streamed chat load: tokens/s (median, min-max over rounds), TTFT p50/p95, and the server's
@@ -99,7 +107,8 @@ def bench(
         raise click.UsageError("give one --model for all the --url, or one per --url, in order")
     names = models if len(models) == len(urls) else models * len(urls)
     targets = [
-        benchmark.Target(url, model, ignore_eos) for url, model in zip(urls, names, strict=True)
+        benchmark.Target(url, model, ignore_eos, api_key)
+        for url, model in zip(urls, names, strict=True)
     ]
     report = benchmark.run(targets, concurrency, requests, max_tokens, rounds, progress=output.note)
     _print(report)

@@ -28,11 +28,72 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     default="info",
     show_default=True,
 )
-def serve(host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    metavar="KEY[:SCOPES]",
+    help="Require this key (repeatable; KEY:inference,manage limits its scopes). Also "
+    "MODELYARD_API_KEYS (comma separated) and the store `modelyard keys` manages.",
+)
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A Host name clients use for this server (repeatable); loopback names always work.",
+)
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    metavar="ORIGIN",
+    help="A web origin allowed to call the API from a browser (repeatable; default none).",
+)
+@click.option(
+    "--model-root",
+    "model_roots",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A folder local model paths may point into (repeatable; default MODELYARD_HOME/models "
+    "and the Hugging Face and ModelScope caches).",
+)
+@click.option(
+    "--allow-remote-code",
+    is_flag=True,
+    help="Let launches set trust_remote_code (runs Python code shipped with model weights).",
+)
+@click.option(
+    "--metrics-open/--metrics-need-key",
+    default=False,
+    show_default=True,
+    help="Serve /metrics without an API key.",
+)
+def serve(
+    host: str,
+    port: int,
+    log_level: str,
+    api_keys: tuple[str, ...],
+    allowed_hosts: tuple[str, ...],
+    cors_origins: tuple[str, ...],
+    model_roots: tuple[str, ...],
+    allow_remote_code: bool,
+    metrics_open: bool,
+) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
+    from ..server.security import Security
 
-    run_server(host=host, port=port, log_level=log_level.lower())
+    security = Security.from_options(
+        host=host,
+        api_keys=api_keys,
+        allowed_hosts=allowed_hosts,
+        cors_origins=cors_origins,
+        model_roots=model_roots,
+        allow_remote_code=allow_remote_code,
+        metrics_open=metrics_open,
+    )
+    run_server(host=host, port=port, log_level=log_level.lower(), security=security)
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -17,10 +17,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def endpoint_option(f: F) -> F:
     f = click.option(
+        "-k",
         "--api-key",
         envvar="MODELYARD_API_KEY",
         default=None,
-        help="Bearer token for a server that requires one (env MODELYARD_API_KEY).",
+        help="API key for a server that requires one (env MODELYARD_API_KEY).",
     )(f)
     return click.option(
         "-e",

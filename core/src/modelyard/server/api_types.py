@@ -234,8 +234,32 @@ class Status(Struct):
     models: dict[str, int]
 
 
+class Health(Struct):
+    status: Literal["ok"]
+
+
 class ClusterAuth(Struct):
     auth: bool
+
+
+class ApiKey(Struct, kw_only=True):
+    """An API key as the server describes it: never the key itself, nor its hash."""
+
+    object: Literal["api_key"]
+    id: str
+    name: str = ""
+    scopes: list[Literal["inference", "manage", "admin"]]
+    created: float
+    revoked: float | None
+
+
+class NewApiKey(ApiKey, kw_only=True):
+    key: str  # shown this once
+
+
+class ApiKeyList(Struct):
+    object: Literal["list"]
+    data: list[ApiKey]
 
 
 class ClusterVersion(Struct, rename={"full_revisionid": "full-revisionid"}):

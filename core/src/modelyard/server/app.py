@@ -14,20 +14,25 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
 from ..errors import ModelyardError
 from . import anthropic_routes as anthropic
 from . import docs
+from . import keys_routes as keys
 from . import management_routes as manage
 from . import openai_routes as openai
 from . import registrations as catalog
 from . import responses_routes as responses
+from .auth import HEALTH_PATH, Auth
 from .errors import CatchAll, http_error_handler, modelyard_error_handler
+from .guard import Guard
 from .metrics import Metrics, MetricsMiddleware, metrics_enabled, metrics_endpoint
 from .models import Manager
 from .openapi import openapi_json
 from .responses_store import ResponseStore
+from .security import Security
 
 ROUTES = [
     # OpenAI inference
@@ -70,6 +75,7 @@ ROUTES = [
     Route("/v1/engines/{model_name}", catalog.query_engines, methods=["GET"]),
     Route("/v1/engines/{model_type}/{model_name}", catalog.query_engines, methods=["GET"]),
     # Server
+    Route(HEALTH_PATH, manage.health, methods=["GET"]),
     Route("/status", manage.status, methods=["GET"]),
     Route("/v1/cluster/auth", manage.cluster_auth, methods=["GET"]),
     Route("/v1/cluster/version", manage.cluster_version, methods=["GET"]),
@@ -79,6 +85,10 @@ ROUTES = [
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs.docs_page, methods=["GET"]),
     Route("/docs/assets/{name}", docs.docs_asset, methods=["GET"]),
+    # API keys (scope admin)
+    Route("/v1/keys", keys.list_keys, methods=["GET"]),
+    Route("/v1/keys", keys.create_key, methods=["POST"]),
+    Route("/v1/keys/{key_id}", keys.revoke_key, methods=["DELETE"]),
 ]
 METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
 
@@ -89,8 +99,11 @@ def _default_manager() -> Manager:
     return ModelManager()
 
 
-def create_app(manager: Manager | None = None) -> Starlette:
+def create_app(manager: Manager | None = None, security: Security | None = None) -> Starlette:
     """The HTTP app over ``manager`` (a new local ModelManager when None, closed at shutdown).
+
+    ``security`` (default ``Security()``: no keys, loopback Host names only, no CORS, the default
+    model roots, no remote code) is checked by middleware before any route runs.
 
     Tests and embedders may set ``app.state.catalog``, ``app.state.plugin_manager`` and
     ``app.state.hardware`` (a probe function) to replace the process-wide ones."""
@@ -106,8 +119,23 @@ def create_app(manager: Manager | None = None) -> Starlette:
         async with active:  # type: ignore[attr-defined]
             yield
 
+    security = security or Security()
     routes = list(ROUTES)
-    middleware: list[Middleware] = []
+    # Outermost first: Host/Origin/Content-Type, then CORS (preflights answered before any key
+    # is asked for), then the key check, then metrics, so that refused requests cost nothing.
+    middleware: list[Middleware] = [
+        Middleware(Guard, allowed_hosts=security.allowed_hosts, cors_origins=security.cors_origins)
+    ]
+    if security.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(security.cors_origins),
+                allow_methods=["*"],
+                allow_headers=["*"],
+            )
+        )
+    middleware.append(Middleware(Auth, keys=security.keys, metrics_open=security.metrics_open))
     metrics: Metrics | None = None
     if metrics_enabled():
         metrics = Metrics()
@@ -126,6 +154,7 @@ def create_app(manager: Manager | None = None) -> Starlette:
     )
     app.state.manager = active
     app.state.metrics = metrics
+    app.state.security = security
     app.state.catalog = None
     app.state.plugin_manager = None
     app.state.hardware = None

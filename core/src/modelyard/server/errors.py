@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidRequest, ModelyardError
+from ..redact import redact
 
 log = logging.getLogger("modelyard.server")
 
@@ -44,6 +45,8 @@ class JSONResponse(Response):
 def error_body(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
+    # Every error leaves through here: none names where the server is installed (the log does).
+    message = redact(message)
     return {
         "error": {"message": message, "type": type_, "param": param, "code": code},
         "detail": message,
@@ -66,8 +69,9 @@ def observe_error(scope: Scope, kind: str) -> None:
 
 async def modelyard_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ModelyardError)
-    if exc.status >= 500:
-        # 503 (loading, dead runner) is routine; other 5xx deserve attention.
+    if exc.status >= 500 or exc.status in (401, 403):
+        # 503 (loading, dead runner) is routine; other 5xx, and refusals by policy (a path
+        # outside the model roots, remote code), deserve attention.
         log.log(
             logging.INFO if exc.status == 503 else logging.WARNING,
             "%s %s -> %s: %s",

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from ..home import home_dir
+from .logsafe import EscapingFilter
 
 MAX_BYTES = 100 * 1024 * 1024
 BACKUPS = 30
@@ -70,6 +71,7 @@ def setup_logging(role: str, level: str | int = "info", *, console: bool = True)
         handlers.append(_ConsoleHandler(sys.stderr))
     for handler in handlers:
         handler.setFormatter(formatter)
+        handler.addFilter(EscapingFilter())
         root.addHandler(handler)
     root.setLevel(numeric)
     for name in _PROPAGATED:

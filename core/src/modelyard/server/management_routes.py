@@ -19,6 +19,7 @@ from .errors import JSONResponse, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready
 from .models import LOADING_RETRY_AFTER, LOADING_STATES, model_object
 from .openai_routes import manager_of
+from .policy import check_launch, security_of
 
 _STARTED = time.time()
 
@@ -30,7 +31,7 @@ async def launch_model(request: Request) -> Response:
         payload = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise invalid_body(exc, "launch request") from None
-    launch = parse_launch(payload)
+    launch = check_launch(parse_launch(payload), security_of(request))
     uid = await manager_of(request).launch(launch, wait_ready=wait_ready)
     request.state.model = uid
     return JSONResponse({"model_uid": uid})
@@ -100,6 +101,11 @@ async def cancel_launch(request: Request) -> Response:
     return JSONResponse(None)
 
 
+async def health(request: Request) -> Response:
+    """Open without a key, so it says nothing but that the server answers."""
+    return JSONResponse({"status": "ok"})
+
+
 async def status(request: Request) -> Response:
     states: dict[str, int] = {}
     for record in manager_of(request).list():
@@ -115,8 +121,9 @@ async def status(request: Request) -> Response:
 
 
 async def cluster_auth(request: Request) -> Response:
-    # No auth: xinference-client then never sends its api_key.
-    return JSONResponse({"auth": False})
+    # xinference-client sends its api_key (as Bearer) only when this says auth is on.
+    keys = request.app.state.security.keys
+    return JSONResponse({"auth": await anyio.to_thread.run_sync(keys.enabled)})
 
 
 async def cluster_version(request: Request) -> Response:

@@ -23,7 +23,7 @@ from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from . import anthropic_routes as anthropic
 from . import anthropic_schemas as anthropic_types
 from . import api_types as T
-from . import docs, management_routes, openai_routes, registrations, responses_routes
+from . import docs, keys_routes, management_routes, openai_routes, registrations, responses_routes
 from . import responses_schemas as responses_types
 from .errors import JSONResponse
 from .metrics import metrics_endpoint
@@ -46,6 +46,7 @@ _RESPONSES = "OpenAI Responses"
 _MODELS = "Models"
 _CATALOG = "Catalog"
 _SERVER = "Server"
+_KEYS = "API keys"
 _DETAILS = (
     ("detailed", "true to include each spec's details (Xinference's flag)"),
     ("include_builtin", "true to list the built-in families as well as the custom ones"),
@@ -137,6 +138,21 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     registrations.query_engines: Operation(
         summary="Per engine: what it can run of this model here, or why not", tag=_CATALOG,
         response=T.EngineTable,
+    ),
+    management_routes.health: Operation(
+        summary="Whether the server answers (open without an API key)", tag=_SERVER,
+        response=T.Health,
+    ),
+    keys_routes.list_keys: Operation(
+        summary="The API keys in the key store (scope admin)", tag=_KEYS, response=T.ApiKeyList
+    ),
+    keys_routes.create_key: Operation(
+        summary="Make an API key; the key is in this reply only (scope admin)", tag=_KEYS,
+        request=keys_routes.CreateKey, response=T.NewApiKey,
+    ),
+    keys_routes.revoke_key: Operation(
+        summary="Revoke an API key by its id; effective at once (scope admin)", tag=_KEYS,
+        response=T.ApiKey,
     ),
     management_routes.status: Operation(
         summary="Server health, version and models by state", tag=_SERVER, response=T.Status

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from ..errors import InvalidRequest
 from ..specs import ModelType
 from .errors import JSONResponse, decode_body
+from .policy import check_packages, check_registration, security_of
 
 MODEL_TYPES: dict[str, ModelType] = {"llm": "LLM", "embedding": "embedding", "rerank": "rerank"}
 
@@ -98,10 +99,19 @@ async def register_model(request: Request) -> Response:
 
     model_type = _model_type(request.path_params["model_type"])
     body = await decode_body(request, _registration, "registration body")
+    data: Any = body.model
+    if isinstance(data, str):
+        try:
+            data = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            data = None  # parse_registration names the JSON error
+    # Paths are checked before the parser looks at them (it reads local weights' sizes).
+    await anyio.to_thread.run_sync(check_registration, data, security_of(request))
     if isinstance(body.model, str):
         family = parse_registration(body.model, model_type)
     else:
         family = family_from_registration(body.model, model_type)
+    check_packages(family, security_of(request))
     catalog = await _catalog(request)
     # Persisting writes a file (fsync): off the event loop.
     await anyio.to_thread.run_sync(lambda: catalog.register(family, persist=body.persist))

@@ -6,11 +6,17 @@ import logging
 
 from .app import create_app
 from .logs import setup_logging
+from .security import Security, is_loopback
 
 log = logging.getLogger("modelyard.server")
 
 
-def serve(host: str = "127.0.0.1", port: int = 9997, log_level: str = "info") -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 9997,
+    log_level: str = "info",
+    security: Security | None = None,
+) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
     Logs go to stderr and ``<home>/logs/server_<start-ms>/modelyard.log``; uvicorn's own logging
@@ -18,8 +24,10 @@ def serve(host: str = "127.0.0.1", port: int = 9997, log_level: str = "info") ->
     import uvicorn  # late: importing the server package must stay cheap and side-effect free
 
     path = setup_logging("server", log_level)
-    app = create_app()
+    security = security or Security.from_options(host=host)
+    app = create_app(security=security)
     log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
+    warn_if_exposed(host, security)
     uvicorn.run(
         app,
         host=host,
@@ -28,3 +36,20 @@ def serve(host: str = "127.0.0.1", port: int = 9997, log_level: str = "info") ->
         log_config=None,
         timeout_graceful_shutdown=10,
     )
+
+
+def warn_if_exposed(host: str, security: Security) -> None:
+    if is_loopback(host):
+        return
+    if not security.keys.enabled():
+        log.warning(
+            "bound to %s, beyond this machine, WITHOUT API KEYS: anyone who reaches this port can "
+            "run, launch and stop models. Create a key (`modelyard keys create --scope inference`) "
+            "or start with --api-key, or bind 127.0.0.1",
+            host,
+        )
+    if "*" in security.allowed_hosts:
+        log.warning(
+            "bound to every interface with no --allowed-host: any Host header is accepted; name "
+            "the server's host names with --allowed-host to refuse DNS-rebinding pages"
+        )

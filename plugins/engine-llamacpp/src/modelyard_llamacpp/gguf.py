@@ -203,7 +203,8 @@ def read_gguf(path: str | Path) -> GGUFFile:
     with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         if buf[:4] != MAGIC:
             raise GGUFError(
-                f"{path} is not a GGUF file (it starts with {bytes(buf[:4])!r}, not b'GGUF'): "
+                # Never quote the bytes: an error must not carry a file's contents to a caller.
+                f"{path} is not a GGUF file (it does not start with the GGUF magic): "
                 "llama.cpp serves GGUF files only; convert the model or launch it with another engine"
             )
         endian = "<"

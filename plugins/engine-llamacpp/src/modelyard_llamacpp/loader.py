@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import secrets
+import shutil
+import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -71,6 +75,7 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     common = xllamacpp.CommonParams()
     apply(common, settings.assignments)
     common.model.path = str(path)
+    socket_dir = lock_http(common)
     if not settings.gpu_layers_given:
         common.n_gpu_layers = choose_gpu_layers(
             shape, settings.plan, gpu_devices(xllamacpp.get_device_info())
@@ -78,6 +83,7 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     try:
         server = xllamacpp.Server(common)
     except Exception as exc:
+        shutil.rmtree(socket_dir, ignore_errors=True)
         raise LaunchError(
             f"llama.cpp could not load {path}: {exc}. Its log (above, on the runner's stderr) says why; "
             "common causes are an architecture this llama.cpp build does not know, or too little memory "
@@ -88,6 +94,7 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
         # window never stops (its loop misses the stop flag) and the process hangs on exit. The
         # metrics task is answered by that loop, so once it answers the window is closed.
         server.handle_metrics()
+    unlink_http(socket_dir)
     slots = Slots(
         n_ctx=settings.plan.n_ctx,
         n_parallel=settings.plan.n_parallel,
@@ -95,3 +102,36 @@ def load(family: Family, params: Mapping[str, Any], path: Path) -> LlamaCppModel
     )
     tool_parser = family.tool_parser if isinstance(family, LLMFamily) else None
     return LlamaCppModel(server, slots=slots, abilities=settings.abilities, tool_parser=tool_parser)
+
+
+def lock_http(common: Any) -> Path:
+    """Close the side door: xllamacpp always starts llama.cpp's own HTTP server (by default on a
+    random 127.0.0.1 TCP port, no API key, CORS open to every origin). Bind it instead to a UNIX
+    socket in a fresh 0700 folder (no TCP port at all), behind a random key nobody is told, with
+    CORS closed and the slots and props endpoints off. modelyard calls the engine in-process,
+    which none of this affects. Returns the folder, for ``unlink_http`` once the server listens."""
+    folder = Path(tempfile.mkdtemp(prefix="modelyard-llama-"))  # mode 0700
+    common.hostnames = [str(folder / "llama.sock")]
+    common.api_keys = [secrets.token_urlsafe(32)]
+    common.cors_origins = ""
+    common.endpoint_slots = False
+    common.endpoint_props = False
+    # The readiness handshake (below) goes through the metrics task; over HTTP it needs the key.
+    common.endpoint_metrics = True
+    return folder
+
+
+def unlink_http(folder: Path, timeout: float = 10.0) -> None:
+    """Remove the socket's folder once llama.cpp listens on it: a listening UNIX socket without a
+    path can accept nobody, so its HTTP server is then off in effect, and nothing is left on disk
+    even if the runner is killed. Removed before llama.cpp binds, its bind would fail instead
+    (it binds in its own thread), so wait for the socket to appear; if it never does, the folder
+    stays and the key still locks it."""
+    sock = folder / "llama.sock"
+    deadline = time.monotonic() + timeout
+    while not sock.exists():
+        if time.monotonic() > deadline:
+            log.warning("llama.cpp's HTTP socket did not appear in %s; leaving it locked", folder)
+            return
+        time.sleep(0.01)
+    shutil.rmtree(folder, ignore_errors=True)

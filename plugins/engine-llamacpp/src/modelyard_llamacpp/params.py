@@ -18,6 +18,30 @@ from .settings import ALIASES
 
 # Set by the engine from the launch itself, never by a parameter.
 OWNED = ("model.",)
+# llama.cpp's embedded HTTP server, locked by the loader (see loader.lock_http): a parameter must
+# not reopen it (a TCP port, CORS, an API key the caller knows, the slot and props endpoints) nor
+# make it write files (slot_save_path).
+HTTP_SERVER = frozenset(
+    {
+        "hostnames",
+        "port",
+        "api_keys",
+        "api_prefix",
+        "public_path",
+        "ssl_file_key",
+        "ssl_file_cert",
+        "cors_origins",
+        "cors_origins_explicit",
+        "cors_methods",
+        "cors_headers",
+        "cors_credentials",
+        "endpoint_slots",
+        "endpoint_props",
+        "endpoint_metrics",
+        "slot_save_path",
+        "n_threads_http",
+    }
+)
 
 
 def _is_group(value: Any) -> bool:
@@ -169,6 +193,12 @@ def apply(params: Any, assignments: dict[str, Any]) -> None:
         if name.startswith(OWNED):
             raise InvalidRequest(
                 f"{name!r} is set by modelyard from the launched model; launch another model instead",
+                param=name,
+            )
+        if name in HTTP_SERVER:
+            raise InvalidRequest(
+                f"{name!r} configures llama.cpp's own HTTP server, which modelyard keeps closed; "
+                "the model is served through modelyard's API only, so remove it",
                 param=name,
             )
         if name not in known:

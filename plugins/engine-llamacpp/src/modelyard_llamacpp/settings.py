@@ -13,7 +13,7 @@ nested dicts (``{"sampling": {"top_k": 20}}``), plus a few friendly aliases. Def
 - ``fit_params`` off: modelyard places GPU layers itself (``estimate.gpu_layers``) and llama.cpp's own
   fitting loads the model twice. ``cache_ram_mib`` 512 instead of llama.cpp's 8192, so that an idle
   server's prompt cache cannot grow by 8 GiB unannounced. ``verbosity`` 0: warnings and errors only.
-  ``endpoint_metrics`` on: the loader waits on a metrics request to know llama.cpp's task loop runs.
+  llama.cpp's embedded HTTP server is the loader's business (``loader.lock_http``), never a parameter's.
 """
 
 from __future__ import annotations
@@ -182,8 +182,6 @@ def resolve(
         "fit_params": False,
         "cache_ram_mib": 512,
         "verbosity": 0,
-        # The loader's readiness handshake goes through the metrics task (see loader.load).
-        "endpoint_metrics": True,
     }
     if isinstance(family, LLMFamily) and family.chat_template:
         defaults["chat_template"] = family.chat_template  # the catalog's, as Xinference does

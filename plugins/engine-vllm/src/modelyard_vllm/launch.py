@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -48,10 +49,24 @@ def _abilities(family: Family, model_type: str, tasks: tuple[str, ...]) -> tuple
     ) or ("generate",)
 
 
+def loopback_env(platform: str = sys.platform) -> dict[str, str]:
+    """Keep the sockets vLLM opens inside the runner on loopback: torch.distributed's gloo device
+    (which binds the address the host name resolves to, often a LAN address, even for one
+    process) and anything vLLM binds to ``get_ip()``. One runner is one machine; modelyard has no
+    multi-node vLLM. The user's own values win (setdefault)."""
+    interface = {"linux": "lo", "darwin": "lo0"}.get(platform)
+    env = {"VLLM_HOST_IP": "127.0.0.1"}
+    if interface is not None:
+        env["GLOO_SOCKET_IFNAME"] = interface
+    return env
+
+
 def load(family: Family, params: dict[str, Any], path: Path, install: VllmInstall) -> VllmModel:
     """Build the engine arguments, start ``AsyncLLM`` and wrap it; raises ``InvalidRequest`` for bad
     arguments and ``LaunchError`` with vLLM's own reason when the engine does not come up."""
     os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "1")
+    for name, value in loopback_env().items():
+        os.environ.setdefault(name, value)
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     model_type = family.model_type
