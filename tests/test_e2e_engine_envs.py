@@ -62,7 +62,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def test_llamacpp_and_vllm_serve_side_by_side_from_one_server(
     tmp_path: Path,
-    start_server_with: Callable[[str, Path], Server],
+    start_server_with: Callable[..., Server],
     smollm2_gguf: dict[str, str],
 ) -> None:
     assert VLLM_PYTHON is not None
@@ -77,7 +77,7 @@ def test_llamacpp_and_vllm_serve_side_by_side_from_one_server(
         check=False,
     )
     assert used.returncode == 0, used.stderr
-    server = start_server_with(modelyard, home)
+    server = start_server_with(modelyard, home, "--model-root", str(MODELS))
     with server.client(timeout=900) as http:
         listed = {e["engine"]: e for e in http.get("/v1/environments").json()["environments"]}
         assert listed["vLLM"]["own"] and listed["vLLM"]["available"], listed["vLLM"]
