@@ -3,6 +3,8 @@ to change, and the server keeps serving."""
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,3 +65,117 @@ def test_a_corrupt_model_file_is_a_400_with_the_reason(
         assert body["error"]["message"] == body["detail"]
         listed = http.get("/v1/models").json()["data"]
         assert all(item["id"] != f"bad-{kind}" for item in listed)
+
+
+@pytest.fixture(scope="module")
+def smol(server: Server, smollm2_gguf: dict[str, str]) -> Iterator[str]:
+    uid = server.launch(model_uid="smol-bad-input", n_ctx=1024, **smollm2_gguf)
+    yield uid
+    server.terminate(uid)
+
+
+def _raw_post(server: Server, head: dict[str, str], body: bytes) -> tuple[int, bytes]:
+    """Send the headers and the start of a body, then read the answer: a 413 must come back
+    although most of the announced body was never sent."""
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        lines = ["POST /v1/chat/completions HTTP/1.1", f"host: {host}:{port}"]
+        lines += [f"{k}: {v}" for k, v in head.items()]
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < 50:
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_70_mb_body_is_a_413_naming_the_limit_before_it_is_sent(server: Server) -> None:
+    head = {"content-type": "application/json", "content-length": str(70 * 1024 * 1024)}
+    status, body = _raw_post(server, head, b'{"model": "x", "messages": [')
+    assert status == 413
+    assert b"32 MiB" in body and b"--max-body-size" in body
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ({"seed": 2**70}, "$.seed"),
+        ({"chat_template_kwargs": {"n": 2**64}}, "chat_template_kwargs.n"),
+        (
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "parameters": {"x": 10**30}}}
+                ]
+            },
+            "parameters.x",
+        ),
+    ],
+)
+def test_integers_beyond_64_bits_are_400s(
+    server: Server, smol: str, extra: dict[str, object], needle: str
+) -> None:
+    body = {
+        "model": smol,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 2,
+        **extra,
+    }
+    with server.client() as http:
+        response = http.post("/v1/chat/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert needle in response.json()["detail"]
+
+
+def test_deep_nesting_is_a_400_on_launch_and_chat(server: Server, smol: str) -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    with server.client() as http:
+        for path, start in (
+            ("/v1/models", b'{"model_name": "smollm2-instruct", "n_ctx": '),
+            (
+                "/v1/chat/completions",
+                b'{"model": "%s", "chat_template_kwargs": {"x": ' % smol.encode(),
+            ),
+            ("/v1/model_registrations/LLM", b'{"model": '),
+        ):
+            response = http.post(path, content=start + deep + b"}" * start.count(b"{"))
+            assert response.status_code == 400, (path, response.text)
+            assert "nested more than 64" in response.json()["detail"]
+
+
+def test_an_image_part_to_smollm2_is_a_400_and_a_bad_tool_call_too(
+    server: Server, smol: str
+) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    system = {"role": "system", "content": "You are a helpful assistant."}
+    with server.client() as http:
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": smol, "messages": [system, {"role": "user", "content": [image]}]},
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == "messages[1].content[0]"
+        assert "accepts text" in response.json()["detail"]
+
+        call = {"id": "c1", "type": "function", "function": {"arguments": "{}"}}
+        messages = [
+            system,
+            {"role": "assistant", "tool_calls": [call]},
+            {"role": "user", "content": "hi"},
+        ]
+        response = http.post("/v1/chat/completions", json={"model": smol, "messages": messages})
+        assert response.status_code == 400, response.text
+        assert "tool_calls[0].function.name" in response.json()["detail"]
+
+        # The model keeps serving.
+        response = http.post(
+            "/v1/chat/completions",
+            json={
+                "model": smol,
+                "messages": [system, {"role": "user", "content": "Hi"}],
+                "max_tokens": 3,
+            },
+        )
+        assert response.status_code == 200, response.text

@@ -111,6 +111,17 @@ class Forbidden(ModelyardError):
     type = "permission_error"
 
 
+class PayloadTooLarge(ModelyardError):
+    """The request body is larger than the server accepts (``serve --max-body-size``)."""
+
+    status = 413
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "request_too_large")
+        super().__init__(message, **kw)
+
+
 class NotFound(ModelyardError):
     status = 404
     type = "not_found_error"

@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import output
-from .options import endpoint_option, json_option, model_type_option, parse_params, parse_size
+from .options import (
+    ByteSize,
+    endpoint_option,
+    json_option,
+    model_type_option,
+    parse_params,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -27,6 +34,13 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
     default="info",
     show_default=True,
+)
+@click.option(
+    "--max-body-size",
+    type=ByteSize(),
+    default="32MiB",
+    show_default=True,
+    help="Largest request body accepted (bytes, or with a unit: 512KiB, 64MiB, 1GiB); larger is a 413.",
 )
 @click.option(
     "--api-key",
@@ -79,6 +93,7 @@ def serve(
     model_roots: tuple[str, ...],
     allow_remote_code: bool,
     metrics_open: bool,
+    max_body_size: int,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -93,7 +108,13 @@ def serve(
         allow_remote_code=allow_remote_code,
         metrics_open=metrics_open,
     )
-    run_server(host=host, port=port, log_level=log_level.lower(), security=security)
+    run_server(
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        security=security,
+        max_body_size=max_body_size,
+    )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

@@ -20,6 +20,7 @@ import msgspec
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..errors import InvalidRequest
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Family, ModelSpec
 
@@ -138,7 +139,12 @@ def _request_decoder(op: str) -> msgspec.msgpack.Decoder[Any]:
 
 
 def make_call(call_id: int, op: Op, request: msgspec.Struct) -> Call:
-    return Call(call_id, op, msgspec.Raw(ENCODER.encode(request)))
+    try:
+        return Call(call_id, op, msgspec.Raw(ENCODER.encode(request)))
+    except OverflowError:  # the edge bounds every integer; this is the last line of defence
+        raise InvalidRequest(
+            "the request holds an integer that does not fit in 64 bits; send smaller numbers"
+        ) from None
 
 
 def decode_request(call: Call) -> msgspec.Struct:

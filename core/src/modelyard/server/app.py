@@ -99,8 +99,14 @@ def _default_manager() -> Manager:
     return ModelManager()
 
 
-def create_app(manager: Manager | None = None, security: Security | None = None) -> Starlette:
+def create_app(
+    manager: Manager | None = None,
+    security: Security | None = None,
+    *,
+    max_body_size: int | None = None,
+) -> Starlette:
     """The HTTP app over ``manager`` (a new local ModelManager when None, closed at shutdown).
+    ``max_body_size``: the largest request body accepted, in bytes (default 32 MiB).
 
     ``security`` (default ``Security()``: no keys, loopback Host names only, no CORS, the default
     model roots, no remote code) is checked by middleware before any route runs.
@@ -153,6 +159,7 @@ def create_app(manager: Manager | None = None, security: Security | None = None)
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
     app.state.manager = active
+    app.state.max_body_size = max_body_size
     app.state.metrics = metrics
     app.state.security = security
     app.state.catalog = None

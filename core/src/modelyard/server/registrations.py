@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import InvalidRequest
+from ..schemas import check_json_ints
 from ..specs import ModelType
 from .errors import JSONResponse, decode_body
 from .policy import check_packages, check_registration, security_of
@@ -111,6 +112,10 @@ async def register_model(request: Request) -> Response:
         family = parse_registration(body.model, model_type)
     else:
         family = family_from_registration(body.model, model_type)
+    try:
+        check_json_ints(msgspec.to_builtins(family), "model")
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid registration: {exc}") from None
     check_packages(family, security_of(request))
     catalog = await _catalog(request)
     # Persisting writes a file (fsync): off the event loop.

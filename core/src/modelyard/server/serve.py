@@ -16,6 +16,8 @@ def serve(
     port: int = 9997,
     log_level: str = "info",
     security: Security | None = None,
+    *,
+    max_body_size: int | None = None,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -25,7 +27,7 @@ def serve(
 
     path = setup_logging("server", log_level)
     security = security or Security.from_options(host=host)
-    app = create_app(security=security)
+    app = create_app(security=security, max_body_size=max_body_size)
     log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
     warn_if_exposed(host, security)
     uvicorn.run(
