@@ -3,8 +3,13 @@ to change, and the server keeps serving."""
 
 from __future__ import annotations
 
+import json
+import os
 import socket
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -179,3 +184,36 @@ def test_an_image_part_to_smollm2_is_a_400_and_a_bad_tool_call_too(
             },
         )
         assert response.status_code == 200, response.text
+
+
+def test_a_broken_registration_file_never_blocks_the_catalog(
+    tmp_path: Path, smollm2_gguf: dict[str, str], start_serve: Callable[..., Server]
+) -> None:
+    home = tmp_path / "home"
+    folder = home / "registrations" / "LLM"
+    folder.mkdir(parents=True)
+    (folder / "my-model.json").write_bytes(b'{"model_name": "my-model", "model_ability": [')
+    stale = folder / ".other.json.x1y2z3.tmp"  # an interrupted write
+    stale.write_bytes(b"{")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    running = start_serve(home)
+    with running.client() as http:
+        listed = http.get("/v1/model_registrations/LLM").json()
+        [broken] = [item for item in listed if item.get("broken")]
+        assert broken["model_name"] == "my-model" and "not valid JSON" in broken["error"]
+        assert any(item["model_name"] == "smollm2-instruct" for item in listed)
+        launched = http.post("/v1/models", json={**smollm2_gguf, "model_uid": "still-works"})
+        assert launched.status_code == 200, launched.text
+        assert http.delete("/v1/models/still-works").status_code == 200
+        missing = http.post("/v1/models", json={"model_name": "my-model"})
+        assert missing.status_code == 404 and "is broken" in missing.json()["detail"]
+    assert not stale.exists()
+    assert "skipping registration file" in running.log.read_text()
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("modelyard")), "registrations", "--json"],
+        env={**os.environ, "MODELYARD_HOME": str(home)},
+        capture_output=True,
+        check=True,
+    )
+    rows = {row["model_name"]: row for row in json.loads(cli.stdout)}
+    assert rows["my-model"]["broken"] is True and "smollm2-instruct" in rows

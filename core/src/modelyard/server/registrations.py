@@ -2,6 +2,8 @@
 
 Shapes follow Xinference (XINFERENCE_API.md §6): listings are lists of ``{model_name,
 is_builtin}`` (full family dicts with ``?detailed=true``), register/unregister answer ``null``.
+A registration file that could not be loaded is listed as ``{model_name, is_builtin: false,
+broken: true, error}``; unregistering its name deletes it.
 Unlike Xinference, unregistering an unknown or built-in name is an error (404/409), and an unknown
 name on /v1/engines is a 404 listing close matches rather than a 200 ``null``.
 """
@@ -84,6 +86,11 @@ async def list_registrations(request: Request) -> Response:
             _to_registration(family, builtin)
             if detailed
             else {"model_name": family.model_name, "is_builtin": builtin}
+        )
+    # Files skipped at load: listed so that their owner sees why the model is missing.
+    for broken in catalog.broken(model_type):
+        items.append(
+            {"model_name": broken.model_name, "is_builtin": False, "broken": True, "error": broken.error}
         )
     return JSONResponse(items)
 
