@@ -110,9 +110,7 @@ class Catalog:
         """Registration files skipped at load, with the reason (fix or unregister them)."""
         with self._lock:
             return [
-                b
-                for b in self._broken.values()
-                if model_type is None or b.model_type == model_type
+                b for b in self._broken.values() if model_type is None or b.model_type == model_type
             ]
 
     def is_builtin(self, name: str) -> bool:

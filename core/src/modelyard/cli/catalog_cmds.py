@@ -114,10 +114,10 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
         ]
         for f in families
     ]
-    broken = catalog.broken(model_type)  # type: ignore[arg-type]
-    rows_table += [[b.model_name, b.model_type, "broken", "", ""] for b in broken]
+    skipped = catalog.broken(model_type)  # type: ignore[arg-type]
+    rows_table += [[b.model_name, b.model_type, "broken", "", ""] for b in skipped]
     output.print_table(None, ["Name", "Type", "Source", "Abilities", "Formats"], rows_table)
-    for b in broken:
+    for b in skipped:
         output.error(f"registration {b.model_name!r} is broken and skipped: {b.error}")
 
 

@@ -90,7 +90,12 @@ async def list_registrations(request: Request) -> Response:
     # Files skipped at load: listed so that their owner sees why the model is missing.
     for broken in catalog.broken(model_type):
         items.append(
-            {"model_name": broken.model_name, "is_builtin": False, "broken": True, "error": broken.error}
+            {
+                "model_name": broken.model_name,
+                "is_builtin": False,
+                "broken": True,
+                "error": broken.error,
+            }
         )
     return JSONResponse(items)
 
