@@ -156,6 +156,17 @@ class Unavailable(ModelyardError):
     type = "service_unavailable"
 
 
+class GatewayTimeout(ModelyardError):
+    """The model did not answer within the request's deadline (``request_timeout``)."""
+
+    status = 504
+    type = "timeout_error"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "request_timeout")
+        super().__init__(message, **kw)
+
+
 class LaunchError(ModelyardError):
     """A launch that cannot succeed as asked: no engine fits, not enough memory, load failed."""
 

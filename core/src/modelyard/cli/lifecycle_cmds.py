@@ -43,6 +43,14 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     help="Largest request body accepted (bytes, or with a unit: 512KiB, 64MiB, 1GiB); larger is a 413.",
 )
 @click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds a request may take before it ends with a 504 (0: no limit); "
+    "a model's request_timeout launch option overrides it.",
+)
+@click.option(
     "--api-key",
     "api_keys",
     multiple=True,
@@ -94,6 +102,7 @@ def serve(
     allow_remote_code: bool,
     metrics_open: bool,
     max_body_size: int,
+    request_timeout: float,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -114,6 +123,7 @@ def serve(
         log_level=log_level.lower(),
         security=security,
         max_body_size=max_body_size,
+        request_timeout=request_timeout,
     )
 
 

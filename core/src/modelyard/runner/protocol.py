@@ -6,7 +6,9 @@ a frame on the wire is a 4-byte big-endian length followed by that many bytes.
 
 Launch phase (first frames): server sends ``Load``; runner answers ``Progress``* then ``Ready`` or
 ``LaunchFailed``. Serving phase: server sends ``Call``/``Cancel``/``Shutdown``; runner answers each
-call with ``Chunk``* + ``End`` (streams), ``Result`` (embed, rerank) or ``Error``.
+call with ``Chunk``* + ``End`` (streams), ``Result`` (embed, rerank) or ``Error``. At any time the
+server may send ``Ping``; the runner answers ``Pong`` with the same number at once (the heartbeat
+that tells a busy runner from a hung one).
 """
 
 from __future__ import annotations
@@ -73,6 +75,10 @@ class Shutdown(_Frame, tag="shutdown"):
     pass
 
 
+class Ping(_Frame, tag="ping"):
+    seq: int
+
+
 # --- runner -> server ---
 class Progress(_Frame, tag="progress"):
     stage: str
@@ -103,13 +109,17 @@ class End(_Frame, tag="end"):
     id: int
 
 
+class Pong(_Frame, tag="pong"):
+    seq: int
+
+
 class Error(_Frame, tag="error"):
     id: int
     error: dict[str, Any]
 
 
-ToRunner = Load | Call | Cancel | Shutdown
-ToServer = Progress | Ready | LaunchFailed | Chunk | Result | End | Error
+ToRunner = Load | Call | Cancel | Shutdown | Ping
+ToServer = Progress | Ready | LaunchFailed | Chunk | Result | End | Error | Pong
 
 REQUEST_TYPES: dict[str, type[msgspec.Struct]] = {
     "chat": ChatCompletionRequest,

@@ -7,7 +7,7 @@ app created the manager itself.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -93,10 +93,10 @@ ROUTES = [
 METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
 
 
-def _default_manager() -> Manager:
+def _default_manager(options: Mapping[str, Any]) -> Manager:
     from ..runner import ModelManager
 
-    return ModelManager()
+    return ModelManager(**options)
 
 
 def create_app(
@@ -104,9 +104,11 @@ def create_app(
     security: Security | None = None,
     *,
     max_body_size: int | None = None,
+    manager_options: Mapping[str, Any] | None = None,
 ) -> Starlette:
-    """The HTTP app over ``manager`` (a new local ModelManager when None, closed at shutdown).
-    ``max_body_size``: the largest request body accepted, in bytes (default 32 MiB).
+    """The HTTP app over ``manager`` (a new local ModelManager when None, made with
+    ``manager_options`` and closed at shutdown). ``max_body_size``: the largest request body
+    accepted, in bytes (default 32 MiB).
 
     ``security`` (default ``Security()``: no keys, loopback Host names only, no CORS, the default
     model roots, no remote code) is checked by middleware before any route runs.
@@ -114,7 +116,7 @@ def create_app(
     Tests and embedders may set ``app.state.catalog``, ``app.state.plugin_manager`` and
     ``app.state.hardware`` (a probe function) to replace the process-wide ones."""
     owned = manager is None
-    active: Manager = _default_manager() if manager is None else manager
+    active: Manager = _default_manager(manager_options or {}) if manager is None else manager
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

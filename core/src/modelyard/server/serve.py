@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from .app import create_app
 from .logs import setup_logging
@@ -18,6 +19,7 @@ def serve(
     security: Security | None = None,
     *,
     max_body_size: int | None = None,
+    request_timeout: float | None = None,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -27,7 +29,8 @@ def serve(
 
     path = setup_logging("server", log_level)
     security = security or Security.from_options(host=host)
-    app = create_app(security=security, max_body_size=max_body_size)
+    options: dict[str, Any] = {"request_timeout": request_timeout or None}
+    app = create_app(security=security, max_body_size=max_body_size, manager_options=options)
     log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
     warn_if_exposed(host, security)
     uvicorn.run(
