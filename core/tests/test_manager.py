@@ -449,5 +449,5 @@ async def test_the_managers_deadline_applies_without_a_launch_option(
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
     async with ModelManager(runner_env=runner_env(), request_timeout=0.5) as manager:
         uid = await manager.start(plan(tmp_path, word_delay=0.3))
-        with pytest.raises(GatewayTimeout, match="0.5 s"):
+        with pytest.raises(GatewayTimeout, match=r"0\.5 s"):
             await collect(manager.chat(uid, chat("a b c d e f g h")))

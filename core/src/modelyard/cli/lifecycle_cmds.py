@@ -91,6 +91,14 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     show_default=True,
     help="Serve /metrics without an API key.",
 )
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=5,
+    show_default=True,
+    help="Seconds to wait, on SIGTERM or Ctrl-C, for open connections (streams in flight end "
+    "at once with an error event) and for runners to stop before they are killed.",
+)
 def serve(
     host: str,
     port: int,
@@ -103,6 +111,7 @@ def serve(
     metrics_open: bool,
     max_body_size: int,
     request_timeout: float,
+    shutdown_timeout: float,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -124,6 +133,7 @@ def serve(
         security=security,
         max_body_size=max_body_size,
         request_timeout=request_timeout,
+        shutdown_timeout=shutdown_timeout,
     )
 
 

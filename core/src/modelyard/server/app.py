@@ -2,7 +2,9 @@
 
 ``create_app`` builds everything from arguments and the environment and starts nothing; the
 manager's runners start on the first launch and stop with the app (lifespan shutdown) when the
-app created the manager itself.
+app created the manager itself. ``begin_shutdown`` (called by ``serve`` when a signal arrives,
+before it waits for open connections) ends streams in flight with a final error event and answers
+waiting requests with 503, so that shutdown never waits for a long generation.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -120,6 +123,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.stopping = anyio.Event()
         if not owned:
             yield
             return
@@ -161,6 +165,7 @@ def create_app(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
     app.state.manager = active
+    app.state.stopping = None  # an anyio.Event once the lifespan started
     app.state.max_body_size = max_body_size
     app.state.metrics = metrics
     app.state.security = security
@@ -169,3 +174,10 @@ def create_app(
     app.state.hardware = None
     app.state.responses = ResponseStore()
     return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Tell streams and waiting requests that the server is going down (call on its event loop)."""
+    stopping = getattr(app.state, "stopping", None)
+    if stopping is not None:
+        stopping.set()
