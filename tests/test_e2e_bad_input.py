@@ -74,7 +74,7 @@ def test_a_corrupt_model_file_is_a_400_with_the_reason(
 
 @pytest.fixture(scope="module")
 def smol(server: Server, smollm2_gguf: dict[str, str]) -> Iterator[str]:
-    uid = server.launch(model_uid="smol-bad-input", n_ctx=1024, **smollm2_gguf)
+    uid = server.launch(model_uid="smol-bad-input", n_ctx=1024, n_parallel=2, **smollm2_gguf)
     yield uid
     server.terminate(uid)
 
@@ -217,3 +217,21 @@ def test_a_broken_registration_file_never_blocks_the_catalog(
     )
     rows = {row["model_name"]: row for row in json.loads(cli.stdout)}
     assert rows["my-model"]["broken"] is True and "smollm2-instruct" in rows
+
+
+@pytest.mark.parametrize("prompt", ["", ["Hello", ""]])
+def test_an_empty_prompt_with_n_above_1_is_a_400_not_a_hang(
+    server: Server, smol: str, prompt: object
+) -> None:
+    with server.client(timeout=60) as http:
+        response = http.post(
+            "/v1/completions", json={"model": smol, "prompt": prompt, "n": 2, "max_tokens": 2}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == "prompt"
+        # Nothing was left holding llama.cpp's slots: n=2 still answers.
+        response = http.post(
+            "/v1/completions", json={"model": smol, "prompt": "Hi", "n": 2, "max_tokens": 2}
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["choices"]) == 2
