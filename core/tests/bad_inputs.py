@@ -216,6 +216,9 @@ def check(response: httpx.Response) -> None:
     if response.status_code >= 400:
         assert response.headers["content-type"] == "application/json", response.headers
         body = response.json()
+        if body.get("type") == "error":  # Anthropic's shape, on /v1/messages
+            assert body["error"]["message"] and isinstance(body["error"]["type"], str)
+            return
         assert body["error"]["message"] == body["detail"] and body["detail"]
         assert isinstance(body["error"]["type"], str)
     elif response.headers["content-type"] == "application/json":
@@ -338,6 +341,41 @@ TEMPLATES: dict[str, list[dict[str, Any]]] = {
         {"model": "{}", "persist": HOLE},
     ],
     "/v1/models/m/cancel": [{"x": HOLE}],
+    "/v1/messages": [
+        {"model": "m", "max_tokens": HOLE, "messages": [_USER]},
+        {"model": "m", "max_tokens": 4, "messages": HOLE},
+        {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": HOLE}]},
+        {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": [HOLE]}]},
+        {"model": "m", "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]},
+        {"model": "m", "max_tokens": 4, "messages": [{"role": "assistant", "content": [
+            {"type": "tool_use", "id": "t1", "name": "f", "input": {"x": HOLE}}]}, _USER]},
+        {"model": "m", "max_tokens": 4, "messages": [_USER], "tools": [{"name": "f", "input_schema": {"type": "object", "properties": {"p": HOLE}}}]},
+        *({"model": "m", "max_tokens": 4, "messages": [_USER], key: HOLE} for key in (
+            "system", "temperature", "top_p", "top_k", "stop_sequences", "stream", "tools", "tool_choice",
+            "metadata", "thinking", "output_config", "x",
+        )),
+    ],
+    "/v1/messages/count_tokens": [
+        {"model": "m", "messages": HOLE},
+        {"model": "m", "messages": [{"role": "user", "content": HOLE}]},
+    ],
+    "/v1/responses": [
+        {"model": "m", "input": HOLE},
+        {"model": "m", "input": [HOLE]},
+        {"model": "m", "input": [{"role": "user", "content": HOLE}]},
+        {"model": "m", "input": [{"role": "user", "content": [
+            {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]}]},
+        {"model": "m", "input": "hi", "tools": [{"type": "function", "name": "f", "parameters": {"p": HOLE}}]},
+        *({"model": "m", "input": "hi", key: HOLE} for key in (
+            "instructions", "max_output_tokens", "temperature", "top_p", "stream", "tools", "tool_choice",
+            "text", "previous_response_id", "store", "x",
+        )),
+    ],
+    "/v2/rerank": [
+        {"model": "rr", "query": HOLE, "documents": ["d"]},
+        {"model": "rr", "query": "q", "documents": [HOLE], "top_n": 1},
+    ],
 }  # fmt: skip
 
 
