@@ -343,10 +343,11 @@ async def test_a_runner_speaking_another_protocol_refuses_to_load_and_says_how_t
 async def quick_heartbeat(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[ModelManager]:
-    """A manager that calls a runner unresponsive after 1.5 s of silence."""
+    """A manager that calls a runner unresponsive after 3 s of silence (short for the tests, long
+    enough that a busy 2-core machine does not make a live runner look hung)."""
     monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
     async with ModelManager(
-        runner_env=runner_env(), terminate_grace=3, heartbeat_timeout=1.5
+        runner_env=runner_env(), terminate_grace=3, heartbeat_timeout=3
     ) as manager:
         yield manager
 
@@ -366,7 +367,7 @@ async def test_a_stopped_runner_is_unresponsive_then_ready_again(
     assert pid is not None
     resume = stopped(pid)
     try:
-        await eventually(lambda: manager.get(uid).state == "unresponsive")
+        await eventually(lambda: manager.get(uid).state == "unresponsive", timeout=30)
         assert "heartbeat" in (manager.get(uid).error or "")
         with pytest.raises(Unavailable, match="unresponsive") as info:
             manager.chat(uid, chat("hello"))
@@ -374,7 +375,7 @@ async def test_a_stopped_runner_is_unresponsive_then_ready_again(
         assert await collect(manager.chat(other, chat("still here"))) == "still here "
     finally:
         resume()
-    await eventually(lambda: manager.get(uid).state == "ready")
+    await eventually(lambda: manager.get(uid).state == "ready", timeout=30)
     assert manager.get(uid).error is None
     assert await collect(manager.chat(uid, chat("awake again"))) == "awake again "
 
@@ -388,7 +389,7 @@ async def test_terminate_kills_a_stopped_runner(
     assert pid is not None
     resume = stopped(pid)
     try:
-        await eventually(lambda: manager.get(uid).state == "unresponsive")
+        await eventually(lambda: manager.get(uid).state == "unresponsive", timeout=30)
         with anyio.fail_after(30):  # a bound on a hang, not a speed claim
             await manager.terminate(uid)
         assert not alive(pid)
