@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,16 @@ def _corrupt(kind: str, folder: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def rooted(
+    tmp_path_factory: pytest.TempPathFactory, serving: Callable[..., AbstractContextManager[Server]]
+) -> Iterator[tuple[Server, Path]]:
+    """A server of this module's own whose model root holds the corrupt files."""
+    root = tmp_path_factory.mktemp("weights")
+    with serving(tmp_path_factory.mktemp("home"), "--model-root", str(root)) as running:
+        yield running, root
+
+
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [
@@ -55,9 +66,10 @@ def _corrupt(kind: str, folder: Path) -> Path:
     ],
 )
 def test_a_corrupt_model_file_is_a_400_with_the_reason(
-    server: Server, smollm2_gguf: dict[str, str], tmp_path: Path, kind: str, reason: str
+    rooted: tuple[Server, Path], smollm2_gguf: dict[str, str], kind: str, reason: str
 ) -> None:
-    path = _corrupt(kind, tmp_path)
+    server, root = rooted
+    path = _corrupt(kind, root)
     with server.client() as http:
         response = http.post(
             "/v1/models", json={**smollm2_gguf, "model_uid": f"bad-{kind}", "model_path": str(path)}
@@ -187,7 +199,9 @@ def test_an_image_part_to_smollm2_is_a_400_and_a_bad_tool_call_too(
 
 
 def test_a_broken_registration_file_never_blocks_the_catalog(
-    tmp_path: Path, smollm2_gguf: dict[str, str], start_serve: Callable[..., Server]
+    tmp_path: Path,
+    smollm2_gguf: dict[str, str],
+    serving: Callable[..., AbstractContextManager[Server]],
 ) -> None:
     home = tmp_path / "home"
     folder = home / "registrations" / "LLM"
@@ -196,27 +210,27 @@ def test_a_broken_registration_file_never_blocks_the_catalog(
     stale = folder / ".other.json.x1y2z3.tmp"  # an interrupted write
     stale.write_bytes(b"{")
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
-    running = start_serve(home)
-    with running.client() as http:
-        listed = http.get("/v1/model_registrations/LLM").json()
-        [broken] = [item for item in listed if item.get("broken")]
-        assert broken["model_name"] == "my-model" and "not valid JSON" in broken["error"]
-        assert any(item["model_name"] == "smollm2-instruct" for item in listed)
-        launched = http.post("/v1/models", json={**smollm2_gguf, "model_uid": "still-works"})
-        assert launched.status_code == 200, launched.text
-        assert http.delete("/v1/models/still-works").status_code == 200
-        missing = http.post("/v1/models", json={"model_name": "my-model"})
-        assert missing.status_code == 404 and "is broken" in missing.json()["detail"]
-    assert not stale.exists()
-    assert "skipping registration file" in running.log.read_text()
-    cli = subprocess.run(
-        [str(Path(sys.executable).with_name("modelyard")), "registrations", "--json"],
-        env={**os.environ, "MODELYARD_HOME": str(home)},
-        capture_output=True,
-        check=True,
-    )
-    rows = {row["model_name"]: row for row in json.loads(cli.stdout)}
-    assert rows["my-model"]["broken"] is True and "smollm2-instruct" in rows
+    with serving(home) as running:
+        with running.client() as http:
+            listed = http.get("/v1/model_registrations/LLM").json()
+            [broken] = [item for item in listed if item.get("broken")]
+            assert broken["model_name"] == "my-model" and "not valid JSON" in broken["error"]
+            assert any(item["model_name"] == "smollm2-instruct" for item in listed)
+            launched = http.post("/v1/models", json={**smollm2_gguf, "model_uid": "still-works"})
+            assert launched.status_code == 200, launched.text
+            assert http.delete("/v1/models/still-works").status_code == 200
+            missing = http.post("/v1/models", json={"model_name": "my-model"})
+            assert missing.status_code == 404 and "is broken" in missing.json()["detail"]
+        assert not stale.exists()
+        assert "skipping registration file" in running.log.read_text()
+        cli = subprocess.run(
+            [str(Path(sys.executable).with_name("modelyard")), "registrations", "--json"],
+            env={**os.environ, "MODELYARD_HOME": str(home)},
+            capture_output=True,
+            check=True,
+        )
+        rows = {row["model_name"]: row for row in json.loads(cli.stdout)}
+        assert rows["my-model"]["broken"] is True and "smollm2-instruct" in rows
 
 
 @pytest.mark.parametrize("prompt", ["", ["Hello", ""]])

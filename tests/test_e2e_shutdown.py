@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,9 +32,15 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_ends_streams_with_an_error_event_and_stops_every_runner(
-    tmp_path: Path, smollm2_gguf: dict[str, str], start_serve: Callable[..., Server]
+    tmp_path: Path,
+    smollm2_gguf: dict[str, str],
+    serving: Callable[..., AbstractContextManager[Server]],
 ) -> None:
-    running = start_serve(tmp_path / "home", "--shutdown-timeout", "5")
+    with serving(tmp_path / "home", "--shutdown-timeout", "5") as running:
+        _sigterm_during_a_stream(running, smollm2_gguf)
+
+
+def _sigterm_during_a_stream(running: Server, smollm2_gguf: dict[str, str]) -> None:
     pids = []
     for uid in ("first", "second"):
         launched = running.launch(model_uid=uid, n_ctx=2048, **smollm2_gguf)

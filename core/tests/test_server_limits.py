@@ -55,6 +55,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         [S.LLM, S.EMBED, S.RERANK], registrations_dir=Path(tempfile.mkdtemp()) / "registrations"
     )
     async with S.asgi_client(app) as http:
+        http.headers["content-type"] = "application/json"  # JSON routes take only JSON
         yield http
 
 
@@ -105,7 +106,10 @@ async def test_the_default_limit_is_32_mib() -> None:
         too_big = await http.post(
             "/v1/chat/completions",
             content=b"{}",
-            headers={"content-length": str(32 * 1024 * 1024 + 1)},
+            headers={
+                "content-length": str(32 * 1024 * 1024 + 1),
+                "content-type": "application/json",
+            },
         )
     assert "32 MiB" in error_of(too_big, 413)["message"]
 
