@@ -157,7 +157,8 @@ def test_deep_nesting_is_a_400_on_launch_and_chat(server: Server, smol: str) -> 
             ),
             ("/v1/model_registrations/LLM", b'{"model": '),
         ):
-            response = http.post(path, content=start + deep + b"}" * start.count(b"{"))
+            body = start + deep + b"}" * start.count(b"{")
+            response = http.post(path, content=body, headers={"content-type": "application/json"})
             assert response.status_code == 400, (path, response.text)
             assert "nested more than 64" in response.json()["detail"]
 
