@@ -72,6 +72,7 @@ def start_server(
 ) -> Server:
     """Start ``executable serve [args]`` on a free 127.0.0.1 port with MODELYARD_HOME=home; wait
     until /health (open even when the server requires keys) answers."""
+    home.mkdir(parents=True, exist_ok=True)
     log = home / "serve.log"
     port = _free_port()
     env = {

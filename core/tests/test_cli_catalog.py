@@ -414,3 +414,20 @@ def test_cal_model_mem_reaches_the_owning_plugin_in_any_case(
     result = json.loads(out.stdout)
     assert "echo model: no weights" in result["notes"]
     assert result["total"] == 1024 * 1024
+
+
+def test_a_broken_registration_file_is_listed_as_broken_and_the_rest_works(
+    tmp_path: Path, weights: Path
+) -> None:
+    folder = tmp_path / "home" / "registrations" / "LLM"
+    folder.mkdir(parents=True)
+    (folder / "half-written.json").write_bytes(b'{"model_name": "half-wr')
+    assert run("register", "-t", "LLM", "-f", str(family_file(tmp_path, weights))).exit_code == 0
+    rows = registered()
+    assert "my-tiny" in rows and rows["my-tiny"]["is_builtin"] is False
+    assert rows["half-written"]["broken"] is True
+    assert "half-written.json" in rows["half-written"]["error"]
+    assert "not valid JSON" in rows["half-written"]["error"]
+    table = run("registrations")
+    assert "broken" in table.stdout and "my-tiny" in table.stdout
+    assert "half-written" in table.stderr and "not valid JSON" in table.stderr

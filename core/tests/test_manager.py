@@ -336,3 +336,119 @@ async def test_a_runner_speaking_another_protocol_refuses_to_load_and_says_how_t
     ):
         await manager.start(plan(tmp_path), uid="mismatched")
     assert manager.list() == []
+
+
+# --- hung runners, deadlines ---
+@pytest.fixture
+async def quick_heartbeat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ModelManager]:
+    """A manager that calls a runner unresponsive after 3 s of silence (short for the tests, long
+    enough that a busy 2-core machine does not make a live runner look hung)."""
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    async with ModelManager(
+        runner_env=runner_env(), terminate_grace=3, heartbeat_timeout=3
+    ) as manager:
+        yield manager
+
+
+def stopped(pid: int) -> Callable[[], None]:
+    os.kill(pid, signal.SIGSTOP)
+    return lambda: os.kill(pid, signal.SIGCONT) if alive(pid) else None
+
+
+async def test_a_stopped_runner_is_unresponsive_then_ready_again(
+    quick_heartbeat: ModelManager, tmp_path: Path
+) -> None:
+    manager = quick_heartbeat
+    uid = await manager.start(plan(tmp_path), uid="sleepy")
+    other = await manager.start(plan(tmp_path), uid="awake")
+    pid = manager.get(uid).pid
+    assert pid is not None
+    resume = stopped(pid)
+    try:
+        await eventually(lambda: manager.get(uid).state == "unresponsive", timeout=30)
+        assert "heartbeat" in (manager.get(uid).error or "")
+        with pytest.raises(Unavailable, match="unresponsive") as info:
+            manager.chat(uid, chat("hello"))
+        assert (info.value.status, info.value.code) == (503, "model_unresponsive")
+        assert await collect(manager.chat(other, chat("still here"))) == "still here "
+    finally:
+        resume()
+    await eventually(lambda: manager.get(uid).state == "ready", timeout=30)
+    assert manager.get(uid).error is None
+    assert await collect(manager.chat(uid, chat("awake again"))) == "awake again "
+
+
+async def test_terminate_kills_a_stopped_runner(
+    quick_heartbeat: ModelManager, tmp_path: Path
+) -> None:
+    manager = quick_heartbeat
+    uid = await manager.start(plan(tmp_path))
+    pid = manager.get(uid).pid
+    assert pid is not None
+    resume = stopped(pid)
+    try:
+        await eventually(lambda: manager.get(uid).state == "unresponsive", timeout=30)
+        with anyio.fail_after(30):  # a bound on a hang, not a speed claim
+            await manager.terminate(uid)
+        assert not alive(pid)
+        with pytest.raises(ModelNotFound):
+            manager.get(uid)
+    finally:
+        resume()
+
+
+async def test_restart_unresponsive_relaunches_a_hung_runner(
+    quick_heartbeat: ModelManager, tmp_path: Path
+) -> None:
+    import msgspec
+
+    manager = quick_heartbeat
+    uid = await manager.start(msgspec.structs.replace(plan(tmp_path), restart_unresponsive=True))
+    pid = manager.get(uid).pid
+    assert pid is not None
+    resume = stopped(pid)
+    try:
+        await eventually(lambda: manager.get(uid).restarts == 1, timeout=30)
+        await eventually(lambda: manager.get(uid).state == "ready", timeout=60)
+        assert manager.get(uid).pid != pid
+        assert not alive(pid)
+        assert await collect(manager.chat(uid, chat("fresh start"))) == "fresh start "
+    finally:
+        resume()
+
+
+async def test_a_request_past_its_deadline_is_a_504_and_stops_the_engine(
+    manager: ModelManager, tmp_path: Path
+) -> None:
+    import msgspec
+    from modelyard.errors import GatewayTimeout
+
+    events = tmp_path / "events"
+    slow = msgspec.structs.replace(
+        plan(tmp_path, word_delay=0.3, events=str(events)), request_timeout=1.0
+    )
+    uid = await manager.start(slow)
+    with pytest.raises(GatewayTimeout, match="request_timeout of 1 s") as info:
+        await collect(manager.chat(uid, chat(" ".join(["w"] * 50), tag="late")))
+    assert (info.value.status, info.value.type) == (504, "timeout_error")
+
+    def closed() -> bool:
+        return events.exists() and "closed late" in events.read_text()
+
+    await eventually(closed)  # the engine was told to stop, not left generating
+    assert manager.get(uid).state == "ready"
+    assert await collect(manager.chat(uid, chat("quick"))) == "quick "
+
+
+async def test_the_managers_deadline_applies_without_a_launch_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelyard.errors import GatewayTimeout
+
+    monkeypatch.setenv("MODELYARD_HOME", str(tmp_path / "home"))
+    async with ModelManager(runner_env=runner_env(), request_timeout=0.5) as manager:
+        uid = await manager.start(plan(tmp_path, word_delay=0.3))
+        with pytest.raises(GatewayTimeout, match=r"0\.5 s"):
+            await collect(manager.chat(uid, chat("a b c d e f g h")))

@@ -218,25 +218,76 @@ def test_invalid_constraints_are_refused_even_from_python(catalog: Catalog) -> N
         )
 
 
-def test_hand_edited_registration_file_error_names_file_field_and_type(home: Path) -> None:
+def test_hand_edited_registration_file_is_skipped_naming_file_field_and_type(
+    home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     folder = home / "registrations" / "LLM"
     folder.mkdir(parents=True)
     data = msgspec.to_builtins(_llm())
     data["context_length"] = "long"
     (folder / "my-chat.json").write_text(json.dumps(data))
-    with pytest.raises(CatalogError) as info:
-        Catalog(builtin_families())
-    message = info.value.message
+    catalog = Catalog(builtin_families())
+    [broken] = catalog.broken()
+    message = broken.error
     assert str(folder / "my-chat.json") in message and "'my-chat'" in message
     assert "`$.context_length`" in message and "Expected `int`, got `str`" in message
+    assert (broken.model_name, broken.model_type) == ("my-chat", "LLM")
+    assert "skipping registration file" in caplog.text and "my-chat.json" in caplog.text
+    with pytest.raises(ModelNotFound, match="is broken"):
+        catalog.get("my-chat")
 
 
-def test_registration_in_the_wrong_type_folder_is_reported(home: Path) -> None:
+def test_registration_in_the_wrong_type_folder_is_skipped(home: Path) -> None:
     folder = home / "registrations" / "embedding"
     folder.mkdir(parents=True)
     (folder / "my-chat.json").write_bytes(msgspec.json.encode(_llm()))
-    with pytest.raises(CatalogError, match="expected 'embedding'"):
-        Catalog(builtin_families())
+    catalog = Catalog(builtin_families())
+    assert "expected 'embedding'" in catalog.broken("embedding")[0].error
+    assert catalog.broken("LLM") == []
+
+
+def test_one_invalid_json_file_leaves_the_rest_serving(home: Path, catalog: Catalog) -> None:
+    catalog.register(_llm("good-one"))
+    folder = home / "registrations" / "LLM"
+    (folder / "bad-one.json").write_bytes(b'{\n  "model_name": "bad-one",\n  oops\n}')
+    (folder / "twin.json").write_bytes(msgspec.json.encode(_llm("good-one")))
+    reloaded = Catalog(builtin_families())
+    assert reloaded.get("good-one").model_name == "good-one"
+    assert reloaded.get("smollm2-instruct").model_name == "smollm2-instruct"  # builtins serve
+    broken = {b.model_name: b.error for b in reloaded.broken()}
+    assert set(broken) == {"bad-one", "twin"}
+    assert "not valid JSON" in broken["bad-one"] and "line 3" in broken["bad-one"]
+    assert "already used" in broken["twin"]
+
+
+def test_a_broken_file_blocks_its_name_until_unregistered(home: Path) -> None:
+    folder = home / "registrations" / "LLM"
+    folder.mkdir(parents=True)
+    (folder / "my-chat.json").write_bytes(b"not json")
+    catalog = Catalog(builtin_families())
+    with pytest.raises(Conflict, match="broken registration file"):
+        catalog.register(_llm())
+    catalog.unregister("LLM", "my-chat")  # deletes the broken file
+    assert not (folder / "my-chat.json").exists() and catalog.broken() == []
+    catalog.register(_llm())
+    assert Catalog(builtin_families()).get("my-chat").model_name == "my-chat"
+
+
+def test_stale_temporary_files_are_removed_at_load(home: Path, catalog: Catalog) -> None:
+    import os
+    import time
+
+    catalog.register(_llm())
+    folder = home / "registrations" / "LLM"
+    stale = folder / ".my-chat.json.abc123.tmp"
+    stale.write_bytes(b'{"model_na')
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    fresh = folder / ".other.json.def456.tmp"  # perhaps a write in progress in another process
+    fresh.write_bytes(b"{")
+    reloaded = Catalog(builtin_families())
+    assert not stale.exists() and fresh.exists()
+    assert reloaded.get("my-chat").model_name == "my-chat" and reloaded.broken() == []
 
 
 class _FamiliesPlugin:

@@ -280,3 +280,25 @@ async def test_engine_table_lists_what_runs_and_why_not(client: Any) -> None:
     assert unknown.status_code == 404 and "toy-chat" in unknown.json()["detail"]
     wrong_type = await client.get("/v1/engines/embedding/toy-chat")
     assert wrong_type.status_code == 404 and "LLM" in wrong_type.json()["detail"]
+
+
+async def test_a_broken_registration_file_is_listed_and_the_rest_serves(tmp_path: Path) -> None:
+    folder = tmp_path / "registrations" / "LLM"
+    folder.mkdir(parents=True)
+    (folder / "broken-one.json").write_bytes(b'{"model_name": ')
+    app, _ = S.app_with()
+    app.state.catalog = Catalog(
+        [S.LLM, S.EMBED, S.RERANK], registrations_dir=tmp_path / "registrations"
+    )
+    async with S.asgi_client(app) as http:
+        listed = (await http.get("/v1/model_registrations/LLM")).json()
+        assert {"model_name": "toy-chat", "is_builtin": True} in listed
+        [broken] = [item for item in listed if item.get("broken")]
+        assert broken["model_name"] == "broken-one" and "not valid JSON" in broken["error"]
+        described = await http.get("/v1/model_registrations/LLM/broken-one")
+        assert described.status_code == 404 and "is broken" in described.json()["detail"]
+        assert (await http.get("/v1/model_registrations/LLM/toy-chat")).status_code == 200
+        assert (await http.delete("/v1/model_registrations/LLM/broken-one")).status_code == 200
+        assert not (folder / "broken-one.json").exists()
+        listed = (await http.get("/v1/model_registrations/LLM")).json()
+        assert not [item for item in listed if item.get("broken")]

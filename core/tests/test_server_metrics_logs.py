@@ -128,8 +128,13 @@ def test_serve_binds_localhost_and_logs_to_home(
     clean_logging: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    serve(port=12345, log_level="warning")
+
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        seen.update(vars(server.config), server=server)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    serve(port=12345, log_level="warning", shutdown_timeout=3)
     assert isinstance(seen["app"], Starlette)
     assert (seen["host"], seen["port"], seen["log_level"], seen["log_config"]) == (
         "127.0.0.1",
@@ -137,6 +142,8 @@ def test_serve_binds_localhost_and_logs_to_home(
         "warning",
         None,
     )
+    # Streams end at once on shutdown, so the graceful wait is short (serve --shutdown-timeout).
+    assert seen["timeout_graceful_shutdown"] == 3
     assert list((clean_logging / "logs").glob("server_*/modelyard.log"))
 
 

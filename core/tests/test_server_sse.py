@@ -212,3 +212,61 @@ async def test_requests_reach_the_engine_concurrently() -> None:
                 manager.gate.set()
     assert manager.peak_in_flight == 3
     assert [r.status_code for r in results] == [200, 200, 200]
+
+
+async def _call_until_shutdown(app: Any, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Drive the app by hand; the server begins its shutdown once the engine holds the request."""
+    from modelyard.server.app import begin_shutdown
+
+    app.state.stopping = anyio.Event()  # what the lifespan sets up
+    sent: list[dict[str, Any]] = []
+    requested = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}
+        await anyio.sleep_forever()  # the client never leaves
+        raise AssertionError
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with anyio.create_task_group() as tg:
+
+        async def call() -> None:
+            with anyio.fail_after(30):  # a deadlock guard
+                await app(_scope("/v1/chat/completions"), receive, send)
+
+        tg.start_soon(call)
+        with anyio.fail_after(30):
+            while not app.state.manager.in_flight:
+                await anyio.sleep(0.01)
+        await anyio.sleep(0.05)
+        begin_shutdown(app)
+    return sent
+
+
+async def test_shutdown_ends_a_stream_with_an_error_event() -> None:
+    app, manager = S.app_with()
+    manager.add("m")
+    manager.next_stream["m"] = lambda: S.FakeStream([], endless=True)
+    sent = await _call_until_shutdown(app, {"model": "m", "messages": HELLO, "stream": True})
+    assert sent[0]["status"] == 200
+    bodies = b"".join(m.get("body", b"") for m in sent[1:])
+    last = parse_events(bodies.decode())[-1]
+    assert last["error"]["type"] == "service_unavailable"
+    assert "shutting down" in last["error"]["message"]
+    assert sent[-1]["more_body"] is False
+    assert manager.streams[0].closed.is_set() and manager.in_flight == 0
+
+
+async def test_shutdown_answers_a_waiting_request_with_503() -> None:
+    app, manager = S.app_with()
+    manager.add("m")
+    manager.gate = anyio.Event()  # the engine never answers
+    sent = await _call_until_shutdown(app, {"model": "m", "messages": HELLO})
+    assert sent[0]["status"] == 503
+    assert b"shutting down" in sent[1]["body"]
+    assert manager.in_flight == 0

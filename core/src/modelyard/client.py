@@ -89,7 +89,7 @@ def error_from_body(status: int | None, body: Any, fallback: str = "") -> Modely
     err = cls(message, param=param, code=code)
     if status is not None:
         # Keep the status the server really sent (e.g. 401, 422, 502), not only the class default.
-        err.status = status  # type: ignore[misc]
+        err.status = status
     return err
 
 

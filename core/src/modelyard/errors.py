@@ -2,19 +2,22 @@
 
 Each error carries its own message, HTTP status and OpenAI error ``type``/``code``, so the server
 has a single handler that maps any of them to an OpenAI-style body, and a runner can send one across
-the process boundary (``to_dict``/``from_dict``) and have it re-raised unchanged in the server.
+the process boundary (``to_dict``/``from_dict``) and have it re-raised unchanged in the server. The
+frame carries the status and type themselves, not only the class name: a plugin's own subclass
+(imported in the runner, perhaps never in the server) keeps its meaning on the other side.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 
 class ModelyardError(Exception):
-    status: ClassVar[int] = 500
-    type: ClassVar[str] = "internal_error"
+    # Class defaults; an error rebuilt from a runner's frame sets its own on the instance.
+    status: int = 500
+    type: str = "internal_error"
 
     def __init__(
         self,
@@ -33,6 +36,8 @@ class ModelyardError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": type(self).__name__,
+            "status": self.status,
+            "type": self.type,
             "message": self.message,
             "param": self.param,
             "code": self.code,
@@ -41,13 +46,33 @@ class ModelyardError(Exception):
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> ModelyardError:
-        cls = _BY_NAME.get(data.get("kind", ""), ModelyardError)
-        return cls(
-            data["message"],
-            param=data.get("param"),
-            code=data.get("code"),
-            retry_after=data.get("retry_after"),
-        )
+        """The error a ``to_dict`` describes: its own class when this process knows one by that
+        name with the same status and type, otherwise a ``ModelyardError`` that carries the sent
+        status, type, code and param (so a plugin's class never degrades to a 500)."""
+        message = str(data.get("message") or "unknown error")
+        status = data.get("status")
+        kind = data.get("type")
+        param, code, retry_after = data.get("param"), data.get("code"), data.get("retry_after")
+        cls = _class_named(str(data.get("kind", "")))
+        if (
+            cls is not None
+            and (status is None or cls.status == status)
+            and (kind is None or cls.type == kind)
+        ):
+            try:
+                return cls(message, param=param, code=code, retry_after=retry_after)
+            except TypeError:  # a subclass with a constructor of its own
+                pass
+        error = ModelyardError(message, param=param, code=code, retry_after=retry_after)
+        if isinstance(status, int) and 400 <= status <= 599:
+            error.status = status
+        elif cls is not None:
+            error.status = cls.status
+        if isinstance(kind, str) and kind:
+            error.type = kind
+        elif cls is not None:
+            error.type = cls.type
+        return error
 
 
 class InvalidRequest(ModelyardError):
@@ -86,6 +111,17 @@ class Forbidden(ModelyardError):
     type = "permission_error"
 
 
+class PayloadTooLarge(ModelyardError):
+    """The request body is larger than the server accepts (``serve --max-body-size``)."""
+
+    status = 413
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "request_too_large")
+        super().__init__(message, **kw)
+
+
 class NotFound(ModelyardError):
     status = 404
     type = "not_found_error"
@@ -120,6 +156,17 @@ class Unavailable(ModelyardError):
     type = "service_unavailable"
 
 
+class GatewayTimeout(ModelyardError):
+    """The model did not answer within the request's deadline (``request_timeout``)."""
+
+    status = 504
+    type = "timeout_error"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "request_timeout")
+        super().__init__(message, **kw)
+
+
 class LaunchError(ModelyardError):
     """A launch that cannot succeed as asked: no engine fits, not enough memory, load failed."""
 
@@ -152,11 +199,13 @@ def did_you_mean(name: str, known: Iterable[str]) -> str:
     return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
 
 
-def _subclasses(cls: type[ModelyardError]) -> list[type[ModelyardError]]:
-    found = [cls]
-    for sub in cls.__subclasses__():
-        found.extend(_subclasses(sub))
-    return found
-
-
-_BY_NAME = {cls.__name__: cls for cls in _subclasses(ModelyardError)}
+def _class_named(name: str) -> type[ModelyardError] | None:
+    """The ModelyardError subclass called ``name``, looked up now: plugins imported after this
+    module define classes of their own."""
+    pending: list[type[ModelyardError]] = [ModelyardError]
+    while pending:
+        cls = pending.pop()
+        if cls.__name__ == name:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return None

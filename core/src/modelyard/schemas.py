@@ -15,7 +15,10 @@ from msgspec import Meta, Struct
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 Probability = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
-PositiveInt = Annotated[int, Meta(ge=1)]
+INT32_MAX = 2**31 - 1
+PositiveInt = Annotated[int, Meta(ge=1, le=INT32_MAX)]
+TokenId = Annotated[int, Meta(ge=0, le=INT32_MAX)]
+Int64 = Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)]
 Stop = str | Annotated[list[str], Meta(max_length=16)] | None
 
 
@@ -44,6 +47,46 @@ class AudioPart(Struct, tag="input_audio", tag_field="type"):
 ContentPart = TextPart | ImagePart | AudioPart
 
 
+def check_json_ints(value: Any, field: str) -> None:
+    """Free-form JSON (``dict[str, Any]`` fields) may hold any integer; the runner's msgpack frames
+    carry 64 bits. Raises ValueError naming the place of the first integer that does not fit."""
+    pending: list[tuple[Any, str]] = [(value, field)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, dict):
+            pending.extend((v, f"{where}.{k}") for k, v in item.items())
+        elif isinstance(item, list):
+            pending.extend((v, f"{where}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise ValueError(
+                f"`{where}` holds the integer {str(item)[:40]}, which does not fit in 64 bits; "
+                "send a smaller number (or a string)"
+            )
+
+
+def _check_tool_calls(calls: list[dict[str, Any]]) -> None:
+    """An assistant message's ``tool_calls``: ``{"id", "type": "function", "function": {"name",
+    "arguments"}}`` each, as OpenAI sends them back; refused here rather than inside an engine."""
+    for i, call in enumerate(calls):
+        where = f"tool_calls[{i}]"
+        function = call.get("function")
+        if call.get("type", "function") != "function":
+            raise ValueError(f'`{where}.type` must be "function", got {call.get("type")!r}')
+        if not isinstance(function, dict):
+            raise ValueError(
+                f'`{where}.function` must be an object {{"name": ..., "arguments": "..."}}'
+            )
+        if not isinstance(function.get("name"), str) or not function["name"]:
+            raise ValueError(f"`{where}.function.name` must be a non-empty string")
+        if not isinstance(function.get("arguments", ""), (str, dict)):
+            raise ValueError(
+                f"`{where}.function.arguments` must be a JSON string (or an object), "
+                f"got {type(function['arguments']).__name__}"
+            )
+        if call.get("id") is not None and not isinstance(call["id"], str):
+            raise ValueError(f"`{where}.id` must be a string")
+
+
 class ChatMessage(Struct, omit_defaults=True):
     role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[ContentPart] | None = None
@@ -51,6 +94,11 @@ class ChatMessage(Struct, omit_defaults=True):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
     reasoning_content: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.tool_calls:
+            _check_tool_calls(self.tool_calls)
+            check_json_ints(self.tool_calls, "tool_calls")
 
     def text(self) -> str:
         """The message's text, with non-text parts left out."""
@@ -79,6 +127,7 @@ class FunctionDef(Struct, omit_defaults=True):
                 "`parameters` must be a JSON schema of an object, e.g. "
                 '{"type": "object", "properties": {"city": {"type": "string"}}}'
             )
+        check_json_ints(schema, "parameters")
 
 
 class Tool(Struct):
@@ -92,6 +141,9 @@ class JSONSchemaFormat(Struct, omit_defaults=True):
     schema: dict[str, Any] | None = None
     description: str | None = None
     strict: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_json_ints(self.schema, "schema")
 
 
 class ResponseFormat(Struct, omit_defaults=True):
@@ -117,13 +169,13 @@ class _Sampling(Struct, kw_only=True, omit_defaults=True):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, Annotated[float, Meta(ge=-100, le=100)]] | None = None
-    seed: int | None = None
+    seed: Int64 | None = None
     user: str | None = None
     # Extras that vLLM, llama.cpp and Xinference accept at the top level.
-    top_k: Annotated[int, Meta(ge=-1)] | None = None
+    top_k: Annotated[int, Meta(ge=-1, le=INT32_MAX)] | None = None
     min_p: Probability | None = None
     repetition_penalty: Annotated[float, Meta(gt=0, le=10)] | None = None
-    stop_token_ids: list[int] | None = None
+    stop_token_ids: list[TokenId] | None = None
     ignore_eos: bool | None = None
     request_id: str | None = None
 
@@ -150,6 +202,10 @@ class ChatCompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
     chat_template_kwargs: dict[str, Any] | None = None
     enable_thinking: bool | None = None
 
+    def __post_init__(self) -> None:
+        check_json_ints(self.tool_choice, "tool_choice")
+        check_json_ints(self.chat_template_kwargs, "chat_template_kwargs")
+
     @property
     def token_limit(self) -> int | None:
         """max_completion_tokens (the newer name) wins over max_tokens."""
@@ -168,7 +224,7 @@ def _check_homogeneous(field: str, items: object, kinds: tuple[type, ...]) -> No
 
 
 class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
-    prompt: str | Annotated[list[str | int], Meta(min_length=1)]
+    prompt: str | Annotated[list[str | TokenId], Meta(min_length=1)]
     max_tokens: PositiveInt | None = 16
     echo: bool = False
     logprobs: Annotated[int, Meta(ge=0, le=20)] | None = None
@@ -191,7 +247,7 @@ class CompletionRequest(_Sampling, kw_only=True, omit_defaults=True):
 
 class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
     model: str
-    input: str | Annotated[list[str | int | list[int]], Meta(min_length=1)]
+    input: str | Annotated[list[str | TokenId | list[TokenId]], Meta(min_length=1)]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: PositiveInt | None = None
     user: str | None = None

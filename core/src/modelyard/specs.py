@@ -223,6 +223,10 @@ class LaunchRequest(Struct, kw_only=True):
     gpu_idx: int | list[int] | None = None  # CUDA devices the runner may see
     request_limits: Annotated[int, Meta(ge=1)] | None = None  # requests in flight or waiting
     enable_thinking: bool | None = None  # default for chat_template_kwargs.enable_thinking
+    # Seconds one request may take before it ends with a 504 (default: the server's).
+    request_timeout: Annotated[float, Meta(gt=0)] | None = None
+    # Kill and relaunch the runner when it stops answering its heartbeat.
+    restart_unresponsive: bool = False
     params: dict[str, Any] = {}
 
 

@@ -120,3 +120,16 @@ def test_error_in_tells_errors_from_answers() -> None:
     assert error_in({"choices": [], "usage": {}}) is None
     assert error_in(None) is None
     assert type(from_error_body("odd", SLOTS)) is EngineError
+
+
+@pytest.mark.parametrize("prompt", ["", ["a", ""]])
+def test_an_empty_prompt_with_several_choices_is_refused(prompt: Any) -> None:
+    from modelyard.errors import InvalidRequest
+    from modelyard.schemas import CompletionRequest
+    from modelyard_llamacpp import completions
+
+    with pytest.raises(InvalidRequest, match="empty prompt") as info:
+        completions.check(CompletionRequest(model="m", prompt=prompt, n=2))
+    assert info.value.param == "prompt"
+    completions.check(CompletionRequest(model="m", prompt=prompt, n=1))  # this one finishes
+    completions.check(CompletionRequest(model="m", prompt="a", n=2))

@@ -3,12 +3,19 @@
 Custom families live one per file in ``<home>/registrations/<model_type>/<model_name>.json``,
 written atomically, so a crash or a failed write never leaves a half-registered model. Names are
 unique across all model types, ignoring case, so that a name alone finds one model.
+
+A registration file that cannot be used (invalid JSON, a wrong field, a name taken twice) is
+skipped with a warning naming the file and the reason, and listed by ``broken()``: one bad file
+never keeps the rest of the catalog, built-ins included, from serving. Temporary files that an
+interrupted write left behind are removed when the catalog loads.
 """
 
 from __future__ import annotations
 
 import difflib
+import logging
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -20,6 +27,19 @@ from ..specs import Family, ModelSpec, ModelType, parse_size
 from .loader import decode_family, load_registration
 
 MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding", "rerank")
+# A temporary file this old is no write in progress (those take milliseconds) but a dead one's.
+STALE_TMP_SECONDS = 60.0
+
+log = logging.getLogger("modelyard.catalog")
+
+
+class BrokenRegistration(msgspec.Struct, frozen=True):
+    """A registration file that was skipped, and why."""
+
+    model_name: str  # the file's name without .json
+    model_type: ModelType
+    path: str
+    error: str
 
 
 class Catalog:
@@ -35,6 +55,7 @@ class Catalog:
         self._lock = threading.RLock()
         self._families: dict[str, Family] = {}  # lower-cased name -> family, builtins first
         self._builtin: set[str] = set()
+        self._broken: dict[str, BrokenRegistration] = {}  # lower-cased file stem -> why
         self._dir = registrations_dir
         for family in builtins:
             key = family.model_name.lower()
@@ -67,8 +88,15 @@ class Catalog:
             if family is not None and (model_type is None or family.model_type == model_type):
                 return family
             candidates = [f.model_name for f in self.families(model_type)]
+            broken = self._broken.get(name.lower())
         kind = f"{model_type} model" if model_type else "model"
         message = f"{kind} {name!r} is not in the catalog"
+        if broken is not None:
+            raise ModelNotFound(
+                f"{message}: its registration file {broken.path} is broken ({broken.error}); "
+                f"fix the file and restart, or unregister {broken.model_name!r} and register it again",
+                param="model_name",
+            )
         if family is not None:
             message += f" (it is registered as {family.model_type})"
         close = close_matches(name, candidates)
@@ -77,6 +105,13 @@ class Catalog:
         else:
             message += "; `modelyard registrations` lists every model"
         raise ModelNotFound(message, param="model_name")
+
+    def broken(self, model_type: ModelType | None = None) -> list[BrokenRegistration]:
+        """Registration files skipped at load, with the reason (fix or unregister them)."""
+        with self._lock:
+            return [
+                b for b in self._broken.values() if model_type is None or b.model_type == model_type
+            ]
 
     def is_builtin(self, name: str) -> bool:
         return name.lower() in self._builtin
@@ -101,6 +136,14 @@ class Catalog:
                 )
             if persist:
                 path = self._path(model_type, family.model_name)
+                broken = self._broken.get(key)
+                if broken is not None:
+                    raise Conflict(
+                        f"model_name {family.model_name!r} belongs to the broken registration file "
+                        f"{broken.path} ({broken.error}); fix that file, or unregister "
+                        f"{broken.model_name!r} to delete it, then register again",
+                        param="model_name",
+                    )
                 if path.exists():  # written by another process (the CLI) since this catalog loaded
                     raise Conflict(
                         f"model_name {family.model_name!r} is already registered in {path}; "
@@ -116,6 +159,11 @@ class Catalog:
         """Remove a custom family and its file. Built-ins cannot be removed."""
         key = name.lower()
         with self._lock:
+            broken = self._broken.get(key)
+            if broken is not None and broken.model_type == model_type:
+                Path(broken.path).unlink(missing_ok=True)
+                del self._broken[key]
+                return
             family = self._families.get(key)
             if family is None or family.model_type != model_type:
                 custom = [
@@ -155,20 +203,42 @@ class Catalog:
             folder = root / model_type
             if not folder.is_dir():
                 continue
+            _remove_stale_temporaries(folder)
             for path in sorted(folder.glob("*.json")):
-                family = load_registration(path)
-                if family.model_type != model_type:
-                    raise CatalogError(
-                        f"registration file {path}: `$.model_type` is {family.model_type!r}; "
-                        f"expected {model_type!r} (the folder it is in)"
+                try:
+                    self._load_registration(path, model_type)
+                except CatalogError as exc:
+                    log.warning("skipping registration file %s: %s", path, exc.message)
+                    self._broken[path.stem.lower()] = BrokenRegistration(
+                        path.stem, model_type, str(path), exc.message
                     )
-                key = family.model_name.lower()
-                if key in self._families:
-                    raise CatalogError(
-                        f"registration file {path}: model_name {family.model_name!r} at `$.model_name` "
-                        "is already used by another model; expected a unique name (rename or delete this file)"
-                    )
-                self._families[key] = family
+
+    def _load_registration(self, path: Path, model_type: ModelType) -> None:
+        family = load_registration(path)
+        if family.model_type != model_type:
+            raise CatalogError(
+                f"registration file {path}: `$.model_type` is {family.model_type!r}; "
+                f"expected {model_type!r} (the folder it is in)"
+            )
+        key = family.model_name.lower()
+        if key in self._families:
+            raise CatalogError(
+                f"registration file {path}: model_name {family.model_name!r} at `$.model_name` "
+                "is already used by another model; expected a unique name (rename or delete this file)"
+            )
+        self._families[key] = family
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """``write_atomic`` leaves ``.<name>.json.XXXX.tmp`` behind when killed mid-write."""
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_SECONDS:
+                tmp.unlink()
+                log.info("removed %s, left by an interrupted registration write", tmp)
+        except OSError:
+            pass  # gone already, or not ours to remove
 
 
 def select_spec(

@@ -92,22 +92,33 @@ def registrations(model_type: str | None, detailed: bool, as_json: bool) -> None
                         "model_formats": family_formats(family),
                     }
                 )
+        for broken in catalog.broken(model_type):  # type: ignore[arg-type]
+            rows.append(
+                {
+                    "model_name": broken.model_name,
+                    "model_type": broken.model_type,
+                    "is_builtin": False,
+                    "broken": True,
+                    "error": broken.error,
+                }
+            )
         output.print_json(rows)
         return
-    output.print_table(
-        None,
-        ["Name", "Type", "Source", "Abilities", "Formats"],
+    rows_table: list[list[Any]] = [
         [
-            [
-                f.model_name,
-                f.model_type,
-                "builtin" if catalog.is_builtin(f.model_name) else "custom",
-                f.model_ability,
-                family_formats(f),
-            ]
-            for f in families
-        ],
-    )
+            f.model_name,
+            f.model_type,
+            "builtin" if catalog.is_builtin(f.model_name) else "custom",
+            f.model_ability,
+            family_formats(f),
+        ]
+        for f in families
+    ]
+    skipped = catalog.broken(model_type)  # type: ignore[arg-type]
+    rows_table += [[b.model_name, b.model_type, "broken", "", ""] for b in skipped]
+    output.print_table(None, ["Name", "Type", "Source", "Abilities", "Formats"], rows_table)
+    for b in skipped:
+        output.error(f"registration {b.model_name!r} is broken and skipped: {b.error}")
 
 
 def read_family(path: Path, model_type: str) -> Family:

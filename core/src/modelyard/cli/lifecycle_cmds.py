@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import output
-from .options import endpoint_option, json_option, model_type_option, parse_params, parse_size
+from .options import (
+    ByteSize,
+    endpoint_option,
+    json_option,
+    model_type_option,
+    parse_params,
+    parse_size,
+)
 
 if TYPE_CHECKING:
     from ..client import Client
@@ -27,6 +34,21 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     type=click.Choice(["critical", "error", "warning", "info", "debug"], case_sensitive=False),
     default="info",
     show_default=True,
+)
+@click.option(
+    "--max-body-size",
+    type=ByteSize(),
+    default="32MiB",
+    show_default=True,
+    help="Largest request body accepted (bytes, or with a unit: 512KiB, 64MiB, 1GiB); larger is a 413.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0),
+    default=600,
+    show_default=True,
+    help="Seconds a request may take before it ends with a 504 (0: no limit); "
+    "a model's request_timeout launch option overrides it.",
 )
 @click.option(
     "--api-key",
@@ -69,6 +91,14 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     show_default=True,
     help="Serve /metrics without an API key.",
 )
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(min=0),
+    default=5,
+    show_default=True,
+    help="Seconds to wait, on SIGTERM or Ctrl-C, for open connections (streams in flight end "
+    "at once with an error event) and for runners to stop before they are killed.",
+)
 def serve(
     host: str,
     port: int,
@@ -79,6 +109,9 @@ def serve(
     model_roots: tuple[str, ...],
     allow_remote_code: bool,
     metrics_open: bool,
+    max_body_size: int,
+    request_timeout: float,
+    shutdown_timeout: float,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -93,7 +126,15 @@ def serve(
         allow_remote_code=allow_remote_code,
         metrics_open=metrics_open,
     )
-    run_server(host=host, port=port, log_level=log_level.lower(), security=security)
+    run_server(
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        security=security,
+        max_body_size=max_body_size,
+        request_timeout=request_timeout,
+        shutdown_timeout=shutdown_timeout,
+    )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

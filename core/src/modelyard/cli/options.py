@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -52,6 +53,25 @@ def _canonical_type(ctx: click.Context, param: click.Parameter, value: str | Non
         if known.lower() == value.lower():
             return known
     raise click.BadParameter(f"{value!r} is not one of {', '.join(MODEL_TYPES)}")
+
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2,
+          "mib": 1 << 20, "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}  # fmt: skip
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: 1048576, 512KiB, 64MiB, 1GiB (or the decimal kB/MB/GB)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        found = _SIZE.match(str(value).lower())
+        if found is None or found[2] not in _UNITS or float(found[1]) * _UNITS[found[2]] < 1:
+            self.fail(f"{value!r} is not a size such as 1048576, 512KiB, 64MiB or 1GiB", param, ctx)
+        return int(float(found[1]) * _UNITS[found[2]])
 
 
 def json_option(f: F) -> F:

@@ -8,6 +8,8 @@ works too. ``close()`` ends it either way.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -56,6 +58,12 @@ class Background:
         await started.wait()
         assert self._tg is not None
         return self._tg
+
+    def start_soon(self, func: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+        """Start a task from synchronous code (a callback); the group must be running already."""
+        if self._tg is None:
+            raise RuntimeError("the manager's background tasks are not running")
+        self._tg.start_soon(func, *args)
 
     async def close(self) -> None:
         """End the self-hosted group (an entered one ends with its ``async with``)."""

@@ -116,6 +116,8 @@ class Host:
                 running = self.calls.get(frame.id)
                 if running is not None:
                     running.cancel()
+            elif isinstance(frame, p.Ping):
+                await self._reply(p.Pong(frame.seq))
 
     async def _serve_call(self, call: p.Call, scope: anyio.CancelScope) -> None:
         try:

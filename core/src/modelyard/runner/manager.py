@@ -4,6 +4,9 @@ Use it as ``async with ModelManager() as manager:`` (the server's lifespan does)
 starts itself on first use, and ``aclose()`` stops every runner. A launch goes creating → (plan) →
 downloading → loading → ready; a failed launch removes its record and raises why. A runner that
 dies later leaves its record in state "error" with the cause; launching the same uid replaces it.
+A runner that stops answering its heartbeat is "unresponsive" (new requests get 503) until it
+answers again, or, launched with ``restart_unresponsive``, is killed and loaded afresh. Every
+request has a deadline: the launch's ``request_timeout``, else the manager's.
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ log = logging.getLogger("modelyard.manager")
 Resolve = Callable[..., Path]
 
 
+# Long enough for thousands of tokens on a CPU; ``serve --request-timeout`` changes it.
+DEFAULT_REQUEST_TIMEOUT = 600.0
+
+
 def _default_max_pending() -> int:
     return int(os.environ.get("MODELYARD_MAX_PENDING") or 64)
 
@@ -59,6 +66,8 @@ class ModelManager:
         max_pending: int | None = None,
         runner_env: Mapping[str, str] | None = None,
         terminate_grace: float = 5.0,
+        request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         self._pm = pm
         self._catalog = catalog
@@ -71,6 +80,8 @@ class ModelManager:
             **(runner_env or {}),
         }
         self.terminate_grace = terminate_grace
+        self.request_timeout = request_timeout  # None: no deadline
+        self.heartbeat_timeout = heartbeat_timeout  # None: MODELYARD_HEARTBEAT_TIMEOUT or 5 s
         self._slots: dict[str, Slot] = {}
         self._failures: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._background = Background()
@@ -152,7 +163,9 @@ class ModelManager:
         record.model_name, record.model_type = plan.model_name, plan.model_type
         record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
         record.engine, record.params = plan.engine, dict(plan.params)
+        record.request_timeout = plan.request_timeout
         slot.enable_thinking = plan.enable_thinking
+        slot.plan = plan
         tg = await self._background.group()
         tg.start_soon(self._bring_up, slot, plan)
         if wait_ready:
@@ -170,6 +183,7 @@ class ModelManager:
                 if path is None:
                     record.state, record.progress = "downloading", 0.0
                     path = str(await self._download(record, plan))
+                    slot.plan = msgspec.structs.replace(plan, path=path)
                 python = await self._interpreter(record, plan)
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
@@ -188,10 +202,13 @@ class ModelManager:
                     python=python,
                     env={**self.runner_env, **plan.env},
                     max_pending=plan.max_pending or self.max_pending,
+                    heartbeat_timeout=self.heartbeat_timeout,
                 )
                 record.pid = runner.pid
                 runner.on_progress = partial(self._on_progress, record)
                 runner.on_death = partial(self._on_death, slot)
+                runner.on_unresponsive = partial(self._on_unresponsive, slot)
+                runner.on_responsive = partial(self._on_responsive, slot)
                 ready = await runner.wait_ready()
                 record.context_length, record.abilities = ready.context_length, ready.abilities
                 record.state, record.progress = "ready", 1.0
@@ -248,9 +265,37 @@ class ModelManager:
         if record.state in LAUNCHING:
             record.progress = progress
 
+    def _on_unresponsive(self, slot: Slot, cause: str) -> None:
+        record = slot.record
+        if record.state != "ready":
+            return
+        log.error("model %s: %s", record.uid, cause)
+        record.state, record.error = "unresponsive", cause
+        if slot.plan is not None and slot.plan.restart_unresponsive:
+            self._background.start_soon(self._restart, slot)
+
+    def _on_responsive(self, slot: Slot) -> None:
+        record = slot.record
+        if record.state == "unresponsive":
+            log.warning("model %s answers again", record.uid)
+            record.state, record.error = "ready", None
+
+    async def _restart(self, slot: Slot) -> None:
+        """Kill a hung runner and load the same plan into a new one (state loading → ready)."""
+        record, old, plan = slot.record, slot.runner, slot.plan
+        assert plan is not None
+        log.warning("model %s: restarting its unresponsive runner %s", record.uid, record.pid)
+        # A fresh launch scope: terminate() during the restart cancels this one, as for a launch.
+        slot.settled, slot.scope, slot.runner = anyio.Event(), anyio.CancelScope(), None
+        record.state, record.progress = "loading", 0.0
+        record.restarts += 1
+        if old is not None:
+            await old.terminate(grace=0)
+        await self._bring_up(slot, plan)
+
     def _on_death(self, slot: Slot, cause: str) -> None:
         record = slot.record
-        if record.state == "ready":  # deaths while loading are launch failures, handled there
+        if record.state in ("ready", "unresponsive"):  # deaths while loading: launch failures
             log.error("model %s: %s", record.uid, cause)
             record.state, record.error = "error", cause
 
@@ -325,6 +370,13 @@ class ModelManager:
             )
         if record.state == "error":
             raise Unavailable(f"model {uid!r} failed: {record.error}; relaunch it")
+        if record.state == "unresponsive":
+            raise Unavailable(
+                f"model {uid!r} is unresponsive: {record.error}; wait for it, terminate it, or "
+                "launch it with restart_unresponsive=true",
+                code="model_unresponsive",
+                retry_after=5,
+            )
         if record.state == "terminating" or slot.runner is None:
             raise Unavailable(f"model {uid!r} is being terminated")
         slot.runner.check_capacity(uid)
@@ -334,16 +386,20 @@ class ModelManager:
         """Chunks of a chat completion. Errors about the model itself (unknown, loading, dead,
         overloaded) are raised here, before iteration; engine errors on the first iteration."""
         runner = self._runner(uid)
-        return runner.stream(uid, "chat", _with_thinking(request, self._slot(uid).enable_thinking))
+        request = _with_thinking(request, self._slot(uid).enable_thinking)
+        return runner.stream(uid, "chat", request, timeout=self._timeout(uid))
 
     def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]:
-        return self._runner(uid).stream(uid, "complete", request)
+        return self._runner(uid).stream(uid, "complete", request, timeout=self._timeout(uid))
 
     async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]:
-        return await self._runner(uid).call(uid, "embed", request)
+        return await self._runner(uid).call(uid, "embed", request, timeout=self._timeout(uid))
 
     async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
-        return await self._runner(uid).call(uid, "rerank", request)
+        return await self._runner(uid).call(uid, "rerank", request, timeout=self._timeout(uid))
+
+    def _timeout(self, uid: str) -> float | None:
+        return self._slot(uid).record.request_timeout or self.request_timeout
 
     # --- collaborators, resolved lazily so that tests can inject them ---
     def _plugins(self) -> PluginManager:

@@ -48,6 +48,8 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     max_pending: int | None = None
     env: dict[str, str] = {}
     enable_thinking: bool | None = None
+    request_timeout: float | None = None
+    restart_unresponsive: bool = False
 
 
 def plan_launch(
@@ -106,6 +108,8 @@ def plan_launch(
         max_pending=request.request_limits,
         env=_device_env(request.gpu_idx),
         enable_thinking=request.enable_thinking,
+        request_timeout=request.request_timeout,
+        restart_unresponsive=request.restart_unresponsive,
     )
 
 

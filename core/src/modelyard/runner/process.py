@@ -3,6 +3,11 @@
 After ``spawn.start_runner`` the server sends the ``Load`` frame. A reader task routes reply frames
 to the call waiting for them; a watcher task reaps the process. Either one noticing the end (socket
 EOF, process exit) fails every call in flight with ``Unavailable`` and reports the cause.
+
+Once the model is ready a heartbeat task pings the runner every ``HEARTBEAT_INTERVAL``; a runner
+that has not answered for ``heartbeat_timeout`` seconds (stopped, or its event loop stuck in the
+engine) is reported through ``on_unresponsive``, and through ``on_responsive`` if it answers again.
+Every call has a deadline: past it, the caller gets ``GatewayTimeout`` and the call is cancelled.
 """
 
 from __future__ import annotations
@@ -21,23 +26,43 @@ import msgspec
 from anyio.abc import Process, TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
-from ..errors import LaunchError, ModelyardError, Overloaded, Unavailable
+from ..errors import GatewayTimeout, LaunchError, ModelyardError, Overloaded, Unavailable
 from . import protocol as p
 from .spawn import RunnerOutput, describe_exit, start_runner
 
 log = logging.getLogger("modelyard.runner")
+HEARTBEAT_INTERVAL = 1.0
+DEFAULT_HEARTBEAT_TIMEOUT = 5.0
+
+
+def default_heartbeat_timeout() -> float:
+    return float(os.environ.get("MODELYARD_HEARTBEAT_TIMEOUT") or DEFAULT_HEARTBEAT_TIMEOUT)
 
 
 class RunnerProcess:
     """One runner subprocess and its connection. Create with ``await RunnerProcess.spawn(...)``."""
 
     def __init__(
-        self, process: Process, conn: p.FrameStream, output: RunnerOutput, max_pending: int
+        self,
+        process: Process,
+        conn: p.FrameStream,
+        output: RunnerOutput,
+        max_pending: int,
+        *,
+        tg: TaskGroup | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         self.process = process
         self.conn = conn
         self.output = output
         self.max_pending = max_pending
+        self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
+        self.unresponsive = False
+        self.on_unresponsive: Callable[[str], None] = lambda cause: None
+        self.on_responsive: Callable[[], None] = lambda: None
+        self._tg = tg
+        self._last_pong = 0.0
+        self._pinging = False
         self.pid = process.pid
         self.ready: p.Ready | None = None
         self.launch_error: ModelyardError | None = None
@@ -60,9 +85,11 @@ class RunnerProcess:
         python: str | None = None,
         env: Mapping[str, str] | None = None,
         max_pending: int = 64,
+        heartbeat_timeout: float | None = None,
     ) -> RunnerProcess:
         process, stream, output = await start_runner(name=load.uid, tg=tg, python=python, env=env)
-        self = cls(process, p.FrameStream(stream, p.TO_SERVER), output, max_pending)
+        conn = p.FrameStream(stream, p.TO_SERVER)
+        self = cls(process, conn, output, max_pending, tg=tg, heartbeat_timeout=heartbeat_timeout)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)
         try:
@@ -95,6 +122,13 @@ class RunnerProcess:
             raise Unavailable(
                 f"model {uid!r} is not serving: {self.death}; relaunch it", retry_after=5
             )
+        if self.unresponsive:
+            raise Unavailable(
+                f"model {uid!r} is unresponsive: {self.silence()}; wait for it, terminate it, "
+                "or launch it with restart_unresponsive=true",
+                code="model_unresponsive",
+                retry_after=5,
+            )
         if len(self._calls) >= self.max_pending:
             raise Overloaded(
                 f"model {uid!r} already has {self.max_pending} requests in flight; retry shortly "
@@ -102,18 +136,28 @@ class RunnerProcess:
             )
 
     async def stream(
-        self, uid: str, op: p.Op, request: msgspec.Struct
+        self, uid: str, op: p.Op, request: msgspec.Struct, *, timeout: float | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """The chunks of a chat/complete call. Closing the iterator early cancels it in the engine."""
+        """The chunks of a chat/complete call. Closing the iterator early cancels it in the engine;
+        ``timeout`` (seconds, for the whole call) ends it with ``GatewayTimeout``."""
         self.check_capacity(uid)
         call_id = next(self._ids)
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
         self._calls[call_id] = send
         finished = False
+        deadline = _deadline(timeout)
         try:
             await self.conn.send(p.make_call(call_id, op, request))
             async with receive:
-                async for frame in receive:
+                while True:
+                    try:
+                        # The scope covers only the wait, never a yield: safe in a generator.
+                        with anyio.fail_after(_left(deadline)):
+                            frame = await receive.receive()
+                    except anyio.EndOfStream:
+                        break
+                    except TimeoutError:
+                        raise _timed_out(uid, timeout) from None
                     if isinstance(frame, p.Chunk):
                         yield frame.data
                     elif isinstance(frame, p.End):
@@ -131,7 +175,9 @@ class RunnerProcess:
                 with anyio.CancelScope(shield=True):
                     await self._send_quietly(p.Cancel(call_id))
 
-    async def call(self, uid: str, op: p.Op, request: msgspec.Struct) -> dict[str, Any]:
+    async def call(
+        self, uid: str, op: p.Op, request: msgspec.Struct, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """One embed/rerank call: its Result data, or the runner's error re-raised."""
         self.check_capacity(uid)
         call_id = next(self._ids)
@@ -141,9 +187,12 @@ class RunnerProcess:
         try:
             await self.conn.send(p.make_call(call_id, op, request))
             try:
-                frame = await receive.receive()
+                with anyio.fail_after(_left(_deadline(timeout))):
+                    frame = await receive.receive()
             except anyio.EndOfStream:
                 raise self._lost(uid) from None
+            except TimeoutError:
+                raise _timed_out(uid, timeout) from None
             done = True
             if isinstance(frame, p.Error):
                 raise ModelyardError.from_dict(frame.error)
@@ -180,9 +229,13 @@ class RunnerProcess:
                             send.send_nowait(frame)
                 elif isinstance(frame, p.Progress):
                     self.on_progress(frame.stage, frame.progress)
+                elif isinstance(frame, p.Pong):
+                    self._last_pong = anyio.current_time()
                 elif isinstance(frame, p.Ready):
                     self.ready = frame
                     self._settled.set()
+                    if self._tg is not None:
+                        self._tg.start_soon(self._heartbeat)
                 elif isinstance(frame, p.LaunchFailed):
                     self.launch_error = ModelyardError.from_dict(frame.error)
                     self._settled.set()
@@ -196,6 +249,40 @@ class RunnerProcess:
         self._die(describe_exit(self.returncode))
         with anyio.CancelScope(shield=True):
             await self.conn.aclose()
+
+    async def _heartbeat(self) -> None:
+        seq = 0
+        self._last_pong = anyio.current_time()
+        while self.death is None and not self.terminating:
+            seq += 1
+            # Sent from a task of its own: a send stuck behind a full socket (a stopped runner
+            # reads nothing) must not stop this loop from noticing the silence.
+            if not self._pinging and self._tg is not None:
+                self._tg.start_soon(self._ping, seq)
+            await anyio.sleep(HEARTBEAT_INTERVAL)
+            silent = anyio.current_time() - self._last_pong
+            if silent > self.heartbeat_timeout and not self.unresponsive:
+                self.unresponsive = True
+                log.warning("runner %d: %s", self.pid, self.silence())
+                self.on_unresponsive(self.silence())
+            elif silent <= self.heartbeat_timeout and self.unresponsive:
+                self.unresponsive = False
+                log.warning("runner %d answers its heartbeat again", self.pid)
+                self.on_responsive()
+
+    async def _ping(self, seq: int) -> None:
+        self._pinging = True
+        try:
+            await self._send_quietly(p.Ping(seq))
+        finally:
+            self._pinging = False
+
+    def silence(self) -> str:
+        silent = anyio.current_time() - self._last_pong
+        return (
+            f"runner {self.pid} has not answered its heartbeat for {silent:.0f} s "
+            "(stopped, or stuck inside the engine)"
+        )
 
     async def _watch(self) -> None:
         self.returncode = await self.process.wait()
@@ -229,11 +316,15 @@ class RunnerProcess:
         """Ask the runner to shut down, escalate to SIGTERM/SIGKILL, and reap it."""
         self.terminating = True
         with anyio.CancelScope(shield=True):
-            if not self._exited.is_set():
+            # A runner that stopped answering will not read Shutdown, and a stopped (SIGSTOP) one
+            # will not even act on SIGTERM: straight to SIGKILL, which always works.
+            hung = self.unresponsive
+            if not self._exited.is_set() and not hung:
                 await self._send_quietly(p.Shutdown())
                 with anyio.move_on_after(grace):
                     await self._exited.wait()
-            for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+            steps = ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0))
+            for sig, wait in steps[1:] if hung else steps:
                 if self._exited.is_set():
                     break
                 with contextlib.suppress(ProcessLookupError):
@@ -242,3 +333,19 @@ class RunnerProcess:
                     await self._exited.wait()
             self._die("terminated")
             await self.conn.aclose()
+
+
+def _deadline(timeout: float | None) -> float:
+    return anyio.current_time() + timeout if timeout else math.inf
+
+
+def _left(deadline: float) -> float | None:
+    return max(0.0, deadline - anyio.current_time()) if deadline != math.inf else None
+
+
+def _timed_out(uid: str, timeout: float | None) -> GatewayTimeout:
+    return GatewayTimeout(
+        f"model {uid!r} did not finish the request within its request_timeout of {timeout:g} s; "
+        "ask for fewer tokens, or raise request_timeout (a launch option, or "
+        "`modelyard serve --request-timeout`)"
+    )

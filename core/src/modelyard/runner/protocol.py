@@ -6,7 +6,9 @@ a frame on the wire is a 4-byte big-endian length followed by that many bytes.
 
 Launch phase (first frames): server sends ``Load``; runner answers ``Progress``* then ``Ready`` or
 ``LaunchFailed``. Serving phase: server sends ``Call``/``Cancel``/``Shutdown``; runner answers each
-call with ``Chunk``* + ``End`` (streams), ``Result`` (embed, rerank) or ``Error``.
+call with ``Chunk``* + ``End`` (streams), ``Result`` (embed, rerank) or ``Error``. At any time the
+server may send ``Ping``; the runner answers ``Pong`` with the same number at once (the heartbeat
+that tells a busy runner from a hung one).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import msgspec
 from anyio.abc import ByteStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from ..errors import InvalidRequest
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Family, ModelSpec
 
@@ -72,6 +75,10 @@ class Shutdown(_Frame, tag="shutdown"):
     pass
 
 
+class Ping(_Frame, tag="ping"):
+    seq: int
+
+
 # --- runner -> server ---
 class Progress(_Frame, tag="progress"):
     stage: str
@@ -102,13 +109,17 @@ class End(_Frame, tag="end"):
     id: int
 
 
+class Pong(_Frame, tag="pong"):
+    seq: int
+
+
 class Error(_Frame, tag="error"):
     id: int
     error: dict[str, Any]
 
 
-ToRunner = Load | Call | Cancel | Shutdown
-ToServer = Progress | Ready | LaunchFailed | Chunk | Result | End | Error
+ToRunner = Load | Call | Cancel | Shutdown | Ping
+ToServer = Progress | Ready | LaunchFailed | Chunk | Result | End | Error | Pong
 
 REQUEST_TYPES: dict[str, type[msgspec.Struct]] = {
     "chat": ChatCompletionRequest,
@@ -138,7 +149,12 @@ def _request_decoder(op: str) -> msgspec.msgpack.Decoder[Any]:
 
 
 def make_call(call_id: int, op: Op, request: msgspec.Struct) -> Call:
-    return Call(call_id, op, msgspec.Raw(ENCODER.encode(request)))
+    try:
+        return Call(call_id, op, msgspec.Raw(ENCODER.encode(request)))
+    except OverflowError:  # the edge bounds every integer; this is the last line of defence
+        raise InvalidRequest(
+            "the request holds an integer that does not fit in 64 bits; send smaller numbers"
+        ) from None
 
 
 def decode_request(call: Call) -> msgspec.Struct:

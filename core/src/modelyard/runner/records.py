@@ -11,18 +11,27 @@ from ..errors import ModelyardError
 from ..specs import Family, ModelSpec, ModelType
 
 if TYPE_CHECKING:
+    from .planning import LaunchPlan
     from .process import RunnerProcess
 
 RecordState = Literal[
-    "creating", "downloading", "installing", "loading", "ready", "error", "terminating"
+    "creating",
+    "downloading",
+    "installing",
+    "loading",
+    "ready",
+    "unresponsive",
+    "error",
+    "terminating",
 ]
 # installing: building the model's own environment layer (its family's virtualenv packages).
 LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "installing", "loading"})
 
 
 class ModelRecord(msgspec.Struct, kw_only=True):
-    """One model's state. ``error`` says why when ``state`` is "error" (e.g. the runner died);
-    ``progress`` (0..1) belongs to the current stage (downloading, loading)."""
+    """One model's state. ``error`` says why when ``state`` is "error" (e.g. the runner died) or
+    "unresponsive" (its runner stopped answering the heartbeat); ``progress`` (0..1) belongs to the
+    current stage (downloading, loading). ``restarts`` counts relaunches after a hang."""
 
     uid: str
     model_name: str
@@ -39,6 +48,8 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     abilities: tuple[str, ...] = ()
     params: dict[str, Any] = {}
     created: float = 0.0
+    request_timeout: float | None = None
+    restarts: int = 0
 
     def progress_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +71,7 @@ class Slot:
         self.gone = anyio.Event()  # removed from the manager
         self.scope = anyio.CancelScope()  # cancels the launch
         self.enable_thinking: bool | None = None  # the launch's default for chat requests
+        self.plan: LaunchPlan | None = None  # with its local path, to restart a hung runner
 
     @property
     def dead(self) -> bool:

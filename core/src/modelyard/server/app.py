@@ -2,15 +2,18 @@
 
 ``create_app`` builds everything from arguments and the environment and starts nothing; the
 manager's runners start on the first launch and stop with the app (lifespan shutdown) when the
-app created the manager itself.
+app created the manager itself. ``begin_shutdown`` (called by ``serve`` when a signal arrives,
+before it waits for open connections) ends streams in flight with a final error event and answers
+waiting requests with 503, so that shutdown never waits for a long generation.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -93,14 +96,22 @@ ROUTES = [
 METRICS_ROUTE = Route("/metrics", metrics_endpoint, methods=["GET"])
 
 
-def _default_manager() -> Manager:
+def _default_manager(options: Mapping[str, Any]) -> Manager:
     from ..runner import ModelManager
 
-    return ModelManager()
+    return ModelManager(**options)
 
 
-def create_app(manager: Manager | None = None, security: Security | None = None) -> Starlette:
-    """The HTTP app over ``manager`` (a new local ModelManager when None, closed at shutdown).
+def create_app(
+    manager: Manager | None = None,
+    security: Security | None = None,
+    *,
+    max_body_size: int | None = None,
+    manager_options: Mapping[str, Any] | None = None,
+) -> Starlette:
+    """The HTTP app over ``manager`` (a new local ModelManager when None, made with
+    ``manager_options`` and closed at shutdown). ``max_body_size``: the largest request body
+    accepted, in bytes (default 32 MiB).
 
     ``security`` (default ``Security()``: no keys, loopback Host names only, no CORS, the default
     model roots, no remote code) is checked by middleware before any route runs.
@@ -108,10 +119,11 @@ def create_app(manager: Manager | None = None, security: Security | None = None)
     Tests and embedders may set ``app.state.catalog``, ``app.state.plugin_manager`` and
     ``app.state.hardware`` (a probe function) to replace the process-wide ones."""
     owned = manager is None
-    active: Manager = _default_manager() if manager is None else manager
+    active: Manager = _default_manager(manager_options or {}) if manager is None else manager
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.stopping = anyio.Event()
         if not owned:
             yield
             return
@@ -153,6 +165,8 @@ def create_app(manager: Manager | None = None, security: Security | None = None)
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
     app.state.manager = active
+    app.state.stopping = None  # an anyio.Event once the lifespan started
+    app.state.max_body_size = max_body_size
     app.state.metrics = metrics
     app.state.security = security
     app.state.catalog = None
@@ -160,3 +174,10 @@ def create_app(manager: Manager | None = None, security: Security | None = None)
     app.state.hardware = None
     app.state.responses = ResponseStore()
     return app
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Tell streams and waiting requests that the server is going down (call on its event loop)."""
+    stopping = getattr(app.state, "stopping", None)
+    if stopping is not None:
+        stopping.set()

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from ..errors import EngineError, ModelyardError
 from ..schemas import ChatCompletionRequest
 from .errors import invalid_body
+from .limits import check_parts
 from .metrics import GenerationObserver
 from .openai_routes import manager_of, ready_model
 from .sse import aclose, race_disconnect
@@ -62,7 +63,9 @@ class ChatRun:
 
 async def start(request: Request, chat: ChatCompletionRequest) -> ChatRun:
     """Start ``chat`` on its model; raises ``ClientGone`` if the client left before any output."""
-    ready_model(request, chat.model)
+    record = ready_model(request, chat.model)
+    # Images reach a text-only model as a 400 naming the part (in the chat form it became).
+    check_parts(chat, record.uid, record.abilities)
     source = manager_of(request).chat(chat.model, chat)
     observer = GenerationObserver(getattr(request.app.state, "metrics", None), chat.model)
     try:

@@ -21,14 +21,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidRequest, ModelyardError
 from ..redact import redact
+from . import limits
 
 log = logging.getLogger("modelyard.server")
 
 T = TypeVar("T")
-
-# Large enough for long chat histories and big embedding batches, small enough that a runaway
-# client cannot make the server buffer gigabytes.
-MAX_BODY_BYTES = 64 * 1024 * 1024
 
 _PATH_IN_MESSAGE = re.compile(r"at `\$(?P<path>[^`]*)`")
 
@@ -113,21 +110,23 @@ def invalid_body(
 
 
 async def read_body(request: Request) -> bytes:
-    size = request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > MAX_BODY_BYTES:
-        raise InvalidRequest(
-            f"request body of {size} bytes exceeds the limit of {MAX_BODY_BYTES} bytes"
-        )
+    """The whole body, refused with a 413 as soon as it is known to exceed the server's limit
+    (its Content-Length, or the bytes counted so far), and with a 400 when nested too deep."""
+    limit = limits.max_body_size(request)
+    size = limits.declared_size(request)
+    if size is not None and size > limit:
+        raise limits.too_large(limit, size)
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
         total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise InvalidRequest(f"request body exceeds the limit of {MAX_BODY_BYTES} bytes")
+        if total > limit:
+            raise limits.too_large(limit)
         chunks.append(chunk)
     body = b"".join(chunks)
     if not body.strip():
         raise InvalidRequest("the request body is empty; send a JSON object")
+    limits.check_depth(body)
     return body
 
 

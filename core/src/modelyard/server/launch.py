@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest, Unsupported
+from ..schemas import check_json_ints
 from ..specs import LaunchRequest, parse_size
 from .errors import invalid_body
 
@@ -86,6 +87,10 @@ def parse_launch(payload: Any) -> LaunchRequest:
             # An engine parameter; a null one means "the engine's default", so it is left out.
             params[key] = value
     fields["params"] = params
+    try:
+        check_json_ints(payload, "$")
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid launch request: {exc}") from None
     try:
         return msgspec.convert(fields, LaunchRequest)
     except msgspec.ValidationError as exc:

@@ -117,6 +117,7 @@ class Metrics:
             "installing",
             "loading",
             "ready",
+            "unresponsive",
             "error",
             "terminating",
             *counts,

@@ -79,6 +79,13 @@ def require_ready(record: Record) -> None:
             f"model {record.uid} is {record.state} ({record.progress:.0%} done); retry when it is ready",
             retry_after=LOADING_RETRY_AFTER,
         )
+    if record.state == "unresponsive":
+        raise Unavailable(
+            f"model {record.uid} is unresponsive: {record.error}; wait for it, terminate it, or "
+            "launch it with restart_unresponsive=true",
+            code="model_unresponsive",
+            retry_after=LOADING_RETRY_AFTER,
+        )
     cause = f": {record.error}" if record.error else ""
     raise Unavailable(
         f"model {record.uid} is not serving (state {record.state}){cause}; terminate and relaunch it",
@@ -112,6 +119,8 @@ def describe(record: Record) -> dict[str, Any]:
         "progress": record.progress,
         "error": record.error,
         "pid": record.pid,
+        "restarts": getattr(record, "restarts", 0),
+        "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),
     }
     languages = list(getattr(family, "model_lang", ()) or ())

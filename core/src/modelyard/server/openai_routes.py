@@ -21,6 +21,7 @@ from ..schemas import ChatCompletionRequest, CompletionRequest
 from . import bodies
 from .aggregate import Folder
 from .errors import JSONResponse, decode_body
+from .limits import check_parts
 from .metrics import GenerationObserver, Metrics
 from .models import Manager, Record, require_ready
 from .sse import ClientGone, EventStream, Stamp, aclose, events, race_disconnect
@@ -60,9 +61,10 @@ async def completions(request: Request) -> Response:
 async def _generate(
     request: Request, body: ChatCompletionRequest | CompletionRequest, kind: Literal["chat", "text"]
 ) -> Response:
-    ready_model(request, body.model)
+    record = ready_model(request, body.model)
     manager = manager_of(request)
     if isinstance(body, ChatCompletionRequest):
+        check_parts(body, record.uid, record.abilities)
         stamp = Stamp.new("chatcmpl", "chat.completion.chunk", body.model)
         source = manager.chat(body.model, body)
     else:

@@ -2,6 +2,8 @@
 
 Shapes follow Xinference (XINFERENCE_API.md §6): listings are lists of ``{model_name,
 is_builtin}`` (full family dicts with ``?detailed=true``), register/unregister answer ``null``.
+A registration file that could not be loaded is listed as ``{model_name, is_builtin: false,
+broken: true, error}``; unregistering its name deletes it.
 Unlike Xinference, unregistering an unknown or built-in name is an error (404/409), and an unknown
 name on /v1/engines is a 404 listing close matches rather than a 200 ``null``.
 """
@@ -16,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import InvalidRequest
+from ..schemas import check_json_ints
 from ..specs import ModelType
 from .errors import JSONResponse, decode_body
 from .policy import check_packages, check_registration, security_of
@@ -84,6 +87,16 @@ async def list_registrations(request: Request) -> Response:
             if detailed
             else {"model_name": family.model_name, "is_builtin": builtin}
         )
+    # Files skipped at load: listed so that their owner sees why the model is missing.
+    for broken in catalog.broken(model_type):
+        items.append(
+            {
+                "model_name": broken.model_name,
+                "is_builtin": False,
+                "broken": True,
+                "error": broken.error,
+            }
+        )
     return JSONResponse(items)
 
 
@@ -111,6 +124,10 @@ async def register_model(request: Request) -> Response:
         family = parse_registration(body.model, model_type)
     else:
         family = family_from_registration(body.model, model_type)
+    try:
+        check_json_ints(msgspec.to_builtins(family), "model")
+    except ValueError as exc:
+        raise InvalidRequest(f"invalid registration: {exc}") from None
     check_packages(family, security_of(request))
     catalog = await _catalog(request)
     # Persisting writes a file (fsync): off the event loop.

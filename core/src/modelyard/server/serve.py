@@ -1,14 +1,24 @@
-"""``serve()``: run the app on uvicorn. Importing this module starts nothing."""
+"""``serve()``: run the app on uvicorn. Importing this module starts nothing.
+
+On SIGTERM or Ctrl-C the server stops accepting connections, ends the streams in flight with a
+final error event and answers waiting requests with 503 (``app.begin_shutdown``), then stops
+every runner; ``shutdown_timeout`` bounds the wait for connections, and runners get the same
+grace (at most 5 s) before they are killed.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import sys
+from typing import Any
 
-from .app import create_app
+from .app import begin_shutdown, create_app
 from .logs import setup_logging
 from .security import Security, is_loopback
 
 log = logging.getLogger("modelyard.server")
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 
 def serve(
@@ -16,6 +26,10 @@ def serve(
     port: int = 9997,
     log_level: str = "info",
     security: Security | None = None,
+    *,
+    max_body_size: int | None = None,
+    request_timeout: float | None = None,
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -25,17 +39,33 @@ def serve(
 
     path = setup_logging("server", log_level)
     security = security or Security.from_options(host=host)
-    app = create_app(security=security)
-    log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
-    warn_if_exposed(host, security)
-    uvicorn.run(
+    options: dict[str, Any] = {
+        "request_timeout": request_timeout or None,
+        "terminate_grace": min(shutdown_timeout, 5.0),
+    }
+    app = create_app(security=security, max_body_size=max_body_size, manager_options=options)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # Runs on the event loop once a signal asked to exit, before uvicorn waits for the
+            # open connections: without this a long stream would hold the exit for its length.
+            begin_shutdown(app)
+            await super().shutdown(sockets)
+
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
         log_level=log_level.lower(),
         log_config=None,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(1, round(shutdown_timeout)),
     )
+    log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
+    warn_if_exposed(host, security)
+    server = Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # what uvicorn.run does when the server could not start (e.g. port taken)
 
 
 def warn_if_exposed(host: str, security: Security) -> None:

@@ -9,6 +9,7 @@ which is what tells the runner and the engine to stop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -21,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..errors import ModelyardError
+from ..errors import ModelyardError, Unavailable
 from .errors import error_body
 
 log = logging.getLogger("modelyard.server")
@@ -35,6 +36,16 @@ SSE_HEADERS = {"cache-control": "no-store", "x-accel-buffering": "no"}
 
 class ClientGone(Exception):
     """The client disconnected before the answer was ready."""
+
+
+def _stopping(scope: Scope) -> anyio.Event | None:
+    """The app's "server is shutting down" event (see ``app.begin_shutdown``), if it has one."""
+    app = scope.get("app")
+    return getattr(getattr(app, "state", None), "stopping", None)
+
+
+def shutting_down() -> Unavailable:
+    return Unavailable("the server is shutting down; retry against a running server", retry_after=5)
 
 
 class Stamp(msgspec.Struct):
@@ -159,6 +170,17 @@ async def race_disconnect(request: Request, work: Callable[[], Awaitable[T]]) ->
             group.cancel_scope.cancel()
 
         group.start_soon(watch)
+        stopping = _stopping(request.scope)
+        stopped = False
+        if stopping is not None:
+
+            async def stop() -> None:
+                nonlocal stopped
+                await stopping.wait()
+                stopped = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(stop)
         try:
             outcome.append(await work())
         except Exception as exc:  # re-raised below, outside the group, unwrapped
@@ -167,6 +189,8 @@ async def race_disconnect(request: Request, work: Callable[[], Awaitable[T]]) ->
             group.cancel_scope.cancel()
     if gone:
         raise ClientGone()
+    if stopped and not outcome and not failure:
+        raise shutting_down()
     if failure:
         raise failure[0]
     return outcome[0]
@@ -184,10 +208,13 @@ class EventStream(Response):
         self.init_headers(SSE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = ended = stopped = False
+        stopping = _stopping(scope)
         try:
             async with anyio.create_task_group() as group:
 
                 async def stream() -> None:
+                    nonlocal started, ended
                     try:
                         await send(
                             {
@@ -196,18 +223,35 @@ class EventStream(Response):
                                 "headers": self.raw_headers,
                             }
                         )
+                        started = True
                         async for data in self.body_iterator:
                             await send(
                                 {"type": "http.response.body", "body": data, "more_body": True}
                             )
+                        ended = True
                         await send({"type": "http.response.body", "body": b"", "more_body": False})
                     except OSError:  # the connection is gone (ASGI 2.4 servers raise on send)
-                        pass
+                        ended = True
+                    group.cancel_scope.cancel()
+
+                async def stop(event: anyio.Event) -> None:
+                    nonlocal stopped
+                    await event.wait()
+                    stopped = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(stream)
+                if stopping is not None:
+                    group.start_soon(stop, stopping)
                 await _wait_for_disconnect(receive)
                 group.cancel_scope.cancel()
+            if stopped and started and not ended:
+                # The server is going down: end the stream the way a failed generation ends.
+                log.info("ending a stream: the server is shutting down")
+                with contextlib.suppress(OSError):
+                    last = error_event(shutting_down())
+                    await send({"type": "http.response.body", "body": last, "more_body": True})
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelyard.errors import Unsupported
+from modelyard.errors import InvalidRequest, Unsupported
 from modelyard.schemas import CompletionRequest
 
 Chunk = dict[str, Any]
@@ -29,10 +29,23 @@ def check(request: CompletionRequest) -> None:
             "drop one of them",
             param="echo",
         )
+    if request.n > 1 and _has_empty_prompt(request):
+        # Seen with xllamacpp: the extra choices of an empty prompt never finish, and the slots
+        # they hold stay taken, so every later request with n > 1 waits forever.
+        raise InvalidRequest(
+            f"an empty prompt with n={request.n} is refused: llama.cpp never finishes it; "
+            "send a non-empty prompt, or n=1",
+            param="prompt",
+        )
     if request.echo and not _text_prompts(request):
         raise Unsupported(
             "echo needs text prompts on the llama.cpp engine, not token ids", param="echo"
         )
+
+
+def _has_empty_prompt(request: CompletionRequest) -> bool:
+    prompt = request.prompt
+    return prompt == "" or (isinstance(prompt, list) and "" in prompt)
 
 
 def _text_prompts(request: CompletionRequest) -> list[str]:
