@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter as Tally
-from typing import Any
+from typing import Any, get_args
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -22,6 +22,8 @@ from prometheus_client import (
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..runner.records import RecordState
 
 # Seconds; first tokens range from milliseconds (warm GPU) to minutes (long prompts on a CPU).
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -111,17 +113,8 @@ class Metrics:
 
     def render(self, states: list[str]) -> bytes:
         counts = Tally(states)
-        for state in (
-            "creating",
-            "downloading",
-            "installing",
-            "loading",
-            "ready",
-            "unresponsive",
-            "error",
-            "terminating",
-            *counts,
-        ):
+        # Every state a model can be in is reported, 0 or not, so dashboards see each series.
+        for state in (*get_args(RecordState), *counts):
             self.models.labels(state).set(counts.get(state, 0))
         return generate_latest(self.registry)
 
