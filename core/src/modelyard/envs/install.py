@@ -75,17 +75,19 @@ def install_env(
         with log_path.open("w") as log:
             python = building / "bin" / "python"
             say(f"{info.name}: creating a {variant} environment (installer log: {log_path})")
-            _run(log, [*uv, "venv", "--relocatable", "--python", sys.executable, str(building)])
+            run_logged(
+                log, [*uv, "venv", "--relocatable", "--python", sys.executable, str(building)]
+            )
             pinned = building / "requirements.txt"
             pinned.write_text("\n".join(requirements) + "\n")
             say(f"{info.name}: installing {len(_names(requirements))} pinned packages")
             # sync, not install: the pins are complete (a lock), and what they leave out on
             # purpose (vLLM's CUDA-linked torchvision) must stay out.
             sync = [*uv, "pip", "sync", "--compile-bytecode", "--python", str(python)]
-            _run(log, [*sync, str(pinned)])
+            run_logged(log, [*sync, str(pinned)])
             own = [_source("modelyard"), _source_of(pm.distribution_of(info.name))]
             say(f"{info.name}: adding modelyard and its plugin")
-            _run(log, [*uv, "pip", "install", "--python", str(python), "--no-deps", *own])
+            run_logged(log, [*uv, "pip", "install", "--python", str(python), "--no-deps", *own])
             (building / PINS_MARK).write_text(digest)
             check_engine(info.name, str(python), probe(str(python)))  # the engine answers there
         _swap(building, final)
@@ -95,7 +97,7 @@ def install_env(
             raise
         if isinstance(exc, subprocess.CalledProcessError):
             raise LaunchError(
-                f"`modelyard env install {info.name}` failed: {_tail(log_path)} (whole log: {log_path}); "
+                f"`modelyard env install {info.name}` failed: {log_tail(log_path)} (whole log: {log_path}); "
                 "the previous environment, if any, is unchanged"
             ) from None
         raise
@@ -143,13 +145,14 @@ def find_uv() -> list[str]:
     )
 
 
-def _run(log: TextIO, argv: list[str]) -> None:
+def run_logged(log: TextIO, argv: list[str]) -> None:
+    """Run one installer step with its command line and output appended to the install log."""
     log.write(f"$ {' '.join(argv)}\n")
     log.flush()
     subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=True)
 
 
-def _tail(path: Path, lines: int = 8) -> str:
+def log_tail(path: Path, lines: int = 8) -> str:
     try:
         return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
     except OSError:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import LaunchError
-from .install import find_uv
+from .install import find_uv, log_tail, run_logged
 from .probing import probe
 from .store import EnvStore
 
@@ -65,9 +65,7 @@ def model_interpreter(
                 ],
             ]
             for argv in steps:
-                log.write(f"$ {' '.join(argv)}\n")
-                log.flush()
-                subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, check=True)
+                run_logged(log, argv)
         sites = probe(str(new_python)).site
         # addsitedir, not a plain path line: the engine environment's own .pth files (editable
         # installs among them) must be read too.
@@ -85,9 +83,8 @@ def model_interpreter(
             os.replace(building, final)
     except subprocess.CalledProcessError:
         shutil.rmtree(building, ignore_errors=True)
-        tail = " | ".join(log_path.read_text(errors="replace").strip().splitlines()[-6:])
         raise LaunchError(
-            f"installing the model's packages ({', '.join(packages)}) failed: {tail} "
+            f"installing the model's packages ({', '.join(packages)}) failed: {log_tail(log_path, 6)} "
             f"(whole log: {log_path})"
         ) from None
     except BaseException:
