@@ -131,25 +131,37 @@ def server_pid(url: str) -> int | None:
     return None
 
 
-def tree_cpu_seconds(pid: int, *, tree: bool = True) -> float:
-    """utime + stime of ``pid`` and, with ``tree``, every process below it (runners included)."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
+def _proc_stats() -> dict[int, tuple[int, float]]:
+    """Every process now: pid -> (parent pid, utime + stime in seconds), one read of /proc."""
+    stats: dict[int, tuple[int, float]] = {}
     for entry in filter(str.isdigit, os.listdir("/proc")):
         try:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        children.setdefault(int(fields[1]), []).append(int(entry))
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICKS
-    total, todo = 0.0, [pid]
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
+    return stats
+
+
+def process_tree(pid: int, stats: dict[int, tuple[int, float]] | None = None) -> list[int]:
+    """``pid`` and every process below it (a server's runners, their engine processes)."""
+    stats = _proc_stats() if stats is None else stats
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], [pid]
     while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        if tree:
-            todo.extend(children.get(current, []))
-    return total
+        found.append(todo.pop())
+        todo.extend(children.get(found[-1], []))
+    return found
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds (utime + stime) of ``pid``'s whole tree, and of ``pid`` alone, from one scan."""
+    stats = _proc_stats()
+    tree = sum(stats[p][1] for p in process_tree(pid, stats) if p in stats)
+    return tree, stats[pid][1] if pid in stats else 0.0
 
 
 async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tuple[float, int]:
@@ -266,10 +278,8 @@ def run(
 
 
 def _cpu(pid: int | None) -> tuple[float, float] | None:
-    """(the process tree's CPU seconds, the process's own), or None when not on this machine."""
-    if pid is None:
-        return None
-    return tree_cpu_seconds(pid), tree_cpu_seconds(pid, tree=False)
+    """``cpu_seconds``, or None when the server does not run on this machine."""
+    return None if pid is None else cpu_seconds(pid)
 
 
 def _median(values: list[float | None]) -> float | None:

@@ -190,32 +190,17 @@ def test_eight_concurrent_streams(server: str, uid: str) -> None:
     assert "Paris" in texts[0]
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and every process below it (vLLM's engine core runs in a child of the runner)."""
-    children: dict[int, list[int]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
 @pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 def test_no_vllm_listener_is_reachable_from_another_host(server: str, uid: str) -> None:
     """Every TCP socket the vLLM runner and its engine processes listen on is on loopback (gloo,
     ZMQ): nothing vLLM opens is reachable from another machine around the server."""
+    from modelyard.benchmark import process_tree
     from proc_sockets import listening
 
     with httpx.Client(base_url=server) as http:
         pid = http.get(f"/v1/models/{uid}").json()["pid"]
     loopback = ("0100007F", "00000000000000000000000001000000")  # 127.0.0.1, ::1 in /proc
-    seen = {address for proc in _tree(pid) for address in listening(proc)[0]}
+    seen = {address for proc in process_tree(pid) for address in listening(proc)[0]}
     assert all(address.split(":")[0] in loopback for address in seen), sorted(seen)
 
 
