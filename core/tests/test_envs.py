@@ -222,6 +222,9 @@ class FactsEngine:
         return [Match.yes("Remote")]
 
 
+REMOTE_ENV = EnvConfig(engine="Remote", python="/x/python")
+
+
 def test_matching_judges_an_engine_by_its_own_environment() -> None:
     from modelyard.matching import collect_matches
     from modelyard.plugins import PluginManager
@@ -245,12 +248,22 @@ def test_matching_judges_an_engine_by_its_own_environment() -> None:
     remote = pm.engine("Remote")
     assert remote is not None
     usable = msgspec.structs.replace(remote, available=True, library_version="1.0")
-    there = {"remote": envs.EngineState("Remote", usable, facts={"supports": "LlamaForCausalLM"})}
+    there = {
+        "remote": envs.EngineState(
+            "Remote", REMOTE_ENV, usable, facts={"supports": "LlamaForCausalLM"}
+        )
+    }
     assert answer(there).ok
-    other = {"remote": envs.EngineState("Remote", usable, facts={"supports": "Qwen2ForCausalLM"})}
+    other = {
+        "remote": envs.EngineState(
+            "Remote", REMOTE_ENV, usable, facts={"supports": "Qwen2ForCausalLM"}
+        )
+    }
     assert answer(other) == Match.no("Remote", "supports Qwen2ForCausalLM only")
     broken = {
-        "remote": envs.EngineState("Remote", None, reason="/x/python has no usable modelyard")
+        "remote": envs.EngineState(
+            "Remote", REMOTE_ENV, None, reason="/x/python has no usable modelyard"
+        )
     }
     assert answer(broken) == Match.no("Remote", "/x/python has no usable modelyard")
 

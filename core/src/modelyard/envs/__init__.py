@@ -53,6 +53,7 @@ class EngineState(msgspec.Struct, frozen=True):
     and the facts its plugin reported there, for ``match_engine``."""
 
     engine: str
+    config: EnvConfig
     info: EngineInfo | None
     reason: str | None = None
     facts: dict[str, Any] = {}
@@ -69,10 +70,10 @@ def states(pm: PluginManager, store: EnvStore) -> dict[str, EngineState]:
             facts = cached_probe(store, info.name, config.python)
             there = check_engine(info.name, config.python, facts)
         except InvalidRequest as exc:
-            found[info.name.lower()] = EngineState(info.name, None, exc.message)
+            found[info.name.lower()] = EngineState(info.name, config, None, exc.message)
             continue
         found[info.name.lower()] = EngineState(
-            info.name, there, facts=facts.facts.get(info.name, {})
+            info.name, config, there, facts=facts.facts.get(info.name, {})
         )
     return found
 
@@ -84,7 +85,7 @@ def describe(pm: PluginManager, store: EnvStore) -> list[Environment]:
     for info in pm.engines().values():
         state = own.get(info.name.lower())
         there = info if state is None else state.info
-        config = None if state is None else store.get(info.name)
+        config = None if state is None else state.config
         found.append(
             Environment(
                 engine=info.name,
