@@ -34,27 +34,41 @@ sync_groups() {
     uv sync --quiet --locked --no-default-groups "${args[@]}"
 }
 
-# An engine environment is pinned by PINS/requirements-cpu.txt (PINS: the plugin package's pins/
-# folder, shipped with it for `modelyard env install`), compiled from PINS/requirements-cpu.in and
-# PINS/overrides-cpu.txt for Linux x86-64 on CPython 3.11. ENGINE_PINS lists them all.
+# An engine environment is pinned per variant (cpu, cuda) by PINS/requirements-VARIANT.txt (PINS: the
+# plugin package's pins/ folder, shipped with it for `modelyard env install --variant VARIANT`),
+# compiled from PINS/requirements-VARIANT.in and, when present, PINS/overrides-VARIANT.txt for Linux
+# x86-64 on CPython 3.11. The cpu variant takes torch's CPU build from /opt/wheels; the cuda variant
+# takes PyPI's (CUDA) wheels. ENGINE_PINS lists every plugin's pins folder.
 ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins)
-compile_engine_pins() { # PINS OUTPUT [uv pip compile args]
-    local pins="$1" output="$2"
-    shift 2
+engine_pin_variants() { # PINS: the variants it pins
+    local input
+    for input in "$1"/requirements-*.in; do
+        input="${input##*/requirements-}"
+        echo "${input%.in}"
+    done
+}
+compile_engine_pins() { # PINS VARIANT OUTPUT [uv pip compile args]
+    local pins="$1" variant="$2" output="$3" extra=()
+    shift 3
+    [ "$variant" = cpu ] && extra+=(--find-links /opt/wheels)
+    [ -f "$pins/overrides-$variant.txt" ] && extra+=(--override "$pins/overrides-$variant.txt")
     uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-        --find-links /opt/wheels --override "$pins/overrides-cpu.txt" \
-        --custom-compile-command "bash scripts/upgrade" \
-        "$pins/requirements-cpu.in" -o "$output" "$@"
+        "${extra[@]}" --custom-compile-command "bash scripts/upgrade" \
+        "$pins/requirements-$variant.in" -o "$output" "$@"
 }
 
 # check_engine_pins PINS: a pin file that no longer matches its .in fails at once.
 check_engine_pins() {
-    local pins="$1" check
+    local pins="$1" check variant
     check="$(mktemp)"
-    cp "$pins/requirements-cpu.txt" "$check"
-    compile_engine_pins "$pins" "$check" 2>/dev/null || true
-    cmp -s "$check" "$pins/requirements-cpu.txt" ||
-        { rm -f "$check"; stale_pins "$pins/requirements-cpu.txt" "$pins/requirements-cpu.in"; }
+    for variant in $(engine_pin_variants "$pins"); do
+        cp "$pins/requirements-$variant.txt" "$check"
+        compile_engine_pins "$pins" "$variant" "$check" 2>/dev/null || true
+        cmp -s "$check" "$pins/requirements-$variant.txt" || {
+            rm -f "$check"
+            stale_pins "$pins/requirements-$variant.txt" "$pins/requirements-$variant.in"
+        }
+    done
     rm -f "$check"
 }
 

