@@ -136,9 +136,10 @@ class BatchEngine:
                     sequence.emit(exc)
 
     def _remove(self, sequences: list[Sequence]) -> None:
-        uids = [s.uid for s in sequences if s.uid is not None and s.uid in self._running]
+        # A set: a sequence may be cancelled twice (its stop string, then its stream's end).
+        uids = {s.uid for s in sequences if s.uid is not None and s.uid in self._running}
         if uids:
-            self.generator.remove(uids)
+            self.generator.remove(sorted(uids))
             for uid in uids:
                 del self._running[uid]
 
