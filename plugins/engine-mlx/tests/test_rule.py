@@ -136,3 +136,24 @@ def test_engine_info_reports_the_missing_library() -> None:
     assert engine_info(FULL, "linux").available
     missing = engine_info(MlxInstall(), "linux")
     assert not missing.available and "mlx" in (missing.unavailable_reason or "")
+
+
+def test_every_catalog_mlx_spec_runs_on_apple_silicon() -> None:
+    from modelyard.catalog import get_catalog
+
+    catalog = get_catalog()
+    specs = [
+        (family, spec, quantization)
+        for family in catalog.families("LLM")
+        for spec in family.model_specs
+        if spec.model_format == "mlx"
+        for quantization in spec.quantizations
+    ]
+    assert any(f.model_name == "smollm2-instruct" for f, _, _ in specs)
+    refused = [
+        (f.model_name, q, answer.reason)
+        for f, s, q in specs
+        if not (answer := match(f, s, q, HOSTS[1], FULL)).ok
+        and "vision" not in f.model_ability
+    ]
+    assert not refused
