@@ -153,7 +153,6 @@ def test_every_catalog_mlx_spec_runs_on_apple_silicon() -> None:
     refused = [
         (f.model_name, q, answer.reason)
         for f, s, q in specs
-        if not (answer := match(f, s, q, HOSTS[1], FULL)).ok
-        and "vision" not in f.model_ability
+        if not (answer := match(f, s, q, HOSTS[1], FULL)).ok and "vision" not in f.model_ability
     ]
     assert not refused

@@ -7,6 +7,10 @@ processors, so requests with different parameters share a batch. The thread hand
 its sequence's ``emit`` (which crosses into the event loop); detokenizing and stop strings happen
 there, per request.
 
+Prompt caching, as mlx_lm.server does it: a finished sequence's KV cache is kept (LRU, mlx-lm's
+``LRUPromptCache``) under its tokens, and a new prompt that shares a prefix with one starts from
+a copy of it, so a conversation's next turn or a repeated system prompt is not prefilled again.
+
 ``stats`` counts decode steps by batch size, and a change of the batch's composition is logged
 (``decoding N sequences together: [...]``), so sharing can be checked from outside the process.
 """
@@ -21,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger("modelyard.mlx")
+_MODEL_KEY = "model"  # one model per engine: the prompt cache's model key is a constant
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,10 @@ class BatchEngine:
         prefill_batch_size: int,
         prefill_step_size: int,
         max_kv_size: int | None,
+        prompt_cache_size: int = 10,
     ) -> None:
         from mlx_lm.generate import BatchGenerator
+        from mlx_lm.models.cache import LRUPromptCache
 
         self.generator = BatchGenerator(
             model,
@@ -77,6 +84,7 @@ class BatchEngine:
             prefill_step_size=prefill_step_size,
             max_kv_size=max_kv_size,
         )
+        self.prompt_cache = LRUPromptCache(prompt_cache_size) if prompt_cache_size > 0 else None
         self.stats = BatchStats()
         self._wake = threading.Condition()
         self._incoming: list[Sequence] = []
@@ -148,9 +156,15 @@ class BatchEngine:
             return
         from mlx_lm.generate import StopSequences
 
+        starts = [self._cached_start(s.prompt) for s in sequences]
         uids = self.generator.insert(
-            [s.prompt for s in sequences],
+            [rest for _, rest in starts],
             max_tokens=[s.max_tokens for s in sequences],
+            caches=[cache for cache, _ in starts],
+            all_tokens=[
+                s.prompt[: len(s.prompt) - len(rest)]
+                for s, (_, rest) in zip(sequences, starts, strict=True)
+            ],
             samplers=[s.sampler for s in sequences],
             logits_processors=[s.processors for s in sequences],
             stop_sequences=[StopSequences(s.stop_ids or None) for s in sequences],
@@ -158,6 +172,16 @@ class BatchEngine:
         for uid, sequence in zip(uids, sequences, strict=True):
             sequence.uid = uid
             self._running[uid] = sequence
+
+    def _cached_start(self, prompt: list[int]) -> tuple[Any, list[int]]:
+        """(a KV cache holding the longest cached prefix of ``prompt``, the tokens after it), or
+        (None, prompt) when nothing is cached."""
+        if self.prompt_cache is None:
+            return None, prompt
+        cache, rest = self.prompt_cache.fetch_nearest_cache(_MODEL_KEY, prompt)
+        if cache is None or not rest:  # generation needs at least one prompt token to start from
+            return None, prompt
+        return cache, list(rest)
 
     def _step(self) -> None:
         responses = self.generator.next_generated()
@@ -171,6 +195,9 @@ class BatchEngine:
             sequence.emit(_token(response, sequence.top_logprobs))
             if response.finish_reason is not None:
                 del self._running[response.uid]
+                if self.prompt_cache is not None and response.prompt_cache is not None:
+                    tokens = list(response.all_tokens)
+                    self.prompt_cache.insert_cache(_MODEL_KEY, tokens, response.prompt_cache)
 
 
 def _token(response: Any, top_logprobs: int | None) -> Token:

@@ -63,6 +63,7 @@ def load(family: LLMFamily, params: dict[str, Any], path: Path) -> MlxModel:
         prefill_batch_size=opts.prefill_batch_size,
         prefill_step_size=opts.prefill_step_size,
         max_kv_size=opts.max_kv_size,
+        prompt_cache_size=opts.prompt_cache_size,
     )
     log.info(
         "loaded %s with mlx-lm (context %d, up to %d sequences per batch, BLAS: %s, %d thread%s)",

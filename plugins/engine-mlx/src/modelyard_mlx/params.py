@@ -7,10 +7,10 @@ for every launch.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import msgspec
+from modelyard import resources
 from modelyard.errors import InvalidRequest, did_you_mean
 
 
@@ -20,6 +20,7 @@ class MlxParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prefill_batch_size: int = 8  # prompts prefilled together
     prefill_step_size: int = 2048  # prompt tokens per prefill step
     max_kv_size: int | None = None  # a rotating KV cache of this many tokens per sequence
+    prompt_cache_size: int = 10  # finished sequences whose KV cache is kept for reuse (0: none)
     n_threads: int | None = None
     trust_remote_code: bool = False
 
@@ -55,19 +56,4 @@ def parse_params(params: dict[str, Any]) -> MlxParams:
 
 
 def thread_count(requested: int | None) -> int:
-    if requested is not None:
-        return requested
-    env = os.environ.get("MODELYARD_MLX_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise InvalidRequest(
-                f"MODELYARD_MLX_THREADS must be a whole number, got {env!r}"
-            ) from None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(cpus - 1, cpus - busy))
+    return resources.engine_threads(requested, "MODELYARD_MLX_THREADS")

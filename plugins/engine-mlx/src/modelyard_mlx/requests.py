@@ -7,9 +7,10 @@ no constrained decoding; ``suffix``).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from modelyard.errors import ContextLengthExceeded, InvalidRequest, Unsupported
+from modelyard.errors import ContextLengthExceeded, Unsupported
 from modelyard.schemas import ChatCompletionRequest, CompletionRequest
 
 Request = ChatCompletionRequest | CompletionRequest
@@ -59,21 +60,12 @@ def token_budget(request: Request, prompt_tokens: int, context_length: int, wher
 
 def sampling(request: Request) -> tuple[Any, list[Any]]:
     """(sampler, logits processors) for one sequence of ``request``."""
-    from mlx_lm.sample_utils import make_logits_processors, make_sampler
+    from mlx_lm.sample_utils import make_logits_processors
 
-    bias: dict[int, float] = {}
-    for key, value in (request.logit_bias or {}).items():
-        try:
-            bias[int(key)] = value
-        except ValueError:
-            raise InvalidRequest(
-                f"logit_bias keys are token ids; {key!r} is not", param="logit_bias"
-            ) from None
+    bias = request.token_bias()
     temperature = 1.0 if request.temperature is None else request.temperature
     top_p = request.top_p if request.top_p is not None and request.top_p < 1 else 0.0
-    sampler = make_sampler(
-        temp=temperature, top_p=top_p, min_p=request.min_p or 0.0, top_k=max(request.top_k or 0, 0)
-    )
+    sampler = _sampler(temperature, top_p, request.min_p or 0.0, max(request.top_k or 0, 0))
     processors = make_logits_processors(
         logit_bias=bias or None,
         repetition_penalty=request.repetition_penalty,
@@ -81,3 +73,12 @@ def sampling(request: Request) -> tuple[Any, list[Any]]:
         frequency_penalty=request.frequency_penalty or None,
     )
     return sampler, processors
+
+
+@functools.lru_cache(maxsize=64)
+def _sampler(temperature: float, top_p: float, min_p: float, top_k: int) -> Any:
+    """One sampler object per setting: when every row of a batch has the same one, mlx-lm samples
+    the whole batch in one call instead of row by row."""
+    from mlx_lm.sample_utils import make_sampler
+
+    return make_sampler(temp=temperature, top_p=top_p, min_p=min_p, top_k=top_k)

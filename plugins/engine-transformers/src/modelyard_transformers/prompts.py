@@ -87,14 +87,6 @@ def sampling_params(
         value = getattr(request, name)
         return value if value is not None else defaults.get(name, fallback)
 
-    bias: dict[int, float] = {}
-    for key, value in (request.logit_bias or {}).items():
-        try:
-            bias[int(key)] = value
-        except ValueError:
-            raise InvalidRequest(
-                f"logit_bias keys are token ids; {key!r} is not", param="logit_bias"
-            ) from None
     return SamplingParams(
         temperature=pick("temperature", 1.0),
         top_p=pick("top_p", 1.0),
@@ -103,7 +95,7 @@ def sampling_params(
         repetition_penalty=pick("repetition_penalty", 1.0),
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        logit_bias=bias,
+        logit_bias=request.token_bias(),
         # n choices from one seed must still differ from each other.
         seed=None if request.seed is None else request.seed + choice,
     )
