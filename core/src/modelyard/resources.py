@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import LaunchError
+from .errors import InvalidRequest, LaunchError
 from .specs import Accelerator, Estimate, Family, Hardware, LLMFamily, ModelSpec
 
 if TYPE_CHECKING:
@@ -136,6 +136,35 @@ def _cuda_devices() -> tuple[Accelerator, ...]:
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return parse_nvidia_smi(done.stdout) if done.returncode == 0 else ()
+
+
+def free_cores() -> int:
+    """The cores actually free for an engine: this process's CPUs minus the 1-minute load, rounded,
+    at most all but one, at least 1 (1 on a busy 2-core machine: spinning BLAS/OpenMP threads on
+    cores others need run many times slower)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        busy = round(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cpus - 1, cpus - busy))
+
+
+def engine_threads(requested: int | None, env_name: str) -> int:
+    """An engine's thread count: the launch's ``n_threads``, else ``$env_name``, else ``free_cores``."""
+    if requested is not None:
+        if requested < 1:
+            raise InvalidRequest(
+                f"n_threads must be at least 1, got {requested}", param="n_threads"
+            )
+        return requested
+    env = os.environ.get(env_name)
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise InvalidRequest(f"{env_name} must be a whole number, got {env!r}") from None
+    return free_cores()
 
 
 def bits_per_weight(quantization: str, model_format: str = "pytorch") -> float | None:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta, Struct
 
+from .errors import InvalidRequest
+
 Temperature = Annotated[float, Meta(ge=0, le=2)]
 Probability = Annotated[float, Meta(ge=0, le=1)]
 Penalty = Annotated[float, Meta(ge=-2, le=2)]
@@ -182,6 +184,18 @@ class _Sampling(Struct, kw_only=True, omit_defaults=True):
     @property
     def include_usage(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
+
+    def token_bias(self) -> dict[int, float]:
+        """``logit_bias`` keyed by token id (JSON keys are strings); a key that is no id is a 400."""
+        bias: dict[int, float] = {}
+        for key, value in (self.logit_bias or {}).items():
+            try:
+                bias[int(key)] = value
+            except ValueError:
+                raise InvalidRequest(
+                    f"logit_bias keys are token ids; {key!r} is not", param="logit_bias"
+                ) from None
+        return bias
 
     @property
     def stop_list(self) -> list[str]:

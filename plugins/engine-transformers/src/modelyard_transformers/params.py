@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from typing import Any, Literal
 
 import msgspec
+from modelyard import resources
 from modelyard.errors import InvalidRequest, did_you_mean
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1", "mps"
@@ -71,33 +71,11 @@ def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
         raise InvalidRequest(f"invalid engine parameter: {exc}") from None
 
 
-def default_threads() -> int:
-    cpus = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    )
-    try:
-        busy = round(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(cpus - 1, cpus - busy))
+default_threads = resources.free_cores
 
 
 def thread_count(requested: int | None) -> int:
-    if requested is not None:
-        if requested < 1:
-            raise InvalidRequest(
-                f"n_threads must be at least 1, got {requested}", param="n_threads"
-            )
-        return requested
-    env = os.environ.get("MODELYARD_TORCH_THREADS")
-    if env:
-        try:
-            return max(1, int(env))
-        except ValueError:
-            raise InvalidRequest(
-                f"MODELYARD_TORCH_THREADS must be a whole number, got {env!r}"
-            ) from None
-    return default_threads()
+    return resources.engine_threads(requested, "MODELYARD_TORCH_THREADS")
 
 
 def configure_torch(params: _Common) -> tuple[Any, Any, int]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from modelyard.errors import InvalidRequest, Unsupported
-from modelyard.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, TextPart
+from modelyard.schemas import ChatCompletionRequest, CompletionRequest
+from modelyard.templating import template_arguments
 
 from .sampling import SamplingParams
 
@@ -47,59 +47,15 @@ def check_completion(request: CompletionRequest) -> None:
         )
 
 
-def _arguments(value: Any) -> Any:
-    # OpenAI sends tool-call arguments as a JSON string; chat templates expect the object.
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
-
-
-def template_message(message: ChatMessage, index: int) -> dict[str, Any]:
-    if isinstance(message.content, list) and any(
-        not isinstance(part, TextPart) for part in message.content
-    ):
-        raise Unsupported(
-            f"messages[{index}] has image or audio parts; this model on Transformers takes text only",
-            param=f"messages[{index}].content",
-        )
-    out: dict[str, Any] = {"role": message.role, "content": message.text()}
-    if message.name:
-        out["name"] = message.name
-    if message.tool_call_id:
-        out["tool_call_id"] = message.tool_call_id
-    if message.reasoning_content:
-        out["reasoning_content"] = message.reasoning_content
-    if message.tool_calls:
-        calls = []
-        for call in message.tool_calls:
-            call = dict(call)
-            if isinstance(call.get("function"), dict):
-                call["function"] = {
-                    **call["function"],
-                    "arguments": _arguments(call["function"].get("arguments")),
-                }
-            calls.append(call)
-        out["tool_calls"] = calls
-    return out
-
-
 def render_chat(tokenizer: Any, request: ChatCompletionRequest) -> list[int]:
     """Token ids of the conversation through the model's chat template, ready for the answer."""
     from jinja2 import TemplateError
 
-    messages = [template_message(m, i) for i, m in enumerate(request.messages)]
-    kwargs = dict(request.chat_template_kwargs or {})
-    if request.enable_thinking is not None:
-        kwargs.setdefault("enable_thinking", request.enable_thinking)
-    tools = None
-    if request.tools and request.tool_choice != "none":
-        tools = [{"type": "function", "function": _plain(tool.function)} for tool in request.tools]
     try:
         text = tokenizer.apply_chat_template(
-            messages, tools=tools, add_generation_prompt=True, tokenize=False, **kwargs
+            **template_arguments(request, "Transformers"),
+            add_generation_prompt=True,
+            tokenize=False,
         )
     except TemplateError as exc:
         raise InvalidRequest(
@@ -107,12 +63,6 @@ def render_chat(tokenizer: Any, request: ChatCompletionRequest) -> list[int]:
         ) from None
     # The template writes the special tokens (BOS...) itself.
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _plain(function: Any) -> dict[str, Any]:
-    import msgspec
-
-    return msgspec.to_builtins(function)
 
 
 def completion_prompts(tokenizer: Any, request: CompletionRequest) -> list[list[int]]:
@@ -137,14 +87,6 @@ def sampling_params(
         value = getattr(request, name)
         return value if value is not None else defaults.get(name, fallback)
 
-    bias: dict[int, float] = {}
-    for key, value in (request.logit_bias or {}).items():
-        try:
-            bias[int(key)] = value
-        except ValueError:
-            raise InvalidRequest(
-                f"logit_bias keys are token ids; {key!r} is not", param="logit_bias"
-            ) from None
     return SamplingParams(
         temperature=pick("temperature", 1.0),
         top_p=pick("top_p", 1.0),
@@ -153,7 +95,7 @@ def sampling_params(
         repetition_penalty=pick("repetition_penalty", 1.0),
         presence_penalty=request.presence_penalty or 0.0,
         frequency_penalty=request.frequency_penalty or 0.0,
-        logit_bias=bias,
+        logit_bias=request.token_bias(),
         # n choices from one seed must still differ from each other.
         seed=None if request.seed is None else request.seed + choice,
     )
