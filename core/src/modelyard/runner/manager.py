@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -42,6 +42,9 @@ from .background import Background
 from .planning import CatalogLike, LaunchPlan, plan_launch
 from .process import RunnerProcess
 from .records import LAUNCHING, ModelRecord, Slot
+
+if TYPE_CHECKING:
+    from ..cluster import RayCluster
 
 log = logging.getLogger("modelyard.manager")
 Resolve = Callable[..., Path]
@@ -68,8 +71,10 @@ class ModelManager:
         terminate_grace: float = 5.0,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         heartbeat_timeout: float | None = None,
+        cluster: RayCluster | None = None,
     ) -> None:
         self._pm = pm
+        self.cluster = cluster  # None: runners are subprocesses of this server
         self._catalog = catalog
         self._hardware = hardware
         self._resolve = resolve
@@ -123,6 +128,7 @@ class ModelManager:
             plan = plan_launch(
                 request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware
             )
+            await self._check_placement(plan)
         except BaseException as exc:
             self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
             raise
@@ -184,7 +190,7 @@ class ModelManager:
                     record.state, record.progress = "downloading", 0.0
                     path = str(await self._download(record, plan))
                     slot.plan = msgspec.structs.replace(plan, path=path)
-                python = await self._interpreter(record, plan)
+                python = await self._interpreter(record, plan) if self.cluster is None else None
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
                     uid=record.uid,
@@ -196,15 +202,9 @@ class ModelManager:
                     path=path,
                     protocol=p.PROTOCOL_VERSION,
                 )
-                slot.runner = runner = await RunnerProcess.spawn(
-                    load,
-                    tg=await self._background.group(),
-                    python=python,
-                    env={**self.runner_env, **plan.env},
-                    max_pending=plan.max_pending or self.max_pending,
-                    heartbeat_timeout=self.heartbeat_timeout,
-                )
-                record.pid = runner.pid
+                slot.runner = runner = await self._spawn(load, plan, python)
+                record.pid, record.node = runner.pid, runner.handle.node
+                record.node_id = runner.handle.node_id
                 runner.on_progress = partial(self._on_progress, record)
                 runner.on_death = partial(self._on_death, slot)
                 runner.on_unresponsive = partial(self._on_unresponsive, slot)
@@ -230,6 +230,45 @@ class ModelManager:
                     await slot.runner.terminate(grace=1.0)
                 self._remove(slot, failure)
             slot.settled.set()
+
+    async def _check_placement(self, plan: LaunchPlan) -> None:
+        """A launch that names a node or node resources: a 400 now, not a runner that never starts."""
+        if self.cluster is not None:
+            await anyio.to_thread.run_sync(
+                self.cluster.placement, plan.worker_ip, plan.node_resources
+            )
+        elif plan.node_resources or plan.worker_ip not in (None, "127.0.0.1", "localhost"):
+            raise InvalidRequest(
+                "worker_ip and node_resources place a model on a cluster node; this server runs "
+                "every model itself (start it with `modelyard serve --cluster ADDRESS`)",
+                param="worker_ip" if plan.worker_ip else "node_resources",
+            )
+
+    async def _spawn(self, load: p.LoadSpec, plan: LaunchPlan, python: str | None) -> RunnerProcess:
+        """The model's runner: a subprocess here, or on a cluster node placed as the plan asks."""
+        tg = await self._background.group()
+        env = {**self.runner_env, **plan.env}
+        max_pending = plan.max_pending or self.max_pending
+        if self.cluster is None:
+            return await RunnerProcess.spawn(
+                load,
+                tg=tg,
+                python=python,
+                env=env,
+                max_pending=max_pending,
+                heartbeat_timeout=self.heartbeat_timeout,
+            )
+        placement = await anyio.to_thread.run_sync(
+            self.cluster.placement, plan.worker_ip, plan.node_resources
+        )
+        return await self.cluster.spawn(
+            load,
+            tg=tg,
+            env=env,
+            placement=placement,
+            max_pending=max_pending,
+            heartbeat_timeout=self.heartbeat_timeout,
+        )
 
     async def _interpreter(self, record: ModelRecord, plan: LaunchPlan) -> str:
         """The engine environment's interpreter (else the server's); for a family that needs extra

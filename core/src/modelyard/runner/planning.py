@@ -50,6 +50,8 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     enable_thinking: bool | None = None
     request_timeout: float | None = None
     restart_unresponsive: bool = False
+    worker_ip: str | None = None
+    node_resources: dict[str, float] = {}
 
 
 def plan_launch(
@@ -110,6 +112,8 @@ def plan_launch(
         enable_thinking=request.enable_thinking,
         request_timeout=request.request_timeout,
         restart_unresponsive=request.restart_unresponsive,
+        worker_ip=request.worker_ip,
+        node_resources=dict(request.node_resources),
     )
 
 

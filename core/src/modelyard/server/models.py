@@ -119,6 +119,8 @@ def describe(record: Record) -> dict[str, Any]:
         "progress": record.progress,
         "error": record.error,
         "pid": record.pid,
+        "node": getattr(record, "node", None),
+        "node_id": getattr(record, "node_id", None),
         "restarts": getattr(record, "restarts", 0),
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),

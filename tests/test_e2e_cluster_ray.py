@@ -1,0 +1,162 @@
+"""`modelyard serve --cluster` on a real Ray cluster: a head and a worker node, all on 127.0.0.1.
+
+The test process starts the cluster (ray.cluster_utils.Cluster) and stops every Ray process it
+started; the server joins it as a driver and places SmolLM2's runner (llama.cpp) on the worker
+node through a custom resource; the openai client asks through the server. Losing the worker node
+mid-stream ends the stream with an error and leaves the model in state error with the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Loopback only, no auth token file, no usage reporting (ENGINES.md: Ray on these machines).
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+# A dead node is noticed in about a second instead of fifteen.
+FAST_HEALTH = {
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 3,
+    "health_check_initial_delay_ms": 0,
+}
+SYSTEM = "You are a helpful assistant. Answer in one short sentence."
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    os.environ.update(RAY_ENV)  # before Ray is imported: it reads them then
+    pytest.importorskip("ray", reason="needs modelyard[cluster] (scripts/test installs it)")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {"head_node": 1},
+            "include_dashboard": False,
+            "_system_config": FAST_HEALTH,
+        },
+    )
+    try:
+        cluster.worker = cluster.add_node(num_cpus=1, resources={"node_b": 1})
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def supervisor(
+    ray_cluster: Any,
+    start_module_server: Callable[..., Server],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Server:
+    executable = str(Path(sys.executable).with_name("modelyard"))
+    home = tmp_path_factory.mktemp("supervisor-home")
+    # The server inherits RAY_ENV from this process (set by ray_cluster).
+    return start_module_server(executable, home, "--cluster", ray_cluster.address)
+
+
+def launch(server: Server, **fields: Any) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/models", json=fields, timeout=180)
+
+
+def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    from openai import OpenAI
+
+    made = launch(supervisor, **smollm2_gguf, model_uid="on-b", node_resources={"node_b": 0.01})
+    assert made.status_code == 200, made.text
+    record = httpx.get(f"{supervisor.url}/v1/models/on-b", timeout=10).json()
+    assert record["node_id"] == ray_cluster.worker.node_id
+    assert record["node"] == "127.0.0.1"
+    # The runner is a real process on this host, started by the worker node's actor, not the server.
+    cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
+    assert b"modelyard.runner" in cmdline
+    assert _parent(record["pid"]) != supervisor.process.pid
+
+    client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
+    answer = client.chat.completions.create(
+        model="on-b",
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert "Paris" in (answer.choices[0].message.content or "")
+
+
+def test_placement_that_no_node_offers_is_a_400_naming_the_nodes(supervisor: Server) -> None:
+    refused = launch(
+        supervisor, model_name="smollm2-instruct", model_format="ggufv2", quantization="Q4_1",
+        node_resources={"gpu_h100": 1},
+    )  # fmt: skip
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["error"]["message"]
+    assert "gpu_h100" in message and "node_b" in message and "head_node" in message
+    missing = launch(supervisor, model_name="smollm2-instruct", worker_ip="10.9.9.9")
+    assert missing.status_code == 400 and "10.9.9.9" in missing.json()["error"]["message"]
+
+
+def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    made = launch(supervisor, **smollm2_gguf, model_uid="doomed", node_resources={"node_b": 0.01})
+    assert made.status_code == 200, made.text
+    body = {
+        "model": "doomed",
+        "messages": [{"role": "user", "content": "Count from one to five hundred."}],
+        "max_tokens": 2000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    events: list[str] = []
+    with httpx.stream(
+        "POST", f"{supervisor.url}/v1/chat/completions", json=body, timeout=60
+    ) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            events.append(line)
+            if len(events) == 3:
+                ray_cluster.remove_node(ray_cluster.worker, allow_graceful=False)
+    assert len(events) > 3
+    assert '"error"' in events[-1], events[-3:]  # an error event, not a normal [DONE]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{supervisor.url}/v1/models/doomed", timeout=10).json()
+        if record["state"] == "error":
+            break
+        time.sleep(0.5)
+    assert record["state"] == "error"
+    assert "lost" in record["error"]
+    refused = httpx.post(
+        f"{supervisor.url}/v1/chat/completions",
+        json={"model": "doomed", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert refused.status_code == 503
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
