@@ -91,6 +91,12 @@ def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
     cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
     assert b"modelyard.runner" in cmdline
     assert _parent(record["pid"]) != supervisor.process.pid
+    workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
+    by_id = {w["node_id"]: w for w in workers}
+    assert set(by_id) == {ray_cluster.head_node.node_id, ray_cluster.worker.node_id}
+    assert "on-b" in by_id[ray_cluster.worker.node_id]["models"]
+    assert by_id[ray_cluster.worker.node_id]["resources"]["node_b"] == 1
+    assert by_id[ray_cluster.head_node.node_id]["models"] == {}
 
     client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
     answer = client.chat.completions.create(

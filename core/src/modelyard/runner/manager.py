@@ -349,6 +349,24 @@ class ModelManager:
         slot.gone.set()
 
     # --- managing ---
+    def nodes(self) -> list[dict[str, Any]]:
+        """Where runners can run: the cluster's live nodes, or this machine. Blocking (Ray calls)."""
+        if self.cluster is not None:
+            return self.cluster.nodes()
+        hardware = self._probe()
+        resources = {"CPU": float(hardware.cpu_count), "memory": float(hardware.memory_total)}
+        if hardware.accelerators:
+            resources["GPU"] = float(len(hardware.accelerators))
+        available = {**resources, "memory": float(hardware.memory_available)}
+        return [
+            {
+                "node_id": None,
+                "address": "127.0.0.1",
+                "resources": resources,
+                "available": available,
+            }
+        ]
+
     def list(self) -> list[ModelRecord]:
         return [msgspec.structs.replace(s.record) for s in self._slots.values()]
 
