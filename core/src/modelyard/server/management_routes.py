@@ -142,6 +142,12 @@ async def list_plugins(request: Request) -> Response:
     return JSONResponse({"plugins": plugins, "engines": engines})
 
 
+async def cluster_info(request: Request) -> Response:
+    """The Ray cluster this server supervises (``modelyard worker`` joins it), or null address."""
+    cluster = getattr(manager_of(request), "cluster", None)
+    return JSONResponse({"ray_address": cluster.address if cluster is not None else None})
+
+
 async def list_workers(request: Request) -> Response:
     """Xinference's ``get_workers_info``: each node (this machine when not on a cluster) with its
     resources, what is free now, and the models whose runners it hosts."""
