@@ -12,16 +12,30 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
+import anyio
+import msgspec
 from anyio.abc import TaskGroup
 
 from ..errors import InvalidRequest, LaunchError, ModelyardError
 from ..runner import protocol as p
 from ..runner.process import RunnerProcess
+from ..specs import ModelSpec
 
 NAMESPACE = "modelyard"
+FetchStage = Literal["downloading", "loading"]
+FETCH_POLL = 0.5  # seconds between download progress reports from a node
+
+
+class Fetch(msgspec.Struct, frozen=True):
+    """Weights a runner's node downloads itself (the supervisor never holds them)."""
+
+    spec: ModelSpec
+    quantization: str
+    hub: str | None
+    on_progress: Callable[[FetchStage, float], None]  # (stage, 0..1)
 
 
 class RayCluster:
@@ -107,12 +121,17 @@ class RayCluster:
         placement: Mapping[str, Any],
         max_pending: int,
         heartbeat_timeout: float | None,
+        fetch: Fetch | None = None,
     ) -> RunnerProcess:
-        """Start the model's runner on the node Ray picks and drive it like a local one."""
+        """Start the model's runner on the node Ray picks and drive it like a local one. With
+        ``fetch``, the weights are downloaded on that node first (``load.path`` is set from it)."""
         from .host import ActorByteStream, RayHandle, host_actor
 
         actor = host_actor(placement)
         try:
+            if fetch is not None:
+                load = msgspec.structs.replace(load, path=await _fetch_on_node(actor, fetch))
+                fetch.on_progress("loading", 0.0)
             started = await actor.start.remote(load.uid, load.engine, dict(env))
         except Exception as exc:
             import ray
@@ -144,6 +163,16 @@ def _available_per_node() -> dict[str, dict[str, float]]:
     except Exception:
         return {}
     return found
+
+
+async def _fetch_on_node(actor: Any, fetch: Fetch) -> str:
+    """The node's path of the weights, reporting the node's download progress meanwhile."""
+    call = actor.fetch.remote(fetch.spec, fetch.quantization, fetch.hub)
+    while True:
+        with anyio.move_on_after(FETCH_POLL):
+            path: str = await call
+            return path
+        fetch.on_progress("downloading", await actor.progress.remote())
 
 
 def _offers(total: Mapping[str, float], wanted: Mapping[str, float]) -> bool:

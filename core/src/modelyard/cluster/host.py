@@ -35,6 +35,22 @@ class RunnerHost:
         self._output: Any = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._fetched = 0.0  # download progress, 0..1
+
+    async def fetch(self, spec: Any, quantization: str, hub: str | None) -> str:
+        """The weights' path on this node, downloaded here when missing (``progress`` polls)."""
+        from ..hub import resolve
+
+        def progress(value: float) -> None:
+            self._fetched = value
+
+        path = await anyio.to_thread.run_sync(
+            lambda: resolve(spec, quantization, hub=hub, progress=progress)  # type: ignore[arg-type]
+        )
+        return str(path)
+
+    def progress(self) -> float:
+        return self._fetched
 
     async def start(self, name: str, engine: str, env: Mapping[str, str]) -> dict[str, Any]:
         """Start the runner with this node's interpreter for ``engine``; its pid and node id."""

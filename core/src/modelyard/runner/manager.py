@@ -44,7 +44,7 @@ from .process import RunnerProcess
 from .records import LAUNCHING, ModelRecord, Slot
 
 if TYPE_CHECKING:
-    from ..cluster import RayCluster
+    from ..cluster import FetchStage, RayCluster
 
 log = logging.getLogger("modelyard.manager")
 Resolve = Callable[..., Path]
@@ -186,7 +186,10 @@ class ModelManager:
         try:
             with slot.scope:
                 path = plan.path
-                if path is None:
+                if path is None and self.cluster is not None:
+                    record.state, record.progress = "downloading", 0.0
+                    path = ""  # fetched on the node the runner starts on
+                elif path is None:
                     record.state, record.progress = "downloading", 0.0
                     path = str(await self._download(record, plan))
                     slot.plan = msgspec.structs.replace(plan, path=path)
@@ -202,7 +205,7 @@ class ModelManager:
                     path=path,
                     protocol=p.PROTOCOL_VERSION,
                 )
-                slot.runner = runner = await self._spawn(load, plan, python)
+                slot.runner = runner = await self._spawn(record, load, plan, python)
                 record.pid, record.node = runner.pid, runner.handle.node
                 record.node_id = runner.handle.node_id
                 runner.on_progress = partial(self._on_progress, record)
@@ -244,7 +247,9 @@ class ModelManager:
                 param="worker_ip" if plan.worker_ip else "node_resources",
             )
 
-    async def _spawn(self, load: p.LoadSpec, plan: LaunchPlan, python: str | None) -> RunnerProcess:
+    async def _spawn(
+        self, record: ModelRecord, load: p.LoadSpec, plan: LaunchPlan, python: str | None
+    ) -> RunnerProcess:
         """The model's runner: a subprocess here, or on a cluster node placed as the plan asks."""
         tg = await self._background.group()
         env = {**self.runner_env, **plan.env}
@@ -258,9 +263,15 @@ class ModelManager:
                 max_pending=max_pending,
                 heartbeat_timeout=self.heartbeat_timeout,
             )
+        from ..cluster import Fetch
+
         placement = await anyio.to_thread.run_sync(
             self.cluster.placement, plan.worker_ip, plan.node_resources
         )
+        fetch = None
+        if not load.path:
+            record.state = "downloading"
+            fetch = Fetch(plan.spec, plan.quantization, plan.hub, partial(self._on_fetch, record))
         return await self.cluster.spawn(
             load,
             tg=tg,
@@ -268,7 +279,12 @@ class ModelManager:
             placement=placement,
             max_pending=max_pending,
             heartbeat_timeout=self.heartbeat_timeout,
+            fetch=fetch,
         )
+
+    def _on_fetch(self, record: ModelRecord, stage: FetchStage, progress: float) -> None:
+        if record.state in LAUNCHING:
+            record.state, record.progress = stage, progress
 
     async def _interpreter(self, record: ModelRecord, plan: LaunchPlan) -> str:
         """The engine environment's interpreter (else the server's); for a family that needs extra
