@@ -106,6 +106,14 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     help="Run models on a Ray cluster (its head's HOST:PORT, ray://HOST:PORT, or auto); this "
     "server becomes its supervisor. Needs modelyard[cluster].",
 )
+@click.option(
+    "--placement",
+    type=click.Choice(["spread", "pack"]),
+    default="spread",
+    show_default=True,
+    help="On a cluster, which node a launch tries first: the one with the most free memory "
+    "(spread, Xinference's idle-first) or the least that fits (pack).",
+)
 def serve(
     host: str,
     port: int,
@@ -120,6 +128,7 @@ def serve(
     request_timeout: float,
     shutdown_timeout: float,
     cluster: str | None,
+    placement: str,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -143,6 +152,7 @@ def serve(
         request_timeout=request_timeout,
         shutdown_timeout=shutdown_timeout,
         cluster=cluster,
+        placement=placement,
     )
 
 

@@ -21,12 +21,17 @@ from anyio.abc import TaskGroup
 
 from ..errors import InvalidRequest, LaunchError, ModelyardError
 from ..runner import protocol as p
+from ..runner.planning import LaunchPlan
 from ..runner.process import RunnerProcess
-from ..specs import ModelSpec
+from ..specs import Hardware, LaunchRequest, ModelSpec
 
 NAMESPACE = "modelyard"
 FetchStage = Literal["downloading", "loading"]
-FETCH_POLL = 0.5  # seconds between download progress reports from a node
+FETCH_POLL = 0.5
+PROBE_TIMEOUT = 30.0
+Policy = Literal[
+    "spread", "pack"
+]  # most free memory first (Xinference's idle-first) / least  # seconds between download progress reports from a node
 
 
 class Fetch(msgspec.Struct, frozen=True):
@@ -41,8 +46,9 @@ class Fetch(msgspec.Struct, frozen=True):
 class RayCluster:
     """The supervisor's view of the Ray cluster it runs on."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, policy: Policy = "spread") -> None:
         self.address = address
+        self.policy = policy
 
     def connect(self) -> None:
         """Join the cluster as a driver; a clear error when no cluster answers there."""
@@ -85,31 +91,70 @@ class RayCluster:
             if node["Alive"]
         ]
 
-    def placement(self, worker_ip: str | None, resources: Mapping[str, float]) -> dict[str, Any]:
-        """Ray actor options that put a runner where a launch asks for it."""
-        options: dict[str, Any] = {}
+    def candidates(
+        self, worker_ip: str | None, resources: Mapping[str, float]
+    ) -> list[dict[str, Any]]:
+        """The live nodes a launch may run on; a 400 naming the nodes when none qualifies."""
+        nodes = self.nodes()
+        if worker_ip is not None:
+            known = ", ".join(sorted({n["address"] for n in nodes})) or "none"
+            nodes = [n for n in nodes if n["address"] == worker_ip]
+            if not nodes:
+                raise InvalidRequest(
+                    f"no live node has worker_ip {worker_ip!r} (nodes: {known})", param="worker_ip"
+                )
         if resources:
-            nodes = self.nodes()
-            if not any(_offers(node["resources"], resources) for node in nodes):
+            offering = [n for n in nodes if _offers(n["resources"], resources)]
+            if not offering:
                 offered = "; ".join(f"{n['address']} {_custom(n['resources'])}" for n in nodes)
                 raise InvalidRequest(
                     f"no node offers the resources {dict(resources)} (nodes: {offered}); start a "
                     "worker with them (`modelyard worker --resources ...`)",
                     param="node_resources",
                 )
-            options["resources"] = dict(resources)
-        if worker_ip is not None:
-            nodes = [n for n in self.nodes() if n["address"] == worker_ip]
-            if not nodes:
-                known = ", ".join(sorted({n["address"] for n in self.nodes()})) or "none"
-                raise InvalidRequest(
-                    f"no live node has worker_ip {worker_ip!r} (nodes: {known})", param="worker_ip"
-                )
+            nodes = offering
+        return nodes
+
+    def plan(self, request: LaunchRequest, plan_on: Callable[[Hardware], LaunchPlan]) -> LaunchPlan:
+        """Plan the launch for each candidate node, in the policy's order, and take the first node
+        where it fits (engine and memory); a 400 with every node's reason when none fits."""
+        nodes = self.candidates(request.worker_ip, request.node_resources)
+        hardware = _probe_nodes([node["node_id"] for node in nodes])
+        free = {id_: hw.memory_available for id_, hw in hardware.items()}
+        nodes.sort(key=lambda n: free.get(n["node_id"], 0), reverse=self.policy == "spread")
+        refusals: list[str] = []
+        errors: list[ModelyardError] = []
+        for node in nodes:
+            found = hardware.get(node["node_id"])
+            if found is None:
+                refusals.append(f"- {_name(node)}: did not answer the hardware probe")
+                continue
+            try:
+                plan = plan_on(found)
+            except (LaunchError, InvalidRequest) as exc:  # this node cannot take it
+                refusals.append(f"- {_name(node)} ({_free(found)}): {exc.message}")
+                errors.append(exc)
+                continue
+            return msgspec.structs.replace(plan, node_id=node["node_id"])
+        if len(errors) == len(nodes) and len({e.message for e in errors}) == 1:
+            raise errors[0]  # the same answer everywhere (a bad option): say it once
+        raise LaunchError(
+            f"{request.model_name} fits on no node of the cluster:\n" + "\n".join(refusals),
+            code="no_node_fits",
+        )
+
+    def placement(self, plan: LaunchPlan) -> dict[str, Any]:
+        """Ray actor options that put a runner where its plan says."""
+        options: dict[str, Any] = {}
+        if plan.node_resources:
+            options["resources"] = dict(plan.node_resources)
+        node_id = plan.node_id
+        if node_id is None and plan.worker_ip is not None:
+            node_id = self.candidates(plan.worker_ip, {})[0]["node_id"]
+        if node_id is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
-                nodes[0]["node_id"], soft=False
-            )
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
         return options
 
     async def spawn(
@@ -173,6 +218,41 @@ async def _fetch_on_node(actor: Any, fetch: Fetch) -> str:
             path: str = await call
             return path
         fetch.on_progress("downloading", await actor.progress.remote())
+
+
+def _probe_nodes(node_ids: list[str]) -> dict[str, Hardware]:
+    """Each node's hardware, probed there (CPUs, memory free now, accelerators), in parallel."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ..resources import probe_hardware
+
+    probe = ray.remote(probe_hardware)
+    refs = {
+        node_id: probe.options(
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+        ).remote()
+        for node_id in node_ids
+    }
+    found: dict[str, Hardware] = {}
+    for node_id, ref in refs.items():
+        try:
+            found[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT)
+        except Exception:  # a node that died or hangs is simply not a candidate
+            continue
+    return found
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    return f"node {node['address']} ({str(node['node_id'])[:8]})"
+
+
+def _free(hardware: Hardware) -> str:
+    gib = 1024**3
+    return (
+        f"{hardware.memory_available / gib:.1f} of {hardware.memory_total / gib:.1f} GiB free, "
+        f"{hardware.cpu_count} CPUs, {len(hardware.accelerators)} GPUs"
+    )
 
 
 def _offers(total: Mapping[str, float], wanted: Mapping[str, float]) -> bool:

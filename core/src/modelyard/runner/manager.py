@@ -124,11 +124,7 @@ class ModelManager:
         slot = self._claim(request.model_uid, request.model_name)
         slot.record.model_type = request.model_type
         try:
-            hardware = await anyio.to_thread.run_sync(self._probe)
-            plan = plan_launch(
-                request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware
-            )
-            await self._check_placement(plan)
+            plan = await self._plan(request)
         except BaseException as exc:
             self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
             raise
@@ -234,18 +230,21 @@ class ModelManager:
                 self._remove(slot, failure)
             slot.settled.set()
 
-    async def _check_placement(self, plan: LaunchPlan) -> None:
-        """A launch that names a node or node resources: a 400 now, not a runner that never starts."""
-        if self.cluster is not None:
-            await anyio.to_thread.run_sync(
-                self.cluster.placement, plan.worker_ip, plan.node_resources
+    async def _plan(self, request: LaunchRequest) -> LaunchPlan:
+        """Where and how the model runs: on this machine, or on the first cluster node it fits."""
+        plan_on = partial(plan_launch, request, pm=self._plugins(), catalog=self._get_catalog())
+        cluster = self.cluster
+        if cluster is not None:
+            return await anyio.to_thread.run_sync(
+                cluster.plan, request, lambda hardware: plan_on(hardware=hardware)
             )
-        elif plan.node_resources or plan.worker_ip not in (None, "127.0.0.1", "localhost"):
+        if request.node_resources or request.worker_ip not in (None, "127.0.0.1", "localhost"):
             raise InvalidRequest(
                 "worker_ip and node_resources place a model on a cluster node; this server runs "
                 "every model itself (start it with `modelyard serve --cluster ADDRESS`)",
-                param="worker_ip" if plan.worker_ip else "node_resources",
+                param="worker_ip" if request.worker_ip else "node_resources",
             )
+        return plan_on(hardware=await anyio.to_thread.run_sync(self._probe))
 
     async def _spawn(
         self, record: ModelRecord, load: p.LoadSpec, plan: LaunchPlan, python: str | None
@@ -265,9 +264,7 @@ class ModelManager:
             )
         from ..cluster import Fetch
 
-        placement = await anyio.to_thread.run_sync(
-            self.cluster.placement, plan.worker_ip, plan.node_resources
-        )
+        placement = await anyio.to_thread.run_sync(self.cluster.placement, plan)
         fetch = None
         if not load.path:
             record.state = "downloading"

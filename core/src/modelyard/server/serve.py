@@ -31,6 +31,7 @@ def serve(
     request_timeout: float | None = None,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     cluster: str | None = None,
+    placement: str = "spread",
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -45,7 +46,7 @@ def serve(
         "terminate_grace": min(shutdown_timeout, 5.0),
     }
     if cluster is not None:
-        options["cluster"] = join_cluster(cluster)
+        options["cluster"] = join_cluster(cluster, placement)
     app = create_app(security=security, max_body_size=max_body_size, manager_options=options)
 
     class Server(uvicorn.Server):
@@ -75,12 +76,12 @@ def serve(
         sys.exit(3)  # what uvicorn.run does when the server could not start (e.g. port taken)
 
 
-def join_cluster(address: str) -> Any:
+def join_cluster(address: str, placement: str = "spread") -> Any:
     """Connect to the Ray cluster at ``address`` as its supervisor, or exit saying how to start one."""
     from ..cluster import RayCluster
     from ..errors import LaunchError
 
-    cluster = RayCluster(address)
+    cluster = RayCluster(address, "pack" if placement == "pack" else "spread")
     try:
         cluster.connect()
     except LaunchError as exc:
