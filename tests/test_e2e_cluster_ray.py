@@ -123,6 +123,33 @@ def test_placement_that_no_node_offers_is_a_400_naming_the_nodes(supervisor: Ser
     assert missing.status_code == 400 and "10.9.9.9" in missing.json()["error"]["message"]
 
 
+def test_a_supervisor_crash_leaves_no_runner_behind_and_a_new_one_starts_clean(
+    ray_cluster: Any,
+    start_server_with: Callable[..., Server],
+    smollm2_gguf: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The runner host actors belong to the supervisor's Ray driver: when it dies, Ray stops them
+    and their runners see their socket close, so nothing is orphaned and nothing is duplicated."""
+    executable = str(Path(sys.executable).with_name("modelyard"))
+    first = start_server_with(executable, tmp_path / "first", "--cluster", ray_cluster.address)
+    assert launch(first, **smollm2_gguf, model_uid="kept").status_code == 200
+    old_pid = httpx.get(f"{first.url}/v1/models/kept", timeout=10).json()["pid"]
+    first.process.kill()  # a crash: no shutdown, no terminate
+    first.process.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{old_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{old_pid}").exists(), "the crashed supervisor's runner lives on"
+
+    second = start_server_with(executable, tmp_path / "second", "--cluster", ray_cluster.address)
+    assert httpx.get(f"{second.url}/v1/models", timeout=10).json()["data"] == []
+    assert launch(second, **smollm2_gguf, model_uid="kept").status_code == 200
+    new_pid = httpx.get(f"{second.url}/v1/models/kept", timeout=10).json()["pid"]
+    assert new_pid != old_pid and Path(f"/proc/{new_pid}").exists()
+    assert httpx.delete(f"{second.url}/v1/models/kept", timeout=60).status_code == 200
+
+
 def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
     ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
 ) -> None:
