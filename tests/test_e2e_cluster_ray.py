@@ -1,4 +1,4 @@
-"""`modelyard serve --cluster` on a real Ray cluster: a head and a worker node, all on 127.0.0.1.
+"""`modelyard serve --cluster` on a real Ray cluster: a head and two worker nodes, all on 127.0.0.1.
 
 The test process starts the cluster (ray.cluster_utils.Cluster) and stops every Ray process it
 started; the server joins it as a driver and places SmolLM2's runner (llama.cpp) on the worker
@@ -54,7 +54,9 @@ def ray_cluster() -> Iterator[Any]:
         },
     )
     try:
-        cluster.worker = cluster.add_node(num_cpus=1, resources={"node_b": 1})
+        # Two workers offer "spare": a runner placed by it can be relaunched on the other.
+        cluster.worker = cluster.add_node(num_cpus=1, resources={"node_b": 1, "spare": 1})
+        cluster.other = cluster.add_node(num_cpus=1, resources={"node_c": 1, "spare": 1})
         cluster.wait_for_nodes()
         yield cluster
     finally:
@@ -93,7 +95,8 @@ def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
     assert _parent(record["pid"]) != supervisor.process.pid
     workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
     by_id = {w["node_id"]: w for w in workers}
-    assert set(by_id) == {ray_cluster.head_node.node_id, ray_cluster.worker.node_id}
+    nodes = (ray_cluster.head_node, ray_cluster.worker, ray_cluster.other)
+    assert set(by_id) == {node.node_id for node in nodes}
     assert "on-b" in by_id[ray_cluster.worker.node_id]["models"]
     assert by_id[ray_cluster.worker.node_id]["resources"]["node_b"] == 1
     assert by_id[ray_cluster.head_node.node_id]["models"] == {}
@@ -118,7 +121,8 @@ def test_placement_that_no_node_offers_is_a_400_naming_the_nodes(supervisor: Ser
     )  # fmt: skip
     assert refused.status_code == 400, refused.text
     message = refused.json()["error"]["message"]
-    assert "gpu_h100" in message and "node_b" in message and "head_node" in message
+    assert "gpu_h100" in message and "node_b" in message and "node_c" in message
+    assert "head_node" in message
     missing = launch(supervisor, model_name="smollm2-instruct", worker_ip="10.9.9.9")
     assert missing.status_code == 400 and "10.9.9.9" in missing.json()["error"]["message"]
 
@@ -150,10 +154,50 @@ def test_a_supervisor_crash_leaves_no_runner_behind_and_a_new_one_starts_clean(
     assert httpx.delete(f"{second.url}/v1/models/kept", timeout=60).status_code == 200
 
 
+def test_a_runner_whose_node_is_lost_is_relaunched_on_another_with_restart_lost(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    made = launch(
+        supervisor, **smollm2_gguf, model_uid="phoenix", node_resources={"spare": 0.01},
+        restart_lost=True,
+    )  # fmt: skip
+    assert made.status_code == 200, made.text
+    first = httpx.get(f"{supervisor.url}/v1/models/phoenix", timeout=10).json()
+    lost = (
+        ray_cluster.worker if first["node_id"] == ray_cluster.worker.node_id else ray_cluster.other
+    )
+    ray_cluster.remove_node(lost, allow_graceful=False)
+    deadline = time.monotonic() + 120
+    record = first
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{supervisor.url}/v1/models/phoenix", timeout=10).json()
+        if record["state"] == "ready" and record["restarts"] == 1:
+            break
+        time.sleep(0.5)
+    assert (record["state"], record["restarts"]) == ("ready", 1), record
+    assert record["node_id"] not in (first["node_id"], None)
+    answer = httpx.post(
+        f"{supervisor.url}/v1/chat/completions",
+        json={
+            "model": "phoenix",
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+        timeout=60,
+    )
+    assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+    # The node-loss test below needs node_b: keep whichever worker survived as "worker".
+    ray_cluster.worker = ray_cluster.other if lost is ray_cluster.worker else ray_cluster.worker
+
+
 def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
     ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
 ) -> None:
-    made = launch(supervisor, **smollm2_gguf, model_uid="doomed", node_resources={"node_b": 0.01})
+    made = launch(supervisor, **smollm2_gguf, model_uid="doomed", node_resources={"spare": 0.01})
     assert made.status_code == 200, made.text
     body = {
         "model": "doomed",

@@ -52,6 +52,7 @@ Resolve = Callable[..., Path]
 
 # Long enough for thousands of tokens on a CPU; ``serve --request-timeout`` changes it.
 DEFAULT_REQUEST_TIMEOUT = 600.0
+MAX_RELAUNCHES = 3  # restart_lost: a runner that keeps dying is left in state error
 
 
 def _default_max_pending() -> int:
@@ -210,7 +211,7 @@ class ModelManager:
                 runner.on_responsive = partial(self._on_responsive, slot)
                 ready = await runner.wait_ready()
                 record.context_length, record.abilities = ready.context_length, ready.abilities
-                record.state, record.progress = "ready", 1.0
+                record.state, record.progress, record.error = "ready", 1.0, None
             if slot.scope.cancelled_caught:
                 failure = LaunchError(f"the launch of {record.uid!r} was cancelled")
         except ModelyardError as exc:
@@ -332,11 +333,13 @@ class ModelManager:
             log.warning("model %s answers again", record.uid)
             record.state, record.error = "ready", None
 
-    async def _restart(self, slot: Slot) -> None:
-        """Kill a hung runner and load the same plan into a new one (state loading → ready)."""
+    async def _restart(self, slot: Slot, why: str = "unresponsive") -> None:
+        """Stop a hung (or dead) runner and load the same plan into a new one (loading → ready);
+        on a cluster, on whichever node can take it now."""
         record, old, plan = slot.record, slot.runner, slot.plan
         assert plan is not None
-        log.warning("model %s: restarting its unresponsive runner %s", record.uid, record.pid)
+        plan = msgspec.structs.replace(plan, node_id=None)
+        log.warning("model %s: restarting its %s runner %s", record.uid, why, record.pid)
         # A fresh launch scope: terminate() during the restart cancels this one, as for a launch.
         slot.settled, slot.scope, slot.runner = anyio.Event(), anyio.CancelScope(), None
         record.state, record.progress = "loading", 0.0
@@ -350,6 +353,9 @@ class ModelManager:
         if record.state in ("ready", "unresponsive"):  # deaths while loading: launch failures
             log.error("model %s: %s", record.uid, cause)
             record.state, record.error = "error", cause
+            plan = slot.plan
+            if plan is not None and plan.restart_lost and record.restarts < MAX_RELAUNCHES:
+                self._background.start_soon(self._restart, slot, "lost")
 
     def _remove(self, slot: Slot, failure: ModelyardError | None) -> None:
         uid = slot.record.uid

@@ -50,6 +50,7 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     enable_thinking: bool | None = None
     request_timeout: float | None = None
     restart_unresponsive: bool = False
+    restart_lost: bool = False
     worker_ip: str | None = None
     node_resources: dict[str, float] = {}
     node_id: str | None = None  # on a cluster: the node chosen for it
@@ -113,6 +114,7 @@ def plan_launch(
         enable_thinking=request.enable_thinking,
         request_timeout=request.request_timeout,
         restart_unresponsive=request.restart_unresponsive,
+        restart_lost=request.restart_lost,
         worker_ip=request.worker_ip,
         node_resources=dict(request.node_resources),
     )
