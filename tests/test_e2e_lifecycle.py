@@ -59,6 +59,11 @@ def test_xinference_client_launch_list_chat_terminate(
     )
     assert uid == "xsmol"
     assert "xsmol" in client.list_models()
+    (worker,) = client.get_workers_info()  # not on a cluster: this machine is the one worker
+    assert worker["work-ip"] == "127.0.0.1" and worker["resources"]["CPU"] >= 1
+    assert worker["models"]["xsmol"]["model_engine"] == "llama.cpp"
+    with pytest.raises(RuntimeError, match="serve --cluster"):
+        client.launch_model(model_name="smollm2-instruct", worker_ip="10.1.2.3")
     model = client.get_model("xsmol")
     reply = model.chat(
         messages=[{"role": "user", "content": "Say hello."}],

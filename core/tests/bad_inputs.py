@@ -329,6 +329,7 @@ TEMPLATES: dict[str, list[dict[str, Any]]] = {
         *({"model_name": "toy-chat", key: HOLE} for key in (
             "model_uid", "model_type", "model_engine", "model_format", "model_size_in_billions", "quantization",
             "replica", "n_gpu", "gpu_idx", "request_limits", "request_timeout", "restart_unresponsive",
+            "restart_lost", "worker_ip", "node_resources",
             "enable_thinking", "model_path", "peft_model_config", "n_ctx", "sampling.top_k", "envs",
         )),
         {"model_name": "toy-chat", "n_ctx": [HOLE]},

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 from modelyard.errors import InvalidRequest
 from modelyard.runner.manager import _with_thinking
 from modelyard.runner.planning import _device_env, _local_weights
 from modelyard.schemas import ChatCompletionRequest, ChatMessage
 from modelyard.server.launch import parse_launch
+from modelyard.specs import Accelerator, Hardware
 
 
 def test_core_options_are_typed_and_kept_out_of_engine_params() -> None:
@@ -50,11 +52,20 @@ def test_model_path_must_exist(tmp_path: Path) -> None:
 
 
 def test_gpu_idx_pins_the_runner_to_those_devices() -> None:
-    assert _device_env(None) == {}
-    assert _device_env(1) == {"CUDA_VISIBLE_DEVICES": "1"}
-    assert _device_env([0, 3]) == {"CUDA_VISIBLE_DEVICES": "0,3"}
+    gpus = tuple(Accelerator("cuda", i, "GPU", 80 * 1024**3, 80 * 1024**3) for i in range(4))
+    four = Hardware("linux", "x86_64", 8, 64 * 1024**3, 32 * 1024**3, gpus)
+    assert _device_env(None, four) == {}
+    assert _device_env(1, four) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert _device_env([0, 3], four) == {"CUDA_VISIBLE_DEVICES": "0,3"}
     with pytest.raises(InvalidRequest, match="gpu_idx"):
-        _device_env([-1])
+        _device_env([-1], four)
+    with pytest.raises(
+        InvalidRequest, match=r"gpu_idx \[4\] does not exist .* 4 CUDA device\(s\) \(0 to 3\)"
+    ):
+        _device_env([2, 4], four)
+    none = msgspec.structs.replace(four, accelerators=())
+    with pytest.raises(InvalidRequest, match="has 0 CUDA device"):
+        _device_env(0, none)
 
 
 def _chat(**fields: object) -> ChatCompletionRequest:

@@ -229,6 +229,16 @@ class Client:
         result = self._json("POST", "/v1/models", json=body, params=query)
         return str(result["model_uid"])
 
+    def cluster_info(self) -> dict[str, Any]:
+        """The Ray cluster the server supervises: ``{"ray_address": ...}`` (None: not a cluster)."""
+        found: dict[str, Any] = self._json("GET", "/v1/cluster")
+        return found
+
+    def get_workers_info(self) -> list[dict[str, Any]]:
+        """Each node with its resources, what is free, and its models (Xinference's call)."""
+        found: list[dict[str, Any]] = self._json("GET", "/v1/workers")
+        return found
+
     def list_models(self) -> dict[str, dict[str, Any]]:
         """Running models by uid (each the server's description of it)."""
         data = self._json("GET", "/v1/models")["data"]

@@ -227,6 +227,13 @@ class LaunchRequest(Struct, kw_only=True):
     request_timeout: Annotated[float, Meta(gt=0)] | None = None
     # Kill and relaunch the runner when it stops answering its heartbeat.
     restart_unresponsive: bool = False
+    # Relaunch the runner when it dies while serving (its cluster node lost, or a crash), on any
+    # node that can take it, at most MAX_RELAUNCHES times.
+    restart_lost: bool = False
+    # On a cluster (`serve --cluster`): the node to run on (Xinference's worker_ip), and Ray custom
+    # resources its node must offer (e.g. {"gpu_a100": 1}).
+    worker_ip: str | None = None
+    node_resources: dict[str, Annotated[float, Meta(gt=0)]] = {}
     params: dict[str, Any] = {}
 
 

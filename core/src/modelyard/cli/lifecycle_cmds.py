@@ -99,6 +99,21 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     help="Seconds to wait, on SIGTERM or Ctrl-C, for open connections (streams in flight end "
     "at once with an error event) and for runners to stop before they are killed.",
 )
+@click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    default=None,
+    help="Run models on a Ray cluster (its head's HOST:PORT, ray://HOST:PORT, or auto); this "
+    "server becomes its supervisor. Needs modelyard[cluster].",
+)
+@click.option(
+    "--placement",
+    type=click.Choice(["spread", "pack"]),
+    default="spread",
+    show_default=True,
+    help="On a cluster, which node a launch tries first: the one with the most free memory "
+    "(spread, Xinference's idle-first) or the least that fits (pack).",
+)
 def serve(
     host: str,
     port: int,
@@ -112,6 +127,8 @@ def serve(
     max_body_size: int,
     request_timeout: float,
     shutdown_timeout: float,
+    cluster: str | None,
+    placement: str,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -134,6 +151,8 @@ def serve(
         max_body_size=max_body_size,
         request_timeout=request_timeout,
         shutdown_timeout=shutdown_timeout,
+        cluster=cluster,
+        placement=placement,
     )
 
 

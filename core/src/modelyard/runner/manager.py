@@ -19,7 +19,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
@@ -43,12 +43,16 @@ from .planning import CatalogLike, LaunchPlan, plan_launch
 from .process import RunnerProcess
 from .records import LAUNCHING, ModelRecord, Slot
 
+if TYPE_CHECKING:
+    from ..cluster import FetchStage, RayCluster
+
 log = logging.getLogger("modelyard.manager")
 Resolve = Callable[..., Path]
 
 
 # Long enough for thousands of tokens on a CPU; ``serve --request-timeout`` changes it.
 DEFAULT_REQUEST_TIMEOUT = 600.0
+MAX_RELAUNCHES = 3  # restart_lost: a runner that keeps dying is left in state error
 
 
 def _default_max_pending() -> int:
@@ -68,8 +72,10 @@ class ModelManager:
         terminate_grace: float = 5.0,
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         heartbeat_timeout: float | None = None,
+        cluster: RayCluster | None = None,
     ) -> None:
         self._pm = pm
+        self.cluster = cluster  # None: runners are subprocesses of this server
         self._catalog = catalog
         self._hardware = hardware
         self._resolve = resolve
@@ -119,10 +125,7 @@ class ModelManager:
         slot = self._claim(request.model_uid, request.model_name)
         slot.record.model_type = request.model_type
         try:
-            hardware = await anyio.to_thread.run_sync(self._probe)
-            plan = plan_launch(
-                request, pm=self._plugins(), catalog=self._get_catalog(), hardware=hardware
-            )
+            plan = await self._plan(request)
         except BaseException as exc:
             self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
             raise
@@ -180,11 +183,14 @@ class ModelManager:
         try:
             with slot.scope:
                 path = plan.path
-                if path is None:
+                if path is None and self.cluster is not None:
+                    record.state, record.progress = "downloading", 0.0
+                    path = ""  # fetched on the node the runner starts on
+                elif path is None:
                     record.state, record.progress = "downloading", 0.0
                     path = str(await self._download(record, plan))
                     slot.plan = msgspec.structs.replace(plan, path=path)
-                python = await self._interpreter(record, plan)
+                python = await self._interpreter(record, plan) if self.cluster is None else None
                 record.state, record.progress = "loading", 0.0
                 load = p.LoadSpec(
                     uid=record.uid,
@@ -196,22 +202,16 @@ class ModelManager:
                     path=path,
                     protocol=p.PROTOCOL_VERSION,
                 )
-                slot.runner = runner = await RunnerProcess.spawn(
-                    load,
-                    tg=await self._background.group(),
-                    python=python,
-                    env={**self.runner_env, **plan.env},
-                    max_pending=plan.max_pending or self.max_pending,
-                    heartbeat_timeout=self.heartbeat_timeout,
-                )
-                record.pid = runner.pid
+                slot.runner = runner = await self._spawn(record, load, plan, python)
+                record.pid, record.node = runner.pid, runner.handle.node
+                record.node_id = runner.handle.node_id
                 runner.on_progress = partial(self._on_progress, record)
                 runner.on_death = partial(self._on_death, slot)
                 runner.on_unresponsive = partial(self._on_unresponsive, slot)
                 runner.on_responsive = partial(self._on_responsive, slot)
                 ready = await runner.wait_ready()
                 record.context_length, record.abilities = ready.context_length, ready.abilities
-                record.state, record.progress = "ready", 1.0
+                record.state, record.progress, record.error = "ready", 1.0, None
             if slot.scope.cancelled_caught:
                 failure = LaunchError(f"the launch of {record.uid!r} was cancelled")
         except ModelyardError as exc:
@@ -230,6 +230,59 @@ class ModelManager:
                     await slot.runner.terminate(grace=1.0)
                 self._remove(slot, failure)
             slot.settled.set()
+
+    async def _plan(self, request: LaunchRequest) -> LaunchPlan:
+        """Where and how the model runs: on this machine, or on the first cluster node it fits."""
+        plan_on = partial(plan_launch, request, pm=self._plugins(), catalog=self._get_catalog())
+        cluster = self.cluster
+        if cluster is not None:
+            return await anyio.to_thread.run_sync(
+                cluster.plan, request, lambda hardware: plan_on(hardware=hardware)
+            )
+        if request.node_resources or request.worker_ip not in (None, "127.0.0.1", "localhost"):
+            raise InvalidRequest(
+                "worker_ip and node_resources place a model on a cluster node; this server runs "
+                "every model itself (start it with `modelyard serve --cluster ADDRESS`)",
+                param="worker_ip" if request.worker_ip else "node_resources",
+            )
+        return plan_on(hardware=await anyio.to_thread.run_sync(self._probe))
+
+    async def _spawn(
+        self, record: ModelRecord, load: p.LoadSpec, plan: LaunchPlan, python: str | None
+    ) -> RunnerProcess:
+        """The model's runner: a subprocess here, or on a cluster node placed as the plan asks."""
+        tg = await self._background.group()
+        env = {**self.runner_env, **plan.env}
+        max_pending = plan.max_pending or self.max_pending
+        if self.cluster is None:
+            return await RunnerProcess.spawn(
+                load,
+                tg=tg,
+                python=python,
+                env=env,
+                max_pending=max_pending,
+                heartbeat_timeout=self.heartbeat_timeout,
+            )
+        from ..cluster import Fetch
+
+        placement = await anyio.to_thread.run_sync(self.cluster.placement, plan)
+        fetch = None
+        if not load.path:
+            record.state = "downloading"
+            fetch = Fetch(plan.spec, plan.quantization, plan.hub, partial(self._on_fetch, record))
+        return await self.cluster.spawn(
+            load,
+            tg=tg,
+            env=env,
+            placement=placement,
+            max_pending=max_pending,
+            heartbeat_timeout=self.heartbeat_timeout,
+            fetch=fetch,
+        )
+
+    def _on_fetch(self, record: ModelRecord, stage: FetchStage, progress: float) -> None:
+        if record.state in LAUNCHING:
+            record.state, record.progress = stage, progress
 
     async def _interpreter(self, record: ModelRecord, plan: LaunchPlan) -> str:
         """The engine environment's interpreter (else the server's); for a family that needs extra
@@ -280,11 +333,13 @@ class ModelManager:
             log.warning("model %s answers again", record.uid)
             record.state, record.error = "ready", None
 
-    async def _restart(self, slot: Slot) -> None:
-        """Kill a hung runner and load the same plan into a new one (state loading → ready)."""
+    async def _restart(self, slot: Slot, why: str = "unresponsive") -> None:
+        """Stop a hung (or dead) runner and load the same plan into a new one (loading → ready);
+        on a cluster, on whichever node can take it now."""
         record, old, plan = slot.record, slot.runner, slot.plan
         assert plan is not None
-        log.warning("model %s: restarting its unresponsive runner %s", record.uid, record.pid)
+        plan = msgspec.structs.replace(plan, node_id=None)
+        log.warning("model %s: restarting its %s runner %s", record.uid, why, record.pid)
         # A fresh launch scope: terminate() during the restart cancels this one, as for a launch.
         slot.settled, slot.scope, slot.runner = anyio.Event(), anyio.CancelScope(), None
         record.state, record.progress = "loading", 0.0
@@ -298,6 +353,9 @@ class ModelManager:
         if record.state in ("ready", "unresponsive"):  # deaths while loading: launch failures
             log.error("model %s: %s", record.uid, cause)
             record.state, record.error = "error", cause
+            plan = slot.plan
+            if plan is not None and plan.restart_lost and record.restarts < MAX_RELAUNCHES:
+                self._background.start_soon(self._restart, slot, "lost")
 
     def _remove(self, slot: Slot, failure: ModelyardError | None) -> None:
         uid = slot.record.uid
@@ -310,6 +368,24 @@ class ModelManager:
         slot.gone.set()
 
     # --- managing ---
+    def nodes(self) -> list[dict[str, Any]]:
+        """Where runners can run: the cluster's live nodes, or this machine. Blocking (Ray calls)."""
+        if self.cluster is not None:
+            return self.cluster.nodes()
+        hardware = self._probe()
+        resources = {"CPU": float(hardware.cpu_count), "memory": float(hardware.memory_total)}
+        if hardware.accelerators:
+            resources["GPU"] = float(len(hardware.accelerators))
+        available = {**resources, "memory": float(hardware.memory_available)}
+        return [
+            {
+                "node_id": None,
+                "address": "127.0.0.1",
+                "resources": resources,
+                "available": available,
+            }
+        ]
+
     def list(self) -> list[ModelRecord]:
         return [msgspec.structs.replace(s.record) for s in self._slots.values()]
 

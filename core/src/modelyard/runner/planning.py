@@ -50,6 +50,10 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     enable_thinking: bool | None = None
     request_timeout: float | None = None
     restart_unresponsive: bool = False
+    restart_lost: bool = False
+    worker_ip: str | None = None
+    node_resources: dict[str, float] = {}
+    node_id: str | None = None  # on a cluster: the node chosen for it
 
 
 def plan_launch(
@@ -106,10 +110,13 @@ def plan_launch(
         path=_local_weights(request.model_path),
         hub=request.download_hub,
         max_pending=request.request_limits,
-        env=_device_env(request.gpu_idx),
+        env=_device_env(request.gpu_idx, hardware),
         enable_thinking=request.enable_thinking,
         request_timeout=request.request_timeout,
         restart_unresponsive=request.restart_unresponsive,
+        restart_lost=request.restart_lost,
+        worker_ip=request.worker_ip,
+        node_resources=dict(request.node_resources),
     )
 
 
@@ -126,7 +133,7 @@ def _local_weights(model_path: str | None) -> str | None:
     return str(path)
 
 
-def _device_env(gpu_idx: int | list[int] | None) -> dict[str, str]:
+def _device_env(gpu_idx: int | list[int] | None, hardware: Hardware) -> dict[str, str]:
     """``gpu_idx`` pins the runner to those CUDA devices, the way engines expect it: by environment."""
     if gpu_idx is None:
         return {}
@@ -134,5 +141,13 @@ def _device_env(gpu_idx: int | list[int] | None) -> dict[str, str]:
     if not devices or any(isinstance(d, bool) or d < 0 for d in devices):
         raise InvalidRequest(
             f"gpu_idx must be device numbers ≥ 0, got {gpu_idx!r}", param="gpu_idx"
+        )
+    present = sum(1 for a in hardware.accelerators if a.kind == "cuda")
+    missing = [d for d in devices if d >= present]
+    if missing:
+        raise InvalidRequest(
+            f"gpu_idx {missing} does not exist here: this machine has {present} CUDA device(s)"
+            + (f" (0 to {present - 1})" if present else ""),
+            param="gpu_idx",
         )
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)}

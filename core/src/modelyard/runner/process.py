@@ -23,12 +23,13 @@ from typing import Any
 
 import anyio
 import msgspec
-from anyio.abc import Process, TaskGroup
+from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import GatewayTimeout, LaunchError, ModelyardError, Overloaded, Unavailable
 from . import protocol as p
-from .spawn import RunnerOutput, describe_exit, start_runner
+from .handles import LocalHandle, RunnerHandle
+from .spawn import start_runner
 
 log = logging.getLogger("modelyard.runner")
 HEARTBEAT_INTERVAL = 1.0
@@ -40,21 +41,20 @@ def default_heartbeat_timeout() -> float:
 
 
 class RunnerProcess:
-    """One runner subprocess and its connection. Create with ``await RunnerProcess.spawn(...)``."""
+    """One runner process and its connection. Create with ``await RunnerProcess.spawn(...)`` (a
+    subprocess of this server), or from a handle and connection of another kind (``attach``)."""
 
     def __init__(
         self,
-        process: Process,
+        handle: RunnerHandle,
         conn: p.FrameStream,
-        output: RunnerOutput,
         max_pending: int,
         *,
         tg: TaskGroup | None = None,
         heartbeat_timeout: float | None = None,
     ) -> None:
-        self.process = process
+        self.handle = handle
         self.conn = conn
-        self.output = output
         self.max_pending = max_pending
         self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
         self.unresponsive = False
@@ -63,7 +63,7 @@ class RunnerProcess:
         self._tg = tg
         self._last_pong = 0.0
         self._pinging = False
-        self.pid = process.pid
+        self.pid = handle.pid
         self.ready: p.Ready | None = None
         self.launch_error: ModelyardError | None = None
         self.death: str | None = None
@@ -88,8 +88,29 @@ class RunnerProcess:
         heartbeat_timeout: float | None = None,
     ) -> RunnerProcess:
         process, stream, output = await start_runner(name=load.uid, tg=tg, python=python, env=env)
+        return await cls.attach(
+            LocalHandle(process, output),
+            stream,
+            load,
+            tg=tg,
+            max_pending=max_pending,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+
+    @classmethod
+    async def attach(
+        cls,
+        handle: RunnerHandle,
+        stream: anyio.abc.ByteStream,
+        load: p.LoadSpec,
+        *,
+        tg: TaskGroup,
+        max_pending: int = 64,
+        heartbeat_timeout: float | None = None,
+    ) -> RunnerProcess:
+        """Drive a started runner over ``stream``: send it ``load`` and watch it."""
         conn = p.FrameStream(stream, p.TO_SERVER)
-        self = cls(process, conn, output, max_pending, tg=tg, heartbeat_timeout=heartbeat_timeout)
+        self = cls(handle, conn, max_pending, tg=tg, heartbeat_timeout=heartbeat_timeout)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)
         try:
@@ -107,7 +128,7 @@ class RunnerProcess:
             return self.ready
         if self.launch_error is not None:
             raise self.launch_error
-        tail = await self.output.tail()
+        tail = await self.handle.tail()
         raise LaunchError(
             f"{self.death} while loading the model" + (f"; last output: {tail}" if tail else "")
         )
@@ -246,7 +267,7 @@ class RunnerProcess:
         # EOF usually means the process is gone; wait briefly so the cause names its exit status.
         with anyio.move_on_after(2):
             await self._exited.wait()
-        self._die(describe_exit(self.returncode))
+        self._die(self.handle.describe_exit(self.returncode))
         with anyio.CancelScope(shield=True):
             await self.conn.aclose()
 
@@ -285,9 +306,11 @@ class RunnerProcess:
         )
 
     async def _watch(self) -> None:
-        self.returncode = await self.process.wait()
+        self.returncode = await self.handle.wait()
         self._exited.set()
-        self._die(describe_exit(self.returncode))
+        self._die(self.handle.describe_exit(self.returncode))
+        with anyio.CancelScope(shield=True):
+            await self.handle.release()
 
     def _die(self, cause: str) -> None:
         if self.death is not None:
@@ -304,8 +327,7 @@ class RunnerProcess:
             self.on_death(cause)
 
     def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, signal.SIGKILL)
+        self.handle.signal(signal.SIGKILL)
 
     async def _send_quietly(self, frame: p._Frame) -> None:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
@@ -327,8 +349,7 @@ class RunnerProcess:
             for sig, wait in steps[1:] if hung else steps:
                 if self._exited.is_set():
                     break
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.pid, sig)
+                self.handle.signal(sig)
                 with anyio.move_on_after(wait):
                     await self._exited.wait()
             self._die("terminated")

@@ -51,6 +51,8 @@ def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None when any valid key will do."""
     if path.startswith("/v1/keys"):
         return "admin"
+    if path == "/v1/cluster":  # the Ray address: whoever has it can join nodes
+        return "manage"
     if path in INFERENCE_PATHS or path.startswith("/v1/responses/"):
         return "inference"
     if method not in ("GET", "HEAD") and path.startswith(_MANAGED):

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from .. import __version__
 from .errors import JSONResponse, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready
-from .models import LOADING_RETRY_AFTER, LOADING_STATES, model_object
+from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object
 from .openai_routes import manager_of
 from .policy import check_launch, security_of
 
@@ -142,14 +142,44 @@ async def list_plugins(request: Request) -> Response:
     return JSONResponse({"plugins": plugins, "engines": engines})
 
 
+async def cluster_info(request: Request) -> Response:
+    """The Ray cluster this server supervises (``modelyard worker`` joins it), or null address."""
+    cluster = getattr(manager_of(request), "cluster", None)
+    return JSONResponse({"ray_address": cluster.address if cluster is not None else None})
+
+
+async def list_workers(request: Request) -> Response:
+    """Xinference's ``get_workers_info``: each node (this machine when not on a cluster) with its
+    resources, what is free now, and the models whose runners it hosts."""
+    manager = manager_of(request)
+    nodes = await anyio.to_thread.run_sync(manager.nodes)
+    records = manager.list()
+    single = len(nodes) == 1 and nodes[0]["node_id"] is None
+    return JSONResponse(
+        [
+            {
+                "work-ip": node["address"],
+                **node,
+                "models": {
+                    r.uid: describe(r)
+                    for r in records
+                    if single or getattr(r, "node_id", None) == node["node_id"]
+                },
+            }
+            for node in nodes
+        ]
+    )
+
+
 async def list_environments(request: Request) -> Response:
     """Per engine: the interpreter its runners start with, its library, available or why not
     (``modelyard env list`` as JSON). Other environments answer through a cached probe."""
-    from ..envs import EnvStore, describe
+    from ..envs import EnvStore
+    from ..envs import describe as describe_envs
     from ..plugins import PluginManager, get_plugin_manager
 
     pm: PluginManager | None = getattr(request.app.state, "plugin_manager", None)
     if pm is None:
         pm = await anyio.to_thread.run_sync(get_plugin_manager)
-    found = await anyio.to_thread.run_sync(describe, pm, EnvStore())
+    found = await anyio.to_thread.run_sync(describe_envs, pm, EnvStore())
     return JSONResponse({"environments": msgspec.to_builtins(found)})

@@ -58,6 +58,7 @@ class Record(Protocol):
 
 class Manager(Protocol):
     async def launch(self, request: LaunchRequest, *, wait_ready: bool = True) -> str: ...
+    def nodes(self) -> list[dict[str, Any]]: ...
     def list(self) -> Sequence[Record]: ...
     def get(self, uid: str) -> Record: ...
     async def terminate(self, uid: str) -> None: ...
@@ -119,6 +120,8 @@ def describe(record: Record) -> dict[str, Any]:
         "progress": record.progress,
         "error": record.error,
         "pid": record.pid,
+        "node": getattr(record, "node", None),
+        "node_id": getattr(record, "node_id", None),
         "restarts": getattr(record, "restarts", 0),
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),

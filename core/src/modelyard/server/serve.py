@@ -30,6 +30,8 @@ def serve(
     max_body_size: int | None = None,
     request_timeout: float | None = None,
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    cluster: str | None = None,
+    placement: str = "spread",
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -43,6 +45,8 @@ def serve(
         "request_timeout": request_timeout or None,
         "terminate_grace": min(shutdown_timeout, 5.0),
     }
+    if cluster is not None:
+        options["cluster"] = join_cluster(cluster, placement)
     app = create_app(security=security, max_body_size=max_body_size, manager_options=options)
 
     class Server(uvicorn.Server):
@@ -63,9 +67,28 @@ def serve(
     log.info("modelyard serving on http://%s:%d (log file %s)", host, port, path)
     warn_if_exposed(host, security)
     server = Server(config)
-    server.run()
+    try:
+        server.run()
+    finally:
+        if cluster is not None:
+            options["cluster"].disconnect()
     if not server.started:
         sys.exit(3)  # what uvicorn.run does when the server could not start (e.g. port taken)
+
+
+def join_cluster(address: str, placement: str = "spread") -> Any:
+    """Connect to the Ray cluster at ``address`` as its supervisor, or exit saying how to start one."""
+    from ..cluster import RayCluster
+    from ..errors import LaunchError
+
+    cluster = RayCluster(address, "pack" if placement == "pack" else "spread")
+    try:
+        cluster.connect()
+    except LaunchError as exc:
+        log.error("%s", exc.message)
+        sys.exit(2)
+    log.info("supervising the Ray cluster at %s: %d node(s)", address, len(cluster.nodes()))
+    return cluster
 
 
 def warn_if_exposed(host: str, security: Security) -> None:

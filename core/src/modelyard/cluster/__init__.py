@@ -1,0 +1,264 @@
+"""modelyard on a Ray cluster: the server is the supervisor, each runner a Ray actor on some node.
+
+``modelyard serve --cluster ADDRESS`` connects to a running Ray cluster (``auto``: the one this
+machine belongs to). Launches then place each runner's host actor (``host.RunnerHost``) by Ray's
+scheduler: on the node a launch names (``worker_ip``), on a node offering the launch's
+``node_resources`` (Ray custom resources), else wherever Ray finds room. The runner itself, its
+engine environment and its protocol are unchanged: the actor starts it on its node and relays its
+connection. Ray stays optional (``modelyard[cluster]``) and is imported only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+
+from ..errors import InvalidRequest, LaunchError, ModelyardError
+from ..runner import protocol as p
+from ..runner.planning import LaunchPlan
+from ..runner.process import RunnerProcess
+from ..specs import Hardware, LaunchRequest, ModelSpec
+
+NAMESPACE = "modelyard"
+FetchStage = Literal["downloading", "loading"]
+FETCH_POLL = 0.5
+PROBE_TIMEOUT = 30.0
+Policy = Literal[
+    "spread", "pack"
+]  # most free memory first (Xinference's idle-first) / least  # seconds between download progress reports from a node
+
+
+class Fetch(msgspec.Struct, frozen=True):
+    """Weights a runner's node downloads itself (the supervisor never holds them)."""
+
+    spec: ModelSpec
+    quantization: str
+    hub: str | None
+    on_progress: Callable[[FetchStage, float], None]  # (stage, 0..1)
+
+
+class RayCluster:
+    """The supervisor's view of the Ray cluster it runs on."""
+
+    def __init__(self, address: str, policy: Policy = "spread") -> None:
+        self.address = address
+        self.policy = policy
+
+    def connect(self) -> None:
+        """Join the cluster as a driver; a clear error when no cluster answers there."""
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            import ray
+        except ImportError:
+            raise LaunchError("--cluster needs Ray: pip install 'modelyard[cluster]'") from None
+        try:
+            ray.init(
+                address=self.address,
+                namespace=NAMESPACE,
+                log_to_driver=False,
+                logging_level=logging.WARNING,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise LaunchError(
+                f"no Ray cluster answers at {self.address!r} ({exc}); start a head node first "
+                "(`modelyard supervisor` or `ray start --head`) and pass its address"
+            ) from None
+
+    def disconnect(self) -> None:
+        import ray
+
+        ray.shutdown()
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """Every live node: id, address, and its resources in total and free now."""
+        import ray
+
+        free = _available_per_node()
+        return [
+            {
+                "node_id": node["NodeID"],
+                "address": node["NodeManagerAddress"],
+                "resources": dict(node["Resources"]),
+                "available": free.get(node["NodeID"], {}),
+            }
+            for node in ray.nodes()
+            if node["Alive"]
+        ]
+
+    def candidates(
+        self, worker_ip: str | None, resources: Mapping[str, float]
+    ) -> list[dict[str, Any]]:
+        """The live nodes a launch may run on; a 400 naming the nodes when none qualifies."""
+        nodes = self.nodes()
+        if worker_ip is not None:
+            known = ", ".join(sorted({n["address"] for n in nodes})) or "none"
+            nodes = [n for n in nodes if n["address"] == worker_ip]
+            if not nodes:
+                raise InvalidRequest(
+                    f"no live node has worker_ip {worker_ip!r} (nodes: {known})", param="worker_ip"
+                )
+        if resources:
+            offering = [n for n in nodes if _offers(n["resources"], resources)]
+            if not offering:
+                offered = "; ".join(f"{n['address']} {_custom(n['resources'])}" for n in nodes)
+                raise InvalidRequest(
+                    f"no node offers the resources {dict(resources)} (nodes: {offered}); start a "
+                    "worker with them (`modelyard worker --resources ...`)",
+                    param="node_resources",
+                )
+            nodes = offering
+        return nodes
+
+    def plan(self, request: LaunchRequest, plan_on: Callable[[Hardware], LaunchPlan]) -> LaunchPlan:
+        """Plan the launch for each candidate node, in the policy's order, and take the first node
+        where it fits (engine and memory); a 400 with every node's reason when none fits."""
+        nodes = self.candidates(request.worker_ip, request.node_resources)
+        hardware = _probe_nodes([node["node_id"] for node in nodes])
+        free = {id_: hw.memory_available for id_, hw in hardware.items()}
+        nodes.sort(key=lambda n: free.get(n["node_id"], 0), reverse=self.policy == "spread")
+        refusals: list[str] = []
+        errors: list[ModelyardError] = []
+        for node in nodes:
+            found = hardware.get(node["node_id"])
+            if found is None:
+                refusals.append(f"- {_name(node)}: did not answer the hardware probe")
+                continue
+            try:
+                plan = plan_on(found)
+            except (LaunchError, InvalidRequest) as exc:  # this node cannot take it
+                refusals.append(f"- {_name(node)} ({_free(found)}): {exc.message}")
+                errors.append(exc)
+                continue
+            return msgspec.structs.replace(plan, node_id=node["node_id"])
+        if len(errors) == len(nodes) and len({e.message for e in errors}) == 1:
+            raise errors[0]  # the same answer everywhere (a bad option): say it once
+        raise LaunchError(
+            f"{request.model_name} fits on no node of the cluster:\n" + "\n".join(refusals),
+            code="no_node_fits",
+        )
+
+    def placement(self, plan: LaunchPlan) -> dict[str, Any]:
+        """Ray actor options that put a runner where its plan says."""
+        options: dict[str, Any] = {}
+        if plan.node_resources:
+            options["resources"] = dict(plan.node_resources)
+        node_id = plan.node_id
+        if node_id is None and plan.worker_ip is not None:
+            node_id = self.candidates(plan.worker_ip, {})[0]["node_id"]
+        if node_id is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        return options
+
+    async def spawn(
+        self,
+        load: p.LoadSpec,
+        *,
+        tg: TaskGroup,
+        env: Mapping[str, str],
+        placement: Mapping[str, Any],
+        max_pending: int,
+        heartbeat_timeout: float | None,
+        fetch: Fetch | None = None,
+    ) -> RunnerProcess:
+        """Start the model's runner on the node Ray picks and drive it like a local one. With
+        ``fetch``, the weights are downloaded on that node first (``load.path`` is set from it)."""
+        from .host import ActorByteStream, RayHandle, host_actor
+
+        actor = host_actor(placement)
+        try:
+            if fetch is not None:
+                load = msgspec.structs.replace(load, path=await _fetch_on_node(actor, fetch))
+                fetch.on_progress("loading", 0.0)
+            started = await actor.start.remote(load.uid, load.engine, dict(env))
+        except Exception as exc:
+            import ray
+
+            ray.kill(actor)
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ModelyardError):
+                raise cause from None
+            raise LaunchError(f"the runner could not start on the cluster: {exc}") from None
+        node_id = started["node_id"]
+        address = next((n["address"] for n in self.nodes() if n["node_id"] == node_id), None)
+        return await RunnerProcess.attach(
+            RayHandle(actor, started["pid"], node_id, address),
+            ActorByteStream(actor),
+            load,
+            tg=tg,
+            max_pending=max_pending,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+
+
+def _available_per_node() -> dict[str, dict[str, float]]:
+    # Ray exposes free resources per node only through its state API; the private helper is what
+    # `ray status` uses and needs no dashboard.
+    from ray._private import state
+
+    try:
+        found: dict[str, dict[str, float]] = state.available_resources_per_node()
+    except Exception:
+        return {}
+    return found
+
+
+async def _fetch_on_node(actor: Any, fetch: Fetch) -> str:
+    """The node's path of the weights, reporting the node's download progress meanwhile."""
+    call = actor.fetch.remote(fetch.spec, fetch.quantization, fetch.hub)
+    while True:
+        with anyio.move_on_after(FETCH_POLL):
+            path: str = await call
+            return path
+        fetch.on_progress("downloading", await actor.progress.remote())
+
+
+def _probe_nodes(node_ids: list[str]) -> dict[str, Hardware]:
+    """Each node's hardware, probed there (CPUs, memory free now, accelerators), in parallel."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from ..resources import probe_hardware
+
+    probe = ray.remote(probe_hardware)
+    refs = {
+        node_id: probe.options(
+            num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
+        ).remote()
+        for node_id in node_ids
+    }
+    found: dict[str, Hardware] = {}
+    for node_id, ref in refs.items():
+        try:
+            found[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT)
+        except Exception:  # a node that died or hangs is simply not a candidate
+            continue
+    return found
+
+
+def _name(node: Mapping[str, Any]) -> str:
+    return f"node {node['address']} ({str(node['node_id'])[:8]})"
+
+
+def _free(hardware: Hardware) -> str:
+    gib = 1024**3
+    return (
+        f"{hardware.memory_available / gib:.1f} of {hardware.memory_total / gib:.1f} GiB free, "
+        f"{hardware.cpu_count} CPUs, {len(hardware.accelerators)} GPUs"
+    )
+
+
+def _offers(total: Mapping[str, float], wanted: Mapping[str, float]) -> bool:
+    return all(total.get(name, 0.0) >= amount for name, amount in wanted.items())
+
+
+def _custom(resources: Mapping[str, float]) -> dict[str, float]:
+    """A node's resources without Ray's bookkeeping ones (node:IP, memory in bytes...)."""
+    return {k: v for k, v in resources.items() if not k.startswith("node:") and "memory" not in k}

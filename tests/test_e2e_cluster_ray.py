@@ -1,0 +1,239 @@
+"""`modelyard serve --cluster` on a real Ray cluster: a head and two worker nodes, all on 127.0.0.1.
+
+The test process starts the cluster (ray.cluster_utils.Cluster) and stops every Ray process it
+started; the server joins it as a driver and places SmolLM2's runner (llama.cpp) on the worker
+node through a custom resource; the openai client asks through the server. Losing the worker node
+mid-stream ends the stream with an error and leaves the model in state error with the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from conftest import Server
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+# Loopback only, no auth token file, no usage reporting (ENGINES.md: Ray on these machines).
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+# A dead node is noticed in about a second instead of fifteen.
+FAST_HEALTH = {
+    "health_check_period_ms": 500,
+    "health_check_failure_threshold": 3,
+    "health_check_initial_delay_ms": 0,
+}
+SYSTEM = "You are a helpful assistant. Answer in one short sentence."
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[Any]:
+    os.environ.update(RAY_ENV)  # before Ray is imported: it reads them then
+    pytest.importorskip("ray", reason="needs modelyard[cluster] (scripts/test installs it)")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": 1,
+            "resources": {"head_node": 1},
+            "include_dashboard": False,
+            "_system_config": FAST_HEALTH,
+        },
+    )
+    try:
+        # Two workers offer "spare": a runner placed by it can be relaunched on the other.
+        cluster.worker = cluster.add_node(num_cpus=1, resources={"node_b": 1, "spare": 1})
+        cluster.other = cluster.add_node(num_cpus=1, resources={"node_c": 1, "spare": 1})
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def supervisor(
+    ray_cluster: Any,
+    start_module_server: Callable[..., Server],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Server:
+    executable = str(Path(sys.executable).with_name("modelyard"))
+    home = tmp_path_factory.mktemp("supervisor-home")
+    # The server inherits RAY_ENV from this process (set by ray_cluster).
+    return start_module_server(executable, home, "--cluster", ray_cluster.address)
+
+
+def launch(server: Server, **fields: Any) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/models", json=fields, timeout=180)
+
+
+def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    from openai import OpenAI
+
+    made = launch(supervisor, **smollm2_gguf, model_uid="on-b", node_resources={"node_b": 0.01})
+    assert made.status_code == 200, made.text
+    record = httpx.get(f"{supervisor.url}/v1/models/on-b", timeout=10).json()
+    assert record["node_id"] == ray_cluster.worker.node_id
+    assert record["node"] == "127.0.0.1"
+    # The runner is a real process on this host, started by the worker node's actor, not the server.
+    cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
+    assert b"modelyard.runner" in cmdline
+    assert _parent(record["pid"]) != supervisor.process.pid
+    workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
+    by_id = {w["node_id"]: w for w in workers}
+    nodes = (ray_cluster.head_node, ray_cluster.worker, ray_cluster.other)
+    assert set(by_id) == {node.node_id for node in nodes}
+    assert "on-b" in by_id[ray_cluster.worker.node_id]["models"]
+    assert by_id[ray_cluster.worker.node_id]["resources"]["node_b"] == 1
+    assert by_id[ray_cluster.head_node.node_id]["models"] == {}
+
+    client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
+    answer = client.chat.completions.create(
+        model="on-b",
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert "Paris" in (answer.choices[0].message.content or "")
+
+
+def test_placement_that_no_node_offers_is_a_400_naming_the_nodes(supervisor: Server) -> None:
+    refused = launch(
+        supervisor, model_name="smollm2-instruct", model_format="ggufv2", quantization="Q4_1",
+        node_resources={"gpu_h100": 1},
+    )  # fmt: skip
+    assert refused.status_code == 400, refused.text
+    message = refused.json()["error"]["message"]
+    assert "gpu_h100" in message and "node_b" in message and "node_c" in message
+    assert "head_node" in message
+    missing = launch(supervisor, model_name="smollm2-instruct", worker_ip="10.9.9.9")
+    assert missing.status_code == 400 and "10.9.9.9" in missing.json()["error"]["message"]
+
+
+def test_a_supervisor_crash_leaves_no_runner_behind_and_a_new_one_starts_clean(
+    ray_cluster: Any,
+    start_server_with: Callable[..., Server],
+    smollm2_gguf: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The runner host actors belong to the supervisor's Ray driver: when it dies, Ray stops them
+    and their runners see their socket close, so nothing is orphaned and nothing is duplicated."""
+    executable = str(Path(sys.executable).with_name("modelyard"))
+    first = start_server_with(executable, tmp_path / "first", "--cluster", ray_cluster.address)
+    assert launch(first, **smollm2_gguf, model_uid="kept").status_code == 200
+    old_pid = httpx.get(f"{first.url}/v1/models/kept", timeout=10).json()["pid"]
+    first.process.kill()  # a crash: no shutdown, no terminate
+    first.process.wait()
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{old_pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not Path(f"/proc/{old_pid}").exists(), "the crashed supervisor's runner lives on"
+
+    second = start_server_with(executable, tmp_path / "second", "--cluster", ray_cluster.address)
+    assert httpx.get(f"{second.url}/v1/models", timeout=10).json()["data"] == []
+    assert launch(second, **smollm2_gguf, model_uid="kept").status_code == 200
+    new_pid = httpx.get(f"{second.url}/v1/models/kept", timeout=10).json()["pid"]
+    assert new_pid != old_pid and Path(f"/proc/{new_pid}").exists()
+    assert httpx.delete(f"{second.url}/v1/models/kept", timeout=60).status_code == 200
+
+
+def test_a_runner_whose_node_is_lost_is_relaunched_on_another_with_restart_lost(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    made = launch(
+        supervisor, **smollm2_gguf, model_uid="phoenix", node_resources={"spare": 0.01},
+        restart_lost=True,
+    )  # fmt: skip
+    assert made.status_code == 200, made.text
+    first = httpx.get(f"{supervisor.url}/v1/models/phoenix", timeout=10).json()
+    lost = (
+        ray_cluster.worker if first["node_id"] == ray_cluster.worker.node_id else ray_cluster.other
+    )
+    ray_cluster.remove_node(lost, allow_graceful=False)
+    deadline = time.monotonic() + 120
+    record = first
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{supervisor.url}/v1/models/phoenix", timeout=10).json()
+        if record["state"] == "ready" and record["restarts"] == 1:
+            break
+        time.sleep(0.5)
+    assert (record["state"], record["restarts"]) == ("ready", 1), record
+    assert record["node_id"] not in (first["node_id"], None)
+    answer = httpx.post(
+        f"{supervisor.url}/v1/chat/completions",
+        json={
+            "model": "phoenix",
+            "messages": [
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "What is the capital of France?"},
+            ],
+            "max_tokens": 24,
+            "temperature": 0,
+        },
+        timeout=60,
+    )
+    assert "Paris" in answer.json()["choices"][0]["message"]["content"]
+    # The node-loss test below needs node_b: keep whichever worker survived as "worker".
+    ray_cluster.worker = ray_cluster.other if lost is ray_cluster.worker else ray_cluster.worker
+
+
+def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    made = launch(supervisor, **smollm2_gguf, model_uid="doomed", node_resources={"spare": 0.01})
+    assert made.status_code == 200, made.text
+    body = {
+        "model": "doomed",
+        "messages": [{"role": "user", "content": "Count from one to five hundred."}],
+        "max_tokens": 2000,
+        "stream": True,
+        "ignore_eos": True,
+    }
+    events: list[str] = []
+    with httpx.stream(
+        "POST", f"{supervisor.url}/v1/chat/completions", json=body, timeout=60
+    ) as stream:
+        for line in stream.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            events.append(line)
+            if len(events) == 3:
+                ray_cluster.remove_node(ray_cluster.worker, allow_graceful=False)
+    assert len(events) > 3
+    assert '"error"' in events[-1], events[-3:]  # an error event, not a normal [DONE]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        record = httpx.get(f"{supervisor.url}/v1/models/doomed", timeout=10).json()
+        if record["state"] == "error":
+            break
+        time.sleep(0.5)
+    assert record["state"] == "error"
+    assert "lost" in record["error"]
+    refused = httpx.post(
+        f"{supervisor.url}/v1/chat/completions",
+        json={"model": "doomed", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=30,
+    )
+    assert refused.status_code == 503
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
