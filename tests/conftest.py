@@ -154,30 +154,15 @@ def modelyard_command() -> list[str]:
 def start_server_with() -> Iterator[Callable[..., Server]]:
     """``start(executable, home, *serve_args)``: a server from another installation or with other
     options; stopped after the test."""
-    with _servers() as start:
-        yield start
-
-
-@pytest.fixture(scope="module")
-def start_module_server() -> Iterator[Callable[..., Server]]:
-    """As ``start_server_with``, for servers that the tests of one module share."""
-    with _servers() as start:
-        yield start
-
-
-@contextmanager
-def _servers() -> Iterator[Callable[..., Server]]:
     started: list[Server] = []
 
     def start(executable: str, home: Path, *args: str) -> Server:
         started.append(start_server(executable, home, *args))
         return started[-1]
 
-    try:
-        yield start
-    finally:
-        for running in started:
-            stop_server(running)
+    yield start
+    for running in started:
+        stop_server(running)
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +67,12 @@ def ray_cluster() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def supervisor(
     ray_cluster: Any,
-    start_module_server: Callable[..., Server],
+    serving: Callable[..., AbstractContextManager[Server]],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Server:
-    executable = str(Path(sys.executable).with_name("modelyard"))
-    home = tmp_path_factory.mktemp("supervisor-home")
+) -> Iterator[Server]:
     # The server inherits RAY_ENV from this process (set by ray_cluster).
-    return start_module_server(executable, home, "--cluster", ray_cluster.address)
+    with serving(tmp_path_factory.mktemp("home"), "--cluster", ray_cluster.address) as running:
+        yield running
 
 
 def launch(server: Server, **fields: Any) -> httpx.Response:
