@@ -1,6 +1,9 @@
 """modelyard serve → MLX (mlx-lm on mlx[cpu]), end to end with the openai client: SmolLM2-135M as
-the float32 folder and as its 4-bit mlx_lm.convert copy (scripts/prepare_models.py). Runs where
-mlx-lm is installed (.venv-mlx: plugins/engine-mlx/scripts/test.sh)."""
+the float32 folder and as its 4-bit mlx_lm.convert copy (scripts/prepare_models.py).
+
+The MLX CI step (plugins/engine-mlx/scripts/test.sh) runs it from the main environment, whose
+server starts MLX runners in the environment `modelyard env install MLX` built: its interpreter is
+in MODELYARD_TEST_MLX_PYTHON. Where mlx-lm is importable here (.venv-mlx) it runs without one."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import importlib.util
 import json
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,9 +24,11 @@ import pytest
 if TYPE_CHECKING:
     from conftest import Server
 
-if importlib.util.find_spec("mlx_lm") is None or importlib.util.find_spec("modelyard_mlx") is None:
+MLX_PYTHON = os.environ.get("MODELYARD_TEST_MLX_PYTHON")
+if MLX_PYTHON is None and importlib.util.find_spec("mlx_lm") is None:
     pytest.skip(
-        "mlx-lm is not installed here; plugins/engine-mlx/scripts/test.sh runs this in .venv-mlx",
+        "needs MODELYARD_TEST_MLX_PYTHON (an MLX environment's interpreter) or mlx-lm here; "
+        "plugins/engine-mlx/scripts/test.sh builds one with `modelyard env install MLX`",
         allow_module_level=True,
     )
 
@@ -60,12 +66,22 @@ def server(
     tmp_path_factory: pytest.TempPathFactory,
     serving: Callable[..., AbstractContextManager[Server]],
     test_models: Path,
+    modelyard_command: list[str],
 ) -> Iterator[Server]:
     for folder in ("smollm2-135m-instruct", "smollm2-135m-instruct-mlx-4bit"):
         if not (test_models / folder / "config.json").is_file():
             pytest.skip(f"{folder} is not prepared: plugins/engine-mlx/scripts/test.sh builds it")
     env = {**os.environ, "MODELYARD_MLX_THREADS": "1", "MODELYARD_PLUGINS": "mlx"}
     home = tmp_path_factory.mktemp("home")
+    if MLX_PYTHON is not None:  # MLX's runners start in its own environment
+        used = subprocess.run(
+            [*modelyard_command, "env", "use", "MLX", MLX_PYTHON],
+            env={**env, "MODELYARD_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert used.returncode == 0, used.stderr
     with serving(home, "--model-root", str(test_models), env=env) as running:
         with running.client() as http:
             for name, folder, fmt, quant in (
