@@ -9,7 +9,9 @@ mid-stream ends the stream with an error and leaves the model in state error wit
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -40,11 +42,35 @@ SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[Any]:
+def node_python(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A second interpreter for llama.cpp, known only to the Ray nodes' MODELYARD_HOME: a venv
+    that sees this environment's packages through a .pth file."""
+    layered = tmp_path_factory.mktemp("node-env") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(layered)], check=True)
+    (site,) = layered.glob("lib/python*/site-packages")
+    # addsitedir, not a bare path: the main environment's own .pth files (editable installs) count.
+    main_site = sysconfig.get_paths()["purelib"]
+    (site / "main-env.pth").write_text(f"import site; site.addsitedir({main_site!r})\n")
+    return str(layered / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(node_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     os.environ.update(RAY_ENV)  # before Ray is imported: it reads them then
     pytest.importorskip("ray", reason="needs modelyard[cluster] (scripts/test installs it)")
     from ray.cluster_utils import Cluster
 
+    # The nodes (and the runner host actors on them) resolve engine environments in a home of
+    # their own, where llama.cpp runs in node_python; the supervisor's home names none.
+    node_home = tmp_path_factory.mktemp("node-home")
+    modelyard = str(Path(sys.executable).with_name("modelyard"))
+    subprocess.run(
+        [modelyard, "env", "use", "llama.cpp", node_python],
+        env={**os.environ, "MODELYARD_HOME": str(node_home)},
+        check=True,
+    )
+    supervisor_home = os.environ.get("MODELYARD_HOME")
+    os.environ["MODELYARD_HOME"] = str(node_home)  # what the nodes' processes inherit
     cluster = Cluster(
         initialize_head=True,
         head_node_args={
@@ -59,8 +85,10 @@ def ray_cluster() -> Iterator[Any]:
         cluster.worker = cluster.add_node(num_cpus=1, resources={"node_b": 1, "spare": 1})
         cluster.other = cluster.add_node(num_cpus=1, resources={"node_c": 1, "spare": 1})
         cluster.wait_for_nodes()
+        _restore("MODELYARD_HOME", supervisor_home)
         yield cluster
     finally:
+        _restore("MODELYARD_HOME", supervisor_home)
         cluster.shutdown()
 
 
@@ -80,7 +108,7 @@ def launch(server: Server, **fields: Any) -> httpx.Response:
 
 
 def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
-    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str], node_python: str
 ) -> None:
     from openai import OpenAI
 
@@ -89,9 +117,11 @@ def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
     record = httpx.get(f"{supervisor.url}/v1/models/on-b", timeout=10).json()
     assert record["node_id"] == ray_cluster.worker.node_id
     assert record["node"] == "127.0.0.1"
-    # The runner is a real process on this host, started by the worker node's actor, not the server.
+    # The runner is a real process on this host, started by the worker node's actor, not the server,
+    # with the interpreter the node's own engine environment names (the supervisor knows none).
     cmdline = Path(f"/proc/{record['pid']}/cmdline").read_bytes().split(b"\0")
     assert b"modelyard.runner" in cmdline
+    assert cmdline[0].decode() == node_python
     assert _parent(record["pid"]) != supervisor.process.pid
     workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
     by_id = {w["node_id"]: w for w in workers}
@@ -232,6 +262,13 @@ def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
         timeout=30,
     )
     assert refused.status_code == 503
+
+
+def _restore(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _parent(pid: int) -> int:
