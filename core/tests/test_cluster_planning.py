@@ -1,7 +1,8 @@
 """Cluster planning logic (no Ray): which node a launch tries first, and what a refusal says.
 
-The nodes and their probed hardware are given; the planning function stands in for the core's
-plan_launch (a unit test of the logic around it). The real cluster is in tests/test_e2e_cluster_*.
+The nodes and each node's answer (its hardware, its plan or its reason) are given, standing in for
+the Ray tasks that plan on each node (a unit test of the logic around them). The real cluster is in
+tests/test_e2e_cluster_*.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import pytest
 import server_support as S
 from modelyard import cluster as cluster_module
-from modelyard.cluster import RayCluster
+from modelyard.cluster import NodeAnswer, RayCluster
 from modelyard.errors import InvalidRequest, LaunchError
 from modelyard.runner.planning import LaunchPlan
 from modelyard.specs import Hardware, LaunchRequest
@@ -28,54 +29,62 @@ FREE_GIB = {"aaaa1111": 10, "bbbb2222": 40, "cccc3333": 20}
 @pytest.fixture
 def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> RayCluster:
     monkeypatch.setattr(RayCluster, "nodes", lambda self: [dict(n) for n in NODES])
-    monkeypatch.setattr(
-        cluster_module,
-        "_probe_nodes",
-        lambda ids: {
-            i: Hardware("linux", "x86_64", 8, 64 * GiB, FREE_GIB[i] * GiB, ()) for i in ids
-        },
-    )
     return RayCluster("10.0.0.1:6379")
 
 
-def plan(cluster: RayCluster, gib: int, **fields: Any) -> str | None:
-    """The node chosen for a model that needs ``gib`` GiB free."""
+def plan(
+    cluster: RayCluster, gib: int, monkeypatch: pytest.MonkeyPatch, **fields: Any
+) -> str | None:
+    """The node chosen for a model that needs ``gib`` GiB free, each node answering as a node's
+    plan_here would: its hardware, and a plan or the reason it cannot."""
 
-    def plan_on(hardware: Hardware) -> LaunchPlan:
-        if hardware.memory_available < gib * GiB:
-            raise LaunchError(f"needs {gib} GiB, {hardware.memory_available / GiB:.0f} GiB free")
-        return LaunchPlan(
-            model_name="m", model_type="LLM", family=S.LLM, spec=S.LLM.model_specs[0],
-            quantization="none", engine="e",
-        )  # fmt: skip
+    def answer(node_id: str) -> NodeAnswer:
+        hardware = Hardware("linux", "x86_64", 8, 64 * GiB, FREE_GIB[node_id] * GiB, ())
+        if FREE_GIB[node_id] < gib:
+            refused = LaunchError(f"needs {gib} GiB, {FREE_GIB[node_id]} GiB free")
+            return NodeAnswer(hardware, error=refused.to_dict())
+        return NodeAnswer(hardware, plan=PLAN)
 
-    return cluster.plan(LaunchRequest(model_name="m", **fields), plan_on).node_id
+    monkeypatch.setattr(
+        cluster_module, "_plan_on_nodes", lambda ids, request, family: {i: answer(i) for i in ids}
+    )
+    return cluster.plan(LaunchRequest(model_name="m", **fields), S.LLM).node_id
+
+
+PLAN = LaunchPlan(
+    model_name="m", model_type="LLM", family=S.LLM, spec=S.LLM.model_specs[0],
+    quantization="none", engine="e",
+)  # fmt: skip
 
 
 def test_spread_takes_the_node_with_most_free_memory_and_pack_the_tightest_fit(
-    ray_cluster: RayCluster,
+    ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert plan(ray_cluster, 5) == "bbbb2222"
+    assert plan(ray_cluster, 5, monkeypatch) == "bbbb2222"
     ray_cluster.policy = "pack"
-    assert plan(ray_cluster, 5) == "aaaa1111"
-    assert plan(ray_cluster, 15) == "cccc3333"  # the 10 GiB node refuses; the next tightest fits
+    assert plan(ray_cluster, 5, monkeypatch) == "aaaa1111"
+    assert (
+        plan(ray_cluster, 15, monkeypatch) == "cccc3333"
+    )  # the 10 GiB node refuses; the next tightest fits
 
 
-def test_node_resources_and_worker_ip_narrow_the_candidates(ray_cluster: RayCluster) -> None:
+def test_node_resources_and_worker_ip_narrow_the_candidates(
+    ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ray_cluster.policy = "pack"
-    assert plan(ray_cluster, 1, node_resources={"gpu_a": 1}) == "bbbb2222"
-    assert plan(ray_cluster, 1, worker_ip="10.0.0.3") == "cccc3333"
+    assert plan(ray_cluster, 1, monkeypatch, node_resources={"gpu_a": 1}) == "bbbb2222"
+    assert plan(ray_cluster, 1, monkeypatch, worker_ip="10.0.0.3") == "cccc3333"
     with pytest.raises(InvalidRequest, match=r"worker_ip '10\.9\.9\.9'.*10\.0\.0\.1, 10\.0\.0\.2"):
-        plan(ray_cluster, 1, worker_ip="10.9.9.9")
+        plan(ray_cluster, 1, monkeypatch, worker_ip="10.9.9.9")
     with pytest.raises(InvalidRequest, match=r"gpu_b.*10\.0\.0\.2 \{'CPU': 8\.0, 'gpu_a': 1\.0\}"):
-        plan(ray_cluster, 1, node_resources={"gpu_b": 1})
+        plan(ray_cluster, 1, monkeypatch, node_resources={"gpu_b": 1})
 
 
 def test_a_launch_that_fits_nowhere_names_every_node_and_its_free_memory(
-    ray_cluster: RayCluster,
+    ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(LaunchError) as refused:
-        plan(ray_cluster, 100)
+        plan(ray_cluster, 100, monkeypatch)
     message = refused.value.message
     assert message.startswith("m fits on no node of the cluster")
     for node, free in (

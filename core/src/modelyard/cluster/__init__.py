@@ -23,12 +23,12 @@ from ..errors import InvalidRequest, LaunchError, ModelyardError
 from ..runner import protocol as p
 from ..runner.planning import LaunchPlan
 from ..runner.process import RunnerProcess
-from ..specs import Hardware, LaunchRequest, ModelSpec
+from ..specs import Family, Hardware, LaunchRequest, ModelSpec
 
 NAMESPACE = "modelyard"
 FetchStage = Literal["downloading", "loading"]
 FETCH_POLL = 0.5
-PROBE_TIMEOUT = 30.0
+PLAN_TIMEOUT = 60.0  # a node's first plan imports its plugins
 Policy = Literal[
     "spread", "pack"
 ]  # most free memory first (Xinference's idle-first) / least  # seconds between download progress reports from a node
@@ -115,27 +115,30 @@ class RayCluster:
             nodes = offering
         return nodes
 
-    def plan(self, request: LaunchRequest, plan_on: Callable[[Hardware], LaunchPlan]) -> LaunchPlan:
-        """Plan the launch for each candidate node, in the policy's order, and take the first node
-        where it fits (engine and memory); a 400 with every node's reason when none fits."""
+    def plan(self, request: LaunchRequest, family: Family) -> LaunchPlan:
+        """Plan the launch on each candidate node, by that node (its hardware, its engine plugins
+        and environments), and take the first that can run it in the policy's order: most free
+        memory first (spread) or least (pack). A 400 with every node's reason when none can."""
         nodes = self.candidates(request.worker_ip, request.node_resources)
-        hardware = _probe_nodes([node["node_id"] for node in nodes])
-        free = {id_: hw.memory_available for id_, hw in hardware.items()}
+        answers = _plan_on_nodes([node["node_id"] for node in nodes], request, family)
+        free = {
+            id_: a.hardware.memory_available
+            for id_, a in answers.items()
+            if isinstance(a, NodeAnswer)
+        }
         nodes.sort(key=lambda n: free.get(n["node_id"], 0), reverse=self.policy == "spread")
         refusals: list[str] = []
         errors: list[ModelyardError] = []
         for node in nodes:
-            found = hardware.get(node["node_id"])
-            if found is None:
-                refusals.append(f"- {_name(node)}: did not answer the hardware probe")
+            answer = answers.get(node["node_id"], "did not answer")
+            if isinstance(answer, str):
+                refusals.append(f"- {_name(node)}: {answer}")
                 continue
-            try:
-                plan = plan_on(found)
-            except (LaunchError, InvalidRequest) as exc:  # this node cannot take it
-                refusals.append(f"- {_name(node)} ({_free(found)}): {exc.message}")
-                errors.append(exc)
-                continue
-            return msgspec.structs.replace(plan, node_id=node["node_id"])
+            if answer.plan is not None:
+                return msgspec.structs.replace(answer.plan, node_id=node["node_id"])
+            error = ModelyardError.from_dict(answer.error or {})
+            refusals.append(f"- {_name(node)} ({_free(answer.hardware)}): {error.message}")
+            errors.append(error)
         if len(errors) == len(nodes) and len({e.message for e in errors}) == 1:
             raise errors[0]  # the same answer everywhere (a bad option): say it once
         raise LaunchError(
@@ -220,26 +223,68 @@ async def _fetch_on_node(actor: Any, fetch: Fetch) -> str:
         fetch.on_progress("downloading", await actor.progress.remote())
 
 
-def _probe_nodes(node_ids: list[str]) -> dict[str, Hardware]:
-    """Each node's hardware, probed there (CPUs, memory free now, accelerators), in parallel."""
+class NodeAnswer(msgspec.Struct, frozen=True):
+    """What a node says of a launch: its hardware, and its plan or why it cannot run it."""
+
+    hardware: Hardware
+    plan: LaunchPlan | None = None
+    error: dict[str, Any] | None = None  # ModelyardError.to_dict()
+
+
+def plan_here(request: LaunchRequest, family: Family) -> NodeAnswer:
+    """Runs on a node (a Ray task): plan the launch with this node's hardware, plugins and engine
+    environments; the family comes from the supervisor's catalog."""
+    from ..plugins import get_plugin_manager
+    from ..resources import probe_hardware
+    from ..runner.planning import plan_launch
+
+    hardware = probe_hardware()
+    try:
+        plan = plan_launch(
+            request, pm=get_plugin_manager(), catalog=_OneFamily(family), hardware=hardware
+        )
+    except (LaunchError, InvalidRequest) as exc:  # this node cannot take it
+        return NodeAnswer(hardware, error=exc.to_dict())
+    return NodeAnswer(hardware, plan=plan)
+
+
+class _OneFamily:
+    """The supervisor's catalog entry for the launch, as a catalog (nodes may not have it)."""
+
+    def __init__(self, family: Family) -> None:
+        self.family = family
+
+    def get(self, name: str, model_type: Any = None) -> Family:
+        return self.family
+
+    def select_spec(self, family: Family, **filters: Any) -> tuple[ModelSpec, str]:
+        from ..catalog.store import select_spec
+
+        return select_spec(family, **filters)
+
+
+def _plan_on_nodes(
+    node_ids: list[str], request: LaunchRequest, family: Family
+) -> dict[str, NodeAnswer | str]:
+    """Each node's answer (or why it gave none), asked in parallel: zero-CPU tasks pinned to the
+    nodes."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from ..resources import probe_hardware
-
-    probe = ray.remote(probe_hardware)
+    task = ray.remote(plan_here)
     refs = {
-        node_id: probe.options(
+        node_id: task.options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False)
-        ).remote()
+        ).remote(request, family)
         for node_id in node_ids
     }
-    found: dict[str, Hardware] = {}
+    found: dict[str, NodeAnswer | str] = {}
     for node_id, ref in refs.items():
         try:
-            found[node_id] = ray.get(ref, timeout=PROBE_TIMEOUT)
-        except Exception:  # a node that died or hangs is simply not a candidate
-            continue
+            found[node_id] = ray.get(ref, timeout=PLAN_TIMEOUT)
+        except Exception as exc:  # a node that died or hangs is not a candidate; say why
+            cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the task's own
+            found[node_id] = f"did not answer ({type(cause).__name__}: {str(cause)[:200]})"
     return found
 
 

@@ -235,10 +235,9 @@ class ModelManager:
         """Where and how the model runs: on this machine, or on the first cluster node it fits."""
         plan_on = partial(plan_launch, request, pm=self._plugins(), catalog=self._get_catalog())
         cluster = self.cluster
-        if cluster is not None:
-            return await anyio.to_thread.run_sync(
-                cluster.plan, request, lambda hardware: plan_on(hardware=hardware)
-            )
+        if cluster is not None:  # each node plans it with its own hardware and environments
+            family = self._get_catalog().get(request.model_name, request.model_type)
+            return await anyio.to_thread.run_sync(cluster.plan, request, family)
         if request.node_resources or request.worker_ip not in (None, "127.0.0.1", "localhost"):
             raise InvalidRequest(
                 "worker_ip and node_resources place a model on a cluster node; this server runs "
