@@ -140,6 +140,8 @@ class FakeManager:
         self.peak_in_flight = 0
         self.gate: anyio.Event | None = None
         self.closed = False
+        self.aborted: list[str] = []
+        self.request_ids: list[str | None] = []
 
     def add(
         self, uid: str, model_type: str = "LLM", state: str = "ready", **extra: Any
@@ -231,15 +233,30 @@ class FakeManager:
             self.in_flight -= 1
             await stream.aclose()
 
-    def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+    async def ensure_ready(self, uid: str) -> ModelRecord:
+        return self.get(uid)
+
+    def abort(self, uid: str, request_id: str) -> dict[str, str]:
+        self.get(uid)
+        self.aborted.append(request_id)
+        return {"msg": "DONE"}
+
+    def chat(
+        self, uid: str, request: ChatCompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         self._check(uid, "chat")
+        self.request_ids.append(request_id)
         return self._stream(uid, request, chat_chunks(["Hello", " there", "!"]))
 
-    def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]:
+    def complete(
+        self, uid: str, request: CompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         self._check(uid, "generate")
         return self._stream(uid, request, text_chunks(["Paris", " is"]))
 
-    async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]:
+    async def embed(
+        self, uid: str, request: EmbeddingRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]:
         self._check(uid, "embed")
         self.requests.append(request)
         texts = [request.input] if isinstance(request.input, str) else list(request.input)
@@ -254,7 +271,9 @@ class FakeManager:
             result["truncated_inputs"] = [i for i, t in enumerate(texts) if len(str(t)) > 5]
         return result
 
-    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
+    async def rerank(
+        self, uid: str, request: RerankRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]:
         self._check(uid, "rerank")
         self.requests.append(request)
         # Longer documents score higher: easy to predict the order.

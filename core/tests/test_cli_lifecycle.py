@@ -68,6 +68,19 @@ def test_launch_passes_engine_params_through(endpoint: str, stub: Any) -> None:
     assert query == {"wait_ready": "false"}
 
 
+def test_launch_follows_progress_and_says_which_engine_and_why(endpoint: str, stub: Any) -> None:
+    result = run(
+        "launch", "hf:HuggingFaceTB/SmolLM2-135M-Instruct", "-u", "smol", "--keep-alive", "5m"
+    )
+    assert result.exit_code == 0, result.output
+    body, query = stub.last("/v1/models")
+    assert body["model_name"] == "hf:HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert body["keep_alive"] == "5m" and query == {"wait_ready": "false"}
+    stub.last("/v1/models/smol/progress")  # it was followed
+    assert "Engine: stub-engine" in result.stderr
+    assert "Can run it (best first): stub-engine" in result.stderr
+
+
 def test_launch_rejects_a_stray_argument_and_a_bad_size(endpoint: str) -> None:
     result = CliRunner().invoke(main, ["launch", "-n", "x", "oops"])
     assert result.exit_code == 2 and "unexpected argument 'oops'" in result.output

@@ -78,8 +78,16 @@ class Stub:
             "model_ability": abilities,
             "state": "ready",
             "params": {k: v for k, v in body.items() if k not in _LAUNCH_KEYS},
+            "engine_reason": "Chosen engine: stub-engine\nCan run it (best first): stub-engine",
         }
         return JSONResponse({"model_uid": uid})
+
+    async def progress(self, request: Request) -> Response:
+        uid = request.path_params["uid"]
+        self.record(request, None)
+        if uid not in self.models:
+            return error(404, f"model uid {uid!r} is not running", "model_not_found")
+        return JSONResponse({"uid": uid, "state": "ready", "progress": 1.0, "error": None})
 
     async def list_models(self, request: Request) -> Response:
         data = [
@@ -232,6 +240,7 @@ class Stub:
                 Route("/v1/models", self.launch, methods=["POST"]),
                 Route("/v1/models", self.list_models, methods=["GET"]),
                 Route("/v1/models/{uid}", self.model, methods=["GET", "DELETE"]),
+                Route("/v1/models/{uid}/progress", self.progress, methods=["GET"]),
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/completions", self.complete, methods=["POST"]),
                 Route("/v1/embeddings", self.embeddings, methods=["POST"]),

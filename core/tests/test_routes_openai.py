@@ -203,3 +203,42 @@ async def test_rerank_refuses_a_string_that_is_no_boolean(client: Any) -> None:
     response = await client.post("/v1/rerank", json=body)
     assert response.status_code == 400
     assert "return_documents" in response.json()["error"]["message"]
+
+
+async def test_the_request_id_reaches_the_manager_and_comes_back(client: Any) -> None:
+    hello = [{"role": "user", "content": "hi"}]
+    sent = await client.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": hello},
+        headers={"X-Request-Id": "from-header"},
+    )
+    in_body = await client.post(
+        "/v1/chat/completions",
+        json={"model": "chat", "messages": hello, "stream": True, "request_id": "from-body"},
+    )
+    made = await client.post("/v1/chat/completions", json={"model": "chat", "messages": hello})
+    assert sent.headers["x-request-id"] == "from-header"
+    assert in_body.headers["x-request-id"] == "from-body"
+    assert len(made.headers["x-request-id"]) == 32  # a fresh uuid, for an abort later
+    assert client.manager.request_ids == ["from-header", "from-body", made.headers["x-request-id"]]
+    aborted = await client.post(
+        "/v1/models/chat/requests/from-body/abort", json={"block_duration": 30}
+    )
+    assert (aborted.status_code, aborted.json()) == (200, {"msg": "DONE"})
+    assert client.manager.aborted == ["from-body"]
+    unknown = await client.post("/v1/models/ghost/requests/x/abort", json={})
+    assert unknown.status_code == 404
+
+
+async def test_keep_alive_that_is_not_a_duration_is_a_400_on_every_route(client: Any) -> None:
+    bodies = {
+        "/v1/chat/completions": {"model": "chat", "messages": [{"role": "user", "content": "x"}]},
+        "/v1/completions": {"model": "chat", "prompt": "x"},
+        "/v1/embeddings": {"model": "emb", "input": "x"},
+        "/v1/rerank": {"model": "rr", "query": "x", "documents": ["a"]},
+    }
+    for path, body in bodies.items():
+        response = await client.post(path, json={**body, "keep_alive": "a while"})
+        assert response.status_code == 400, path
+        assert "keep_alive must be a duration" in response.json()["error"]["message"]
+        assert response.json()["error"]["param"] == "keep_alive"

@@ -167,6 +167,18 @@ class GatewayTimeout(ModelyardError):
         super().__init__(message, **kw)
 
 
+class RequestAborted(ModelyardError):
+    """The request was aborted through ``POST /v1/models/{uid}/requests/{request_id}/abort``.
+    499: nginx's "client closed request", the nearest status for a request ended on request."""
+
+    status = 499
+    type = "request_aborted"
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "request_aborted")
+        super().__init__(message, **kw)
+
+
 class LaunchError(ModelyardError):
     """A launch that cannot succeed as asked: no engine fits, not enough memory, load failed."""
 

@@ -65,6 +65,15 @@ def resolve(
     raise LaunchError("could not get the weights from any source:\n" + "\n".join(failures))
 
 
+def fetch(source: ModelSource, *, progress: Progress | None = None) -> Path:
+    """The local path of one source's weights (a launch by repository id: no spec, no
+    quantization to choose), fetching them when needed."""
+    path = _RESOLVERS[source.hub](source, "", progress)
+    if progress is not None:
+        progress(1.0)
+    return path
+
+
 def file_name(source: ModelSource, quantization: str) -> str | None:
     if source.file_name_template is None:
         return None

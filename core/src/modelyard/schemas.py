@@ -180,6 +180,8 @@ class _Sampling(Struct, kw_only=True, omit_defaults=True):
     stop_token_ids: list[TokenId] | None = None
     ignore_eos: bool | None = None
     request_id: str | None = None
+    # Ollama's: how long the model stays loaded after this request ("5m", 30, 0, -1).
+    keep_alive: str | float | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -267,6 +269,7 @@ class EmbeddingRequest(Struct, kw_only=True, omit_defaults=True):
     user: str | None = None
     # Inputs longer than the model's maximum: refuse with a 400 (default), or truncate when asked.
     truncate: bool = False
+    keep_alive: str | float | None = None
 
     def __post_init__(self) -> None:
         _check_homogeneous("input", self.input, (str, int, list))
@@ -290,6 +293,7 @@ class RerankRequest(Struct, kw_only=True, omit_defaults=True):
     truncate: bool = True
     # xinference-client sends its extra keyword arguments again as a JSON string.
     kwargs: str | None = None
+    keep_alive: str | float | None = None
 
     def __post_init__(self) -> None:
         self.return_documents = _flag("return_documents", self.return_documents)

@@ -234,6 +234,12 @@ class LaunchRequest(Struct, kw_only=True):
     # resources its node must offer (e.g. {"gpu_a100": 1}).
     worker_ip: str | None = None
     node_resources: dict[str, Annotated[float, Meta(gt=0)]] = {}
+    # How long the model stays loaded after its last request ("5m", 30, 0, -1: never).
+    keep_alive: str | float | None = None
+    # A model without a catalog entry: "hf:ORG/REPO[:FILE]", "ms:ORG/REPO" or a local path
+    # (``model_path``); ``register`` saves what was read from its weights as a registration.
+    source: str | None = None
+    register: bool = False
     params: dict[str, Any] = {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -114,6 +115,33 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     help="On a cluster, which node a launch tries first: the one with the most free memory "
     "(spread, Xinference's idle-first) or the least that fits (pack).",
 )
+@click.option(
+    "--keep-alive",
+    default="-1",
+    show_default=True,
+    help='How long a model stays loaded after its last request, as Ollama takes it: "5m", '
+    '"30s", 300 (seconds), 0 (unload after each request), -1 (never). A launch option and a '
+    "request's keep_alive field override it. An unloaded model reloads on its next request.",
+)
+@click.option(
+    "--max-loaded-models",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most models loaded at once; loading one more unloads the least recently used idle "
+    "model first (default: no limit but memory).",
+)
+@click.option(
+    "--auto-launch",
+    is_flag=True,
+    help="A request naming a catalog model that is not running launches it (best spec here).",
+)
+@click.option(
+    "--load-wait",
+    type=click.FloatRange(min=0),
+    default=120,
+    show_default=True,
+    help="Seconds a request waits for its model to load on demand before a 503 with progress.",
+)
 def serve(
     host: str,
     port: int,
@@ -129,11 +157,21 @@ def serve(
     shutdown_timeout: float,
     cluster: str | None,
     placement: str,
+    keep_alive: str,
+    max_loaded_models: int | None,
+    auto_launch: bool,
+    load_wait: float,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
+    from ..errors import InvalidRequest
+    from ..keepalive import parse_keep_alive
     from ..server import serve as run_server
     from ..server.security import Security
 
+    try:
+        idle_seconds = parse_keep_alive(keep_alive, param="--keep-alive")
+    except InvalidRequest as exc:
+        raise click.BadParameter(exc.message, param_hint="--keep-alive") from None
     security = Security.from_options(
         host=host,
         api_keys=api_keys,
@@ -153,12 +191,19 @@ def serve(
         shutdown_timeout=shutdown_timeout,
         cluster=cluster,
         placement=placement,
+        on_demand={
+            "keep_alive": idle_seconds,
+            "max_loaded_models": max_loaded_models,
+            "auto_launch": auto_launch,
+            "load_wait": load_wait,
+        },
     )
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @endpoint_option
-@click.option("-n", "--model-name", required=True)
+@click.argument("model", required=False)
+@click.option("-n", "--model-name", default=None, help="A catalog name (or give MODEL).")
 @model_type_option(default="LLM")
 @click.option(
     "-en",
@@ -182,12 +227,23 @@ def serve(
 @click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Return only when the model is ready."
 )
+@click.option(
+    "--keep-alive",
+    default=None,
+    help='How long it stays loaded when idle: "5m", 300, 0, -1 (never); default: the server\'s.',
+)
+@click.option(
+    "--register",
+    is_flag=True,
+    help="Save a model launched by repository id or path as a registration.",
+)
 @click.pass_context
 def launch(
     ctx: click.Context,
     endpoint: str,
     api_key: str | None,
-    model_name: str,
+    model: str | None,
+    model_name: str | None,
     model_type: str,
     model_engine: str | None,
     model_format: str | None,
@@ -196,23 +252,45 @@ def launch(
     model_uid: str | None,
     params: tuple[str, ...],
     wait: bool,
+    keep_alive: str | None,
+    register: bool,
 ) -> None:
-    """Launch a model. Unknown options (--n-ctx 4096, --sampling.top_k 20) go to the engine."""
+    """Launch MODEL: a catalog name, hf:ORG/REPO[:FILE.gguf], ms:ORG/REPO, or a local .gguf file
+    or model folder (inside the server's model roots). Unknown options (--n-ctx 4096,
+    --sampling.top_k 20) go to the engine. Prints the engine chosen and why."""
+    from .launch_progress import explain_engine, follow_launch
+
+    if model is not None and model.startswith("-"):  # an engine option click took for MODEL
+        ctx.args.insert(0, model)
+        model = None
+    if model and model_name:
+        raise click.UsageError(f"unexpected argument {model!r} (-n names the model already)")
+    name = model or model_name
+    if not name:
+        raise click.UsageError("name the model: `modelyard launch MODEL` or -n/--model-name")
+    if Path(name).exists():  # a local path: the server needs it absolute
+        name = str(Path(name).resolve())
     engine_params = parse_params(params, ctx.args)
+    if keep_alive is not None:
+        engine_params["keep_alive"] = keep_alive
+    if register:
+        engine_params["register"] = True
     size_b = parse_size(size)
-    status = output.console(stderr=True).status(f"Launching {model_name}...")
-    with connect(endpoint, api_key) as client, status:
+    with connect(endpoint, api_key) as client:
         uid = client.launch_model(
-            model_name,
+            name,
             model_type=model_type,
             model_engine=model_engine,
             model_uid=model_uid,
             model_format=model_format,
             model_size_in_billions=size_b,
             quantization=quantization,
-            wait_ready=wait,
+            wait_ready=False,
             **engine_params,
         )
+        if wait:
+            follow_launch(client, uid)
+            explain_engine(client.describe_model(uid))
     click.echo(f"Model uid: {uid}")
 
 

@@ -7,6 +7,13 @@ dies later leaves its record in state "error" with the cause; launching the same
 A runner that stops answering its heartbeat is "unresponsive" (new requests get 503) until it
 answers again, or, launched with ``restart_unresponsive``, is killed and loaded afresh. Every
 request has a deadline: the launch's ``request_timeout``, else the manager's.
+
+Models on demand: a model idle for its ``keep_alive`` is unloaded (runner stopped, record kept as
+"unloaded") and the next request reloads it through the same launch path, waiting at most
+``load_wait`` seconds (then 503 with the progress). Loading a model that exceeds
+``max_loaded_models`` or the memory unloads least-recently-used idle models first; a model with
+requests in flight is never unloaded. With ``auto_launch`` a request naming a catalog model that
+is not running launches it. Requests carry ids; ``abort`` ends one.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import contextlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -34,14 +42,20 @@ from ..errors import (
     ModelyardError,
     Unavailable,
 )
+from ..keepalive import parse_keep_alive
 from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
-from ..specs import Hardware, LaunchRequest
+from ..specs import Family, Hardware, LaunchRequest
+from . import demand
 from . import protocol as p
 from .background import Background
+from .on_demand import OnDemand
 from .planning import CatalogLike, LaunchPlan, plan_launch
 from .process import RunnerProcess
-from .records import LAUNCHING, ModelRecord, Slot
+from .records import LAUNCHING, ModelRecord, Slot, snapshot
+
+if TYPE_CHECKING:
+    from ..references import ReferenceLaunch
 
 if TYPE_CHECKING:
     from ..cluster import FetchStage, RayCluster
@@ -53,13 +67,15 @@ Resolve = Callable[..., Path]
 # Long enough for thousands of tokens on a CPU; ``serve --request-timeout`` changes it.
 DEFAULT_REQUEST_TIMEOUT = 600.0
 MAX_RELAUNCHES = 3  # restart_lost: a runner that keeps dying is left in state error
+# How long a request waits for its model to load on demand before a 503 with the progress.
+DEFAULT_LOAD_WAIT = 120.0
 
 
 def _default_max_pending() -> int:
     return int(os.environ.get("MODELYARD_MAX_PENDING") or 64)
 
 
-class ModelManager:
+class ModelManager(OnDemand):
     def __init__(
         self,
         *,
@@ -73,6 +89,10 @@ class ModelManager:
         request_timeout: float | None = DEFAULT_REQUEST_TIMEOUT,
         heartbeat_timeout: float | None = None,
         cluster: RayCluster | None = None,
+        keep_alive: float | None = None,
+        max_loaded_models: int | None = None,
+        auto_launch: bool = False,
+        load_wait: float = DEFAULT_LOAD_WAIT,
     ) -> None:
         self._pm = pm
         self.cluster = cluster  # None: runners are subprocesses of this server
@@ -91,6 +111,11 @@ class ModelManager:
         self._slots: dict[str, Slot] = {}
         self._failures: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._background = Background()
+        self.keep_alive = keep_alive  # seconds an idle model stays loaded; None: forever
+        self.max_loaded_models = max_loaded_models
+        self.auto_launch = auto_launch
+        self.load_wait = load_wait
+        self._room = anyio.Lock()  # one eviction decision at a time
 
     # --- lifecycle of the manager ---
     async def __aenter__(self) -> ModelManager:
@@ -121,15 +146,54 @@ class ModelManager:
         ``wait_ready`` is False; later failures are raised to a waiting caller and remembered for
         ``get``/``progress`` of that uid.
         """
-        await self._background.group()
+        tg = await self._background.group()
         slot = self._claim(request.model_uid, request.model_name)
         slot.record.model_type = request.model_type
+        if not wait_ready and request.source is not None and _is_remote(request.source):
+            # Its family is read from the weights, so planning waits for the download: in the
+            # background, for the caller to follow on the progress route.
+            tg.start_soon(self._launch_quietly, slot, request)
+            return slot.record.uid
+        return await self._start(slot, await self._plan(slot, request), wait_ready)
+
+    async def _launch_quietly(self, slot: Slot, request: LaunchRequest) -> None:
+        # Its own scope for planning (a scope is entered once; the load enters the slot's).
+        plan: LaunchPlan | None = None
+        planning = slot.planning = anyio.CancelScope()
+        with planning, contextlib.suppress(ModelyardError):  # remembered for progress/get
+            plan = await self._plan(slot, request)
+        if planning.cancelled_caught:
+            self._remove(slot, LaunchError(f"the launch of {slot.record.uid!r} was cancelled"))
+        elif plan is not None:
+            await self._start(slot, plan, wait_ready=False)
+
+    async def _plan(self, slot: Slot, request: LaunchRequest) -> LaunchPlan:
+        """Read a referenced model's family (downloading it first), choose the engine, check the
+        memory (counting what unloading idle models would free). Failures remove the slot."""
         try:
-            plan = await self._plan(request)
+            reference: ReferenceLaunch | None = None
+            if request.source is not None:
+                from ..references import prepare_reference  # only for launches by reference
+
+                reference = await prepare_reference(request, slot.record)
+                request = reference.request
+            plan = await self._place(request, slot, reference.family if reference else None)
+            if reference is not None and request.register:
+                await anyio.to_thread.run_sync(self._save_registration, reference)
         except BaseException as exc:
             self._remove(slot, exc if isinstance(exc, ModelyardError) else None)
+            slot.settled.set()
             raise
-        return await self._start(slot, plan, wait_ready)
+        return plan
+
+    def _save_registration(self, reference: ReferenceLaunch) -> None:
+        catalog = self._get_catalog()
+        register = getattr(catalog, "register", None)
+        if register is None:
+            raise LaunchError("this catalog cannot save registrations", param="register")
+        register(reference.family, persist=True)
+        reference_log = f"saved as the custom registration {reference.family.model_name}"
+        log.info("model %s: %s", reference.request.model_name, reference_log)
 
     async def start(
         self, plan: LaunchPlan, *, uid: str | None = None, wait_ready: bool = True
@@ -167,6 +231,10 @@ class ModelManager:
         record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
         record.engine, record.params = plan.engine, dict(plan.params)
         record.request_timeout = plan.request_timeout
+        record.engine_reason = plan.engine_reason
+        record.keep_alive = (
+            self.keep_alive if plan.keep_alive is None else parse_keep_alive(plan.keep_alive)
+        )
         slot.enable_thinking = plan.enable_thinking
         slot.plan = plan
         tg = await self._background.group()
@@ -177,11 +245,14 @@ class ModelManager:
                 raise slot.failure
         return record.uid
 
-    async def _bring_up(self, slot: Slot, plan: LaunchPlan) -> None:
+    async def _bring_up(self, slot: Slot, plan: LaunchPlan, *, reload: bool = False) -> None:
+        """Load ``plan`` into a new runner. A failed launch removes the record; a failed reload
+        leaves it "unloaded" with the error, for the next request to try again."""
         record = slot.record
         failure: ModelyardError | None = None
         try:
             with slot.scope:
+                await self._make_room(slot, plan)
                 path = plan.path
                 if path is None and self.cluster is not None:
                     record.state, record.progress = "downloading", 0.0
@@ -212,6 +283,7 @@ class ModelManager:
                 ready = await runner.wait_ready()
                 record.context_length, record.abilities = ready.context_length, ready.abilities
                 record.state, record.progress, record.error = "ready", 1.0, None
+                self._loaded_now(slot, reload)
             if slot.scope.cancelled_caught:
                 failure = LaunchError(f"the launch of {record.uid!r} was cancelled")
         except ModelyardError as exc:
@@ -228,12 +300,20 @@ class ModelManager:
                 slot.failure = failure
                 if slot.runner is not None:
                     await slot.runner.terminate(grace=1.0)
-                self._remove(slot, failure)
+                if reload:
+                    slot.runner, record.pid = None, None
+                    record.state = "unloaded"
+                    record.note("reload_failed", failure.message)
+                else:
+                    self._remove(slot, failure)
             slot.settled.set()
 
-    async def _plan(self, request: LaunchRequest) -> LaunchPlan:
-        """Where and how the model runs: on this machine, or on the first cluster node it fits."""
-        plan_on = partial(plan_launch, request, pm=self._plugins(), catalog=self._get_catalog())
+    async def _place(self, request: LaunchRequest, slot: Slot, family: Family | None) -> LaunchPlan:
+        """Where and how the model runs: on this machine, or on the first cluster node it fits.
+        ``family``: read from the weights (a launch by reference) instead of the catalog's."""
+        plan_on = partial(
+            plan_launch, request, pm=self._plugins(), catalog=self._get_catalog(), family=family
+        )
         cluster = self.cluster
         if cluster is not None:  # each node plans it with its own hardware and environments
             family = self._get_catalog().get(request.model_name, request.model_type)
@@ -244,7 +324,11 @@ class ModelManager:
                 "every model itself (start it with `modelyard serve --cluster ADDRESS`)",
                 param="worker_ip" if request.worker_ip else "node_resources",
             )
-        return plan_on(hardware=await anyio.to_thread.run_sync(self._probe))
+        hardware = await anyio.to_thread.run_sync(self._probe)
+        # Idle models may be unloaded to make room: admission counts their memory as free.
+        spare = demand.reclaimable(self._loaded(exclude=slot))
+        free = hardware.memory_available + spare
+        return plan_on(hardware=msgspec.structs.replace(hardware, memory_available=free))
 
     async def _spawn(
         self, record: ModelRecord, load: p.LoadSpec, plan: LaunchPlan, python: str | None
@@ -386,10 +470,10 @@ class ModelManager:
         ]
 
     def list(self) -> list[ModelRecord]:
-        return [msgspec.structs.replace(s.record) for s in self._slots.values()]
+        return [snapshot(s.record) for s in self._slots.values()]
 
     def get(self, uid: str) -> ModelRecord:
-        return msgspec.structs.replace(self._slot(uid).record)
+        return snapshot(self._slot(uid).record)
 
     def progress(self, uid: str) -> dict[str, Any]:
         return self._slot(uid).record.progress_dict()
@@ -401,19 +485,23 @@ class ModelManager:
             raise InvalidRequest(
                 f"model {uid!r} is not launching (state {slot.record.state}); terminate it instead"
             )
-        slot.scope.cancel()
+        slot.cancel_launch()
         await slot.settled.wait()
 
     async def terminate(self, uid: str) -> None:
         """Stop the model's runner (Shutdown, then SIGTERM/SIGKILL) and forget it."""
         slot = self._slot(uid)
         if not slot.settled.is_set():
-            slot.scope.cancel()
+            slot.cancel_launch()
             await slot.settled.wait()
+            if self._slots.get(uid) is slot:  # a cancelled reload keeps its record: drop it too
+                self._remove(slot, None)
             return
         if slot.record.state == "terminating":
             await slot.gone.wait()
             return
+        if slot.record.state == "unloading":
+            await slot.unloaded.wait()
         slot.record.state = "terminating"
         try:
             if slot.runner is not None:
@@ -452,26 +540,76 @@ class ModelManager:
                 code="model_unresponsive",
                 retry_after=5,
             )
+        if record.state in ("unloading", "unloaded"):
+            raise Unavailable(
+                f"model {uid!r} is {record.state} (idle); the next request reloads it",
+                code="model_unloaded",
+                retry_after=1,
+            )
         if record.state == "terminating" or slot.runner is None:
             raise Unavailable(f"model {uid!r} is being terminated")
         slot.runner.check_capacity(uid)
         return slot.runner
 
-    def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+    def chat(
+        self, uid: str, request: ChatCompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
         """Chunks of a chat completion. Errors about the model itself (unknown, loading, dead,
-        overloaded) are raised here, before iteration; engine errors on the first iteration."""
-        runner = self._runner(uid)
+        overloaded) are raised here, before iteration; engine errors on the first iteration.
+        ``request_id`` (else the body's ``request_id``, else a new one) is what ``abort`` takes."""
         request = _with_thinking(request, self._slot(uid).enable_thinking)
-        return runner.stream(uid, "chat", request, timeout=self._timeout(uid))
+        return self._stream(uid, "chat", request, request_id)
 
-    def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]:
-        return self._runner(uid).stream(uid, "complete", request, timeout=self._timeout(uid))
+    def complete(
+        self, uid: str, request: CompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]:
+        return self._stream(uid, "complete", request, request_id)
 
-    async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]:
-        return await self._runner(uid).call(uid, "embed", request, timeout=self._timeout(uid))
+    def _stream(
+        self,
+        uid: str,
+        op: p.Op,
+        request: ChatCompletionRequest | CompletionRequest,
+        request_id: str | None,
+    ) -> AsyncIterator[Chunk]:
+        slot = self._slot(uid)
+        keep_alive = self._keep_alive_of(slot, request)  # a bad one: 400 whatever the state
+        runner = self._runner(uid)
+        rid = request_id or request.request_id or uuid.uuid4().hex
+        # The engine sees the id (vLLM and llama.cpp name their work by it); keep_alive is ours.
+        request = msgspec.structs.replace(request, request_id=rid, keep_alive=None)
+        source = runner.stream(uid, op, request, timeout=self._timeout(uid), request_id=rid)
+        release = self._hold(slot)
+        return demand.Held(source, lambda: release(keep_alive))
 
-    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
-        return await self._runner(uid).call(uid, "rerank", request, timeout=self._timeout(uid))
+    async def embed(
+        self, uid: str, request: EmbeddingRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._call(uid, "embed", request, request_id)
+
+    async def rerank(
+        self, uid: str, request: RerankRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]:
+        return await self._call(uid, "rerank", request, request_id)
+
+    async def _call(
+        self,
+        uid: str,
+        op: p.Op,
+        request: EmbeddingRequest | RerankRequest,
+        request_id: str | None,
+    ) -> dict[str, Any]:
+        slot = self._slot(uid)
+        keep_alive = self._keep_alive_of(slot, request)  # a bad one: 400 whatever the state
+        runner = self._runner(uid)
+        request = msgspec.structs.replace(request, keep_alive=None)
+        release = self._hold(slot)
+        try:
+            return await runner.call(
+                uid, op, request, timeout=self._timeout(uid), request_id=request_id
+            )
+        finally:
+            release(keep_alive)
 
     def _timeout(self, uid: str) -> float | None:
         return self._slot(uid).record.request_timeout or self.request_timeout
@@ -495,6 +633,12 @@ class ModelManager:
 
             self._hardware = probe_hardware
         return self._hardware()
+
+
+def _is_remote(source: str) -> bool:
+    from ..references import is_remote  # imported on use: runner processes import this package
+
+    return is_remote(source)
 
 
 def _with_thinking(request: ChatCompletionRequest, default: bool | None) -> ChatCompletionRequest:

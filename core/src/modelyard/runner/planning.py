@@ -54,12 +54,23 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     worker_ip: str | None = None
     node_resources: dict[str, float] = {}
     node_id: str | None = None  # on a cluster: the node chosen for it
+    # Why this engine: the matcher's explanation (chosen, the others that could, who refused).
+    engine_reason: str | None = None
+    keep_alive: str | float | None = None  # as the launch asked; None: the server's default
 
 
 def plan_launch(
-    request: LaunchRequest, *, pm: PluginManager, catalog: CatalogLike, hardware: Hardware
+    request: LaunchRequest,
+    *,
+    pm: PluginManager,
+    catalog: CatalogLike,
+    hardware: Hardware,
+    family: Family | None = None,
 ) -> LaunchPlan:
+    """``family``: one read from the weights (a launch by repository id or path) instead of the
+    catalog's entry for ``request.model_name``."""
     from .. import envs, matching, resources  # colleagues' modules; imported when a launch happens
+    from ..keepalive import parse_keep_alive
 
     if request.replica != 1:
         raise LaunchError(
@@ -67,7 +78,10 @@ def plan_launch(
             "times with different model_uid values instead",
             param="replica",
         )
-    family = catalog.get(request.model_name, request.model_type)
+    if request.keep_alive is not None:
+        parse_keep_alive(request.keep_alive)  # a bad one is a 400 before anything starts
+    if family is None:
+        family = catalog.get(request.model_name, request.model_type)
     spec, quantization = catalog.select_spec(
         family,
         model_format=request.model_format,
@@ -117,6 +131,8 @@ def plan_launch(
         restart_lost=request.restart_lost,
         worker_ip=request.worker_ip,
         node_resources=dict(request.node_resources),
+        engine_reason=choice.explain(),
+        keep_alive=request.keep_alive,
     )
 
 

@@ -72,6 +72,7 @@ class RunnerProcess:
         self.on_progress: Callable[[str, float], None] = lambda stage, progress: None
         self.on_death: Callable[[str], None] = lambda cause: None
         self._calls: dict[int, MemoryObjectSendStream[Any]] = {}
+        self._request_calls: dict[str, int] = {}  # request id -> call id, for abort()
         self._ids = itertools.count(1)
         self._settled = anyio.Event()  # Ready, LaunchFailed or death
         self._exited = anyio.Event()
@@ -157,7 +158,13 @@ class RunnerProcess:
             )
 
     async def stream(
-        self, uid: str, op: p.Op, request: msgspec.Struct, *, timeout: float | None = None
+        self,
+        uid: str,
+        op: p.Op,
+        request: msgspec.Struct,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
     ) -> AsyncIterator[dict[str, Any]]:
         """The chunks of a chat/complete call. Closing the iterator early cancels it in the engine;
         ``timeout`` (seconds, for the whole call) ends it with ``GatewayTimeout``."""
@@ -165,6 +172,7 @@ class RunnerProcess:
         call_id = next(self._ids)
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
         self._calls[call_id] = send
+        self._track_request(request_id, call_id)
         finished = False
         deadline = _deadline(timeout)
         try:
@@ -192,18 +200,26 @@ class RunnerProcess:
             raise self._lost(uid) from None
         finally:
             send.close()
+            self._untrack_request(request_id, call_id)
             if self._calls.pop(call_id, None) is not None and not finished and self.death is None:
                 with anyio.CancelScope(shield=True):
                     await self._send_quietly(p.Cancel(call_id))
 
     async def call(
-        self, uid: str, op: p.Op, request: msgspec.Struct, *, timeout: float | None = None
+        self,
+        uid: str,
+        op: p.Op,
+        request: msgspec.Struct,
+        *,
+        timeout: float | None = None,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
         """One embed/rerank call: its Result data, or the runner's error re-raised."""
         self.check_capacity(uid)
         call_id = next(self._ids)
         send, receive = anyio.create_memory_object_stream[Any](1)
         self._calls[call_id] = send
+        self._track_request(request_id, call_id)
         done = False
         try:
             await self.conn.send(p.make_call(call_id, op, request))
@@ -227,9 +243,33 @@ class RunnerProcess:
         finally:
             send.close()
             receive.close()
+            self._untrack_request(request_id, call_id)
             if self._calls.pop(call_id, None) is not None and not done and self.death is None:
                 with anyio.CancelScope(shield=True):
                     await self._send_quietly(p.Cancel(call_id))
+
+    # --- aborting one request by its id ---
+    def _track_request(self, request_id: str | None, call_id: int) -> None:
+        if request_id is not None:
+            self._request_calls[request_id] = call_id
+
+    def _untrack_request(self, request_id: str | None, call_id: int) -> None:
+        if request_id is not None and self._request_calls.get(request_id) == call_id:
+            del self._request_calls[request_id]
+
+    def abort(self, request_id: str, error: ModelyardError) -> bool:
+        """End the call that carries ``request_id``: its caller gets ``error`` at once and the
+        runner a ``Cancel`` (which closes the engine's stream). False when no such call is running."""
+        call_id = self._request_calls.pop(request_id, None)
+        send = self._calls.pop(call_id, None) if call_id is not None else None
+        if send is None or call_id is None:
+            return False
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.WouldBlock):
+            send.send_nowait(p.Error(call_id, error.to_dict()))
+        send.close()
+        if self._tg is not None and self.death is None:
+            self._tg.start_soon(self._send_quietly, p.Cancel(call_id))
+        return True
 
     def _lost(self, uid: str) -> Unavailable:
         return Unavailable(

@@ -181,6 +181,8 @@ class LaunchBody(Struct, kw_only=True):
     gpu_idx: int | list[int] | None = None
     request_limits: int | None = None
     enable_thinking: bool | None = None
+    keep_alive: str | float | None = None
+    register: bool = False
 
 
 class Launched(Struct):
@@ -206,6 +208,20 @@ class ModelObject(Struct):
     error: str | None
     pid: int | None
     engine_params: dict[str, Any]
+    engine_reason: str | None = None
+    keep_alive: float | None = None
+    last_used: float | None = None
+    in_flight: int = 0
+    loads: int = 0
+    events: list[ModelEvent] = []
+
+
+class ModelEvent(Struct):
+    """A load, unload or eviction decision about the model, with its reason."""
+
+    at: float
+    event: str
+    reason: str
 
 
 class ModelList(Struct):

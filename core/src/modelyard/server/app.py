@@ -62,6 +62,7 @@ ROUTES = [
     Route("/v1/models/{uid}", manage.terminate_model, methods=["DELETE"]),
     Route("/v1/models/{uid}/progress", manage.launch_progress, methods=["GET"]),
     Route("/v1/models/{uid}/cancel", manage.cancel_launch, methods=["POST"]),
+    Route("/v1/models/{uid}/requests/{request_id}/abort", manage.abort_request, methods=["POST"]),
     # Catalog
     Route("/v1/model_registrations/{model_type}", catalog.list_registrations, methods=["GET"]),
     Route("/v1/model_registrations/{model_type}", catalog.register_model, methods=["POST"]),

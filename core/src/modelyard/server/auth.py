@@ -7,7 +7,8 @@ health route, ``/v1/cluster/auth`` (xinference-client asks it, keyless, whether 
 and ``/metrics`` when the server was told so. Scopes:
 
 - ``inference``: the OpenAI, Anthropic and Responses inference routes;
-- ``manage``: launching, terminating and cancelling models, registering and unregistering them;
+- ``manage``: launching, terminating and cancelling models, aborting requests (any caller's),
+  registering and unregistering models;
 - ``admin``: the key routes (``/v1/keys``);
 - any valid key: every other route (listings, status, progress, engines).
 """

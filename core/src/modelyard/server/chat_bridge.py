@@ -20,7 +20,7 @@ from ..schemas import ChatCompletionRequest
 from .errors import invalid_body
 from .limits import check_parts
 from .metrics import GenerationObserver
-from .openai_routes import manager_of, ready_model
+from .openai_routes import manager_of, ready_model, request_id_of
 from .sse import aclose, race_disconnect
 
 log = logging.getLogger("modelyard.server")
@@ -63,10 +63,10 @@ class ChatRun:
 
 async def start(request: Request, chat: ChatCompletionRequest) -> ChatRun:
     """Start ``chat`` on its model; raises ``ClientGone`` if the client left before any output."""
-    record = ready_model(request, chat.model)
+    record = await ready_model(request, chat.model, chat.keep_alive)
     # Images reach a text-only model as a 400 naming the part (in the chat form it became).
     check_parts(chat, record.uid, record.abilities)
-    source = manager_of(request).chat(chat.model, chat)
+    source = manager_of(request).chat(chat.model, chat, request_id=request_id_of(request))
     observer = GenerationObserver(getattr(request.app.state, "metrics", None), chat.model)
     try:
         first = await race_disconnect(request, lambda: anext(source, None))

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from ..errors import InvalidRequest, Unsupported
+from ..references import as_reference
 from ..schemas import check_json_ints
 from ..specs import LaunchRequest, parse_size
 from .errors import invalid_body
@@ -92,6 +93,8 @@ def parse_launch(payload: Any) -> LaunchRequest:
     except ValueError as exc:
         raise InvalidRequest(f"invalid launch request: {exc}") from None
     try:
-        return msgspec.convert(fields, LaunchRequest)
+        launch = msgspec.convert(fields, LaunchRequest)
     except msgspec.ValidationError as exc:
         raise invalid_body(exc, "launch request") from None
+    # hf:ORG/REPO, ms:ORG/REPO or a path: a model without a catalog entry.
+    return as_reference(launch)

@@ -101,6 +101,15 @@ async def cancel_launch(request: Request) -> Response:
     return JSONResponse(None)
 
 
+async def abort_request(request: Request) -> Response:
+    """Xinference's abort: end one request in flight (its id: X-Request-Id or ``request_id``)."""
+    uid, request_id = request.path_params["uid"], request.path_params["request_id"]
+    manager = manager_of(request)
+    manager.get(uid)  # unknown model: 404 naming the model
+    request.state.model = uid
+    return JSONResponse(manager.abort(uid, request_id))
+
+
 async def health(request: Request) -> Response:
     """Open without a key, so it says nothing but that the server answers."""
     return JSONResponse({"status": "ok"})

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
+import msgspec
+
 from ..errors import Unavailable
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
@@ -64,10 +66,20 @@ class Manager(Protocol):
     async def terminate(self, uid: str) -> None: ...
     def progress(self, uid: str) -> dict[str, Any]: ...
     async def cancel(self, uid: str) -> None: ...
-    def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]: ...
-    def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]: ...
-    async def embed(self, uid: str, request: EmbeddingRequest) -> dict[str, Any]: ...
-    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]: ...
+    async def ensure_ready(self, uid: str) -> Record: ...
+    def abort(self, uid: str, request_id: str) -> dict[str, str]: ...
+    def chat(
+        self, uid: str, request: ChatCompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]: ...
+    def complete(
+        self, uid: str, request: CompletionRequest, *, request_id: str | None = None
+    ) -> AsyncIterator[Chunk]: ...
+    async def embed(
+        self, uid: str, request: EmbeddingRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]: ...
+    async def rerank(
+        self, uid: str, request: RerankRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
 
 
@@ -79,6 +91,12 @@ def require_ready(record: Record) -> None:
         raise Unavailable(
             f"model {record.uid} is {record.state} ({record.progress:.0%} done); retry when it is ready",
             retry_after=LOADING_RETRY_AFTER,
+        )
+    if record.state in ("unloading", "unloaded"):
+        raise Unavailable(
+            f"model {record.uid} is {record.state} (idle); retry and it is loaded again",
+            code="model_unloaded",
+            retry_after=1,
         )
     if record.state == "unresponsive":
         raise Unavailable(
@@ -125,6 +143,13 @@ def describe(record: Record) -> dict[str, Any]:
         "restarts": getattr(record, "restarts", 0),
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),
+        # Models on demand: why this engine, how long it stays loaded idle, what happened to it.
+        "engine_reason": getattr(record, "engine_reason", None),
+        "keep_alive": getattr(record, "keep_alive", None),
+        "last_used": getattr(record, "last_used", None),
+        "in_flight": getattr(record, "in_flight", 0),
+        "loads": getattr(record, "loads", 0),
+        "events": msgspec.to_builtins(getattr(record, "events", [])),
     }
     languages = list(getattr(family, "model_lang", ()) or ())
     if record.model_type == "LLM":

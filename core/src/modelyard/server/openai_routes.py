@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import EngineError
+from ..keepalive import parse_keep_alive
 from ..schemas import ChatCompletionRequest, CompletionRequest
 from . import bodies
 from .aggregate import Folder
@@ -40,12 +41,22 @@ def _metrics(request: Request) -> Metrics | None:
     return getattr(request.app.state, "metrics", None)
 
 
-def ready_model(request: Request, uid: str) -> Record:
-    """The record of a model that can answer now; 404 when unknown, 503 while loading or failed."""
-    record = manager_of(request).get(uid)
+async def ready_model(request: Request, uid: str, keep_alive: object = None) -> Record:
+    """The record of a model that can answer now; 404 when unknown, 503 while loading or failed.
+    An unloaded model is loaded again (and, with --auto-launch, a catalog model launched) first;
+    a ``keep_alive`` that is not a duration is a 400 before that."""
+    if keep_alive is not None:
+        parse_keep_alive(keep_alive)
+    record = await manager_of(request).ensure_ready(uid)
     request.state.model = record.uid
     require_ready(record)
     return record
+
+
+def request_id_of(request: Request) -> str | None:
+    """The id ``POST /v1/models/{uid}/requests/{id}/abort`` takes: the X-Request-Id header
+    (the body's ``request_id`` field is read by the manager)."""
+    return request.headers.get("x-request-id") or None
 
 
 async def chat_completions(request: Request) -> Response:
@@ -61,15 +72,17 @@ async def completions(request: Request) -> Response:
 async def _generate(
     request: Request, body: ChatCompletionRequest | CompletionRequest, kind: Literal["chat", "text"]
 ) -> Response:
-    record = ready_model(request, body.model)
+    record = await ready_model(request, body.model, body.keep_alive)
     manager = manager_of(request)
+    # Named on the response too, so a client that sent none can still abort its stream.
+    rid = request_id_of(request) or body.request_id or uuid.uuid4().hex
     if isinstance(body, ChatCompletionRequest):
         check_parts(body, record.uid, record.abilities)
         stamp = Stamp.new("chatcmpl", "chat.completion.chunk", body.model)
-        source = manager.chat(body.model, body)
+        source = manager.chat(body.model, body, request_id=rid)
     else:
         stamp = Stamp.new("cmpl", "text_completion", body.model)
-        source = manager.complete(body.model, body)
+        source = manager.complete(body.model, body, request_id=rid)
     observer = GenerationObserver(_metrics(request), body.model)
     try:
         # Errors before the first chunk (context too long, queue full...) are plain HTTP errors.
@@ -84,7 +97,9 @@ async def _generate(
         chunks = events(
             source, first, stamp, include_usage=body.include_usage, on_chunk=observer.see
         )
-        return EventStream(chunks)
+        stream = EventStream(chunks)
+        stream.headers["x-request-id"] = rid
+        return stream
 
     folder = Folder(kind)
     try:
@@ -93,7 +108,8 @@ async def _generate(
         return Response(status_code=CLIENT_CLOSED)
     finally:
         await aclose(source)
-    return JSONResponse(folder.result(id=stamp.id, created=stamp.created, model=stamp.model))
+    reply = folder.result(id=stamp.id, created=stamp.created, model=stamp.model)
+    return JSONResponse(reply, headers={"x-request-id": rid})
 
 
 async def _fold(
@@ -119,10 +135,13 @@ def _as_base64(vector: Any) -> Any:
 
 async def embeddings(request: Request) -> Response:
     body = await decode_body(request, bodies.EMBEDDING)
-    ready_model(request, body.model)
+    await ready_model(request, body.model, body.keep_alive)
     manager = manager_of(request)
+    rid = request_id_of(request)
     try:
-        result = await race_disconnect(request, lambda: manager.embed(body.model, body))
+        result = await race_disconnect(
+            request, lambda: manager.embed(body.model, body, request_id=rid)
+        )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     data = []
@@ -148,10 +167,13 @@ async def embeddings(request: Request) -> Response:
 
 async def rerank(request: Request) -> Response:
     body = await decode_body(request, bodies.RERANK)
-    ready_model(request, body.model)
+    await ready_model(request, body.model, body.keep_alive)
     manager = manager_of(request)
+    rid = request_id_of(request)
     try:
-        result = await race_disconnect(request, lambda: manager.rerank(body.model, body))
+        result = await race_disconnect(
+            request, lambda: manager.rerank(body.model, body, request_id=rid)
+        )
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
     texts = body.texts()

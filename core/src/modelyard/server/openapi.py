@@ -121,6 +121,16 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     management_routes.cancel_launch: Operation(
         summary="Cancel a launch in progress", tag=_MODELS
     ),
+    management_routes.list_workers: Operation(
+        summary="The nodes models run on (Xinference's workers list)", tag=_MODELS
+    ),
+    management_routes.cluster_info: Operation(
+        summary="The cluster this server supervises (none when it runs every model itself)",
+        tag=_MODELS,
+    ),
+    management_routes.abort_request: Operation(
+        summary="Abort one request in flight (its X-Request-Id or request_id)", tag=_MODELS
+    ),
     registrations.list_registrations: Operation(
         summary="Model families of a type (custom, and built-in when asked)", tag=_CATALOG,
         response=list[T.Registration], query=_DETAILS,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from .app import begin_shutdown, create_app
@@ -32,11 +33,13 @@ def serve(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     cluster: str | None = None,
     placement: str = "spread",
+    on_demand: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
     Logs go to stderr and ``<home>/logs/server_<start-ms>/modelyard.log``; uvicorn's own logging
-    config is left out so that its records reach the same handlers."""
+    config is left out so that its records reach the same handlers. ``on_demand``: the manager's
+    ``keep_alive``, ``max_loaded_models``, ``auto_launch`` and ``load_wait``."""
     import uvicorn  # late: importing the server package must stay cheap and side-effect free
 
     path = setup_logging("server", log_level)
@@ -44,6 +47,7 @@ def serve(
     options: dict[str, Any] = {
         "request_timeout": request_timeout or None,
         "terminate_grace": min(shutdown_timeout, 5.0),
+        **(on_demand or {}),
     }
     if cluster is not None:
         options["cluster"] = join_cluster(cluster, placement)

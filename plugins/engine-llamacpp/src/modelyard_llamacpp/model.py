@@ -94,7 +94,9 @@ class LlamaCppModel(LoadedModel):
             # for the model's template: its JSON-schema grammar holds the output to a call instead.
             body.pop("tool_choice", None)
             body["response_format"] = tool_plan.response_format()
-        chunks = self._stream(self._server.handle_chat_completions, body, n=request.n)
+        chunks = self._stream(
+            self._server.handle_chat_completions, body, n=request.n, request_id=request.request_id
+        )
         return chunks if tool_plan is None else toolcalls.with_tool_calls(chunks, tool_plan)
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Chunk]:
@@ -104,7 +106,11 @@ class LlamaCppModel(LoadedModel):
         body.pop("echo", None)
         shape = completions.LegacyShape(request)
         return self._stream(
-            self._server.handle_completions, body, n=request.n, rewrite=shape.rewrite
+            self._server.handle_completions,
+            body,
+            n=request.n,
+            rewrite=shape.rewrite,
+            request_id=request.request_id,
         )
 
     async def _stream(
@@ -114,13 +120,16 @@ class LlamaCppModel(LoadedModel):
         *,
         n: int,
         rewrite: Callable[[Chunk], None] | None = None,
+        request_id: str | None = None,
     ) -> AsyncIterator[Chunk]:
         send, receive = anyio.create_memory_object_stream[Any](math.inf)
         stop = threading.Event()
         worker = threading.Thread(
             target=self._work,
             args=(handler, body, send, stop, asyncio.get_running_loop()),
-            name="llamacpp-request",
+            # llama.cpp's body has no request id: the worker carries it, so that a thread dump
+            # (py-spy) names the request an abort or a hang is about.
+            name=f"llamacpp-request-{request_id or 'anonymous'}",
             daemon=True,
         )
         self._stops.add(stop)

@@ -70,7 +70,8 @@ class VllmModel(LoadedModel):
     def _body(self, request: msgspec.Struct) -> dict[str, Any]:
         body = to_plain(request)
         body["model"] = self.served_name
-        body["request_id"] = uuid.uuid4().hex
+        # The client's id (X-Request-Id or request_id, set by the core) names the work in vLLM.
+        body["request_id"] = body.get("request_id") or uuid.uuid4().hex
         if body.get("stream"):
             # Usage on the last chunk, always: the contract wants real counts at the end.
             body["stream_options"] = {"include_usage": True, "continuous_usage_stats": False}
