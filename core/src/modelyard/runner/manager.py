@@ -316,7 +316,8 @@ class ModelManager(OnDemand):
         )
         cluster = self.cluster
         if cluster is not None:  # each node plans it with its own hardware and environments
-            family = self._get_catalog().get(request.model_name, request.model_type)
+            if family is None:
+                family = self._get_catalog().get(request.model_name, request.model_type)
             return await anyio.to_thread.run_sync(cluster.plan, request, family)
         if request.node_resources or request.worker_ip not in (None, "127.0.0.1", "localhost"):
             raise InvalidRequest(
