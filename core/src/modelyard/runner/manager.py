@@ -167,6 +167,7 @@ class ModelManager:
         record.family, record.spec, record.quantization = plan.family, plan.spec, plan.quantization
         record.engine, record.params = plan.engine, dict(plan.params)
         record.request_timeout = plan.request_timeout
+        record.memory_estimate = plan.estimate.total if plan.estimate is not None else None
         slot.enable_thinking = plan.enable_thinking
         slot.plan = plan
         tg = await self._background.group()
@@ -394,6 +395,11 @@ class ModelManager:
 
     def progress(self, uid: str) -> dict[str, Any]:
         return self._slot(uid).record.progress_dict()
+
+    def logs(self, uid: str, lines: int) -> tuple[str, ...]:
+        """The last ``lines`` lines its runner wrote (none before the runner started)."""
+        runner = self._slot(uid).runner
+        return runner.output.recent(lines) if runner is not None else ()
 
     async def cancel(self, uid: str) -> None:
         """Cancel a launch in progress; the launch's waiter gets a LaunchError."""

@@ -52,6 +52,7 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     created: float = 0.0
     request_timeout: float | None = None
     restarts: int = 0
+    memory_estimate: int | None = None  # bytes, the engine's estimate the launch was admitted on
 
     def progress_dict(self) -> dict[str, Any]:
         return {

@@ -206,6 +206,35 @@ class ModelObject(Struct):
     error: str | None
     pid: int | None
     engine_params: dict[str, Any]
+    replica: int
+    memory_estimate: int | None  # bytes the launch was admitted on
+    memory_used: int | None  # the runner's resident memory, in bytes
+
+
+class ModelLogs(Struct):
+    uid: str
+    lines: list[str]
+
+
+class MemoryEstimate(Struct, kw_only=True):
+    """What ``modelyard cal-model-mem --json`` prints; sizes in bytes."""
+
+    model_name: str
+    model_format: str
+    model_size_in_billions: float | int | str
+    quantization: str
+    engine: str | None
+    weights: int
+    kv_cache: int
+    overhead: int
+    total: int
+    device: str
+    gpu_layers: int | None = None
+    total_layers: int | None = None
+    context_length: int | None = None
+    parallel: int = 1
+    notes: list[str] = []
+    ignored: list[str] = []
 
 
 class ModelList(Struct):

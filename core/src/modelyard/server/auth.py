@@ -10,6 +10,9 @@ and ``/metrics`` when the server was told so. Scopes:
 - ``manage``: launching, terminating and cancelling models, registering and unregistering them;
 - ``admin``: the key routes (``/v1/keys``);
 - any valid key: every other route (listings, status, progress, engines).
+
+The web UI's own files (``/ui``, ``/ui/<file>``) are open too: they hold no data, and the page
+asks for the key before it calls the API.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from ..errors import Forbidden, ModelyardError, Unauthorized
 from ..keys import Keys, Principal
 from .errors import error_response
 from .logsafe import safe
+from .ui import UI_PREFIX
 
 log = logging.getLogger("modelyard.server")
 
@@ -77,7 +81,9 @@ class Auth:
         self.open = OPEN_PATHS | ({"/metrics"} if metrics_open else set())
 
     async def authorize(self, scope: Scope) -> Principal | None:
-        if scope["path"] in self.open or not self.keys.enabled():
+        path = scope["path"]
+        is_ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        if path in self.open or is_ui or not self.keys.enabled():
             return None
         key = presented_key(Headers(scope=scope))
         how = "send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"

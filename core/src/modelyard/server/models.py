@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 from ..errors import Unavailable
+from ..resources import process_memory
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
 
@@ -63,6 +64,7 @@ class Manager(Protocol):
     def get(self, uid: str) -> Record: ...
     async def terminate(self, uid: str) -> None: ...
     def progress(self, uid: str) -> dict[str, Any]: ...
+    def logs(self, uid: str, lines: int) -> Sequence[str]: ...
     async def cancel(self, uid: str) -> None: ...
     def chat(self, uid: str, request: ChatCompletionRequest) -> AsyncIterator[Chunk]: ...
     def complete(self, uid: str, request: CompletionRequest) -> AsyncIterator[Chunk]: ...
@@ -123,6 +125,8 @@ def describe(record: Record) -> dict[str, Any]:
         "node": getattr(record, "node", None),
         "node_id": getattr(record, "node_id", None),
         "restarts": getattr(record, "restarts", 0),
+        "memory_estimate": getattr(record, "memory_estimate", None),
+        "memory_used": process_memory(record.pid),
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),
     }
