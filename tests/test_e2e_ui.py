@@ -5,6 +5,8 @@ lost in the middle of an answer."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -222,3 +224,100 @@ def _reap(pid: int) -> None:
             return
         time.sleep(0.2)
     os.killpg(pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_register_a_custom_reranker_then_try_embeddings_and_rerank(
+    page: Any, server: Server, test_models: Path
+) -> None:
+    for module, what in (("modelyard_transformers", "the transformers plugin"),):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"needs {what} (scripts/test installs it)")
+    if not (test_models / "minilm-cross-encoder").is_dir():
+        pytest.skip(f"test models not prepared in {test_models} (run scripts/prepare_models.py)")
+    family = {
+        "model_name": "ui-cross-encoder",
+        "model_type": "rerank",
+        "max_tokens": 256,
+        "architectures": ["BertForSequenceClassification"],
+        "model_specs": [
+            {
+                "model_format": "pytorch",
+                "model_size_in_billions": 0.022,
+                "quantizations": ["none"],
+                "sources": [
+                    {"hub": "local", "model_id": str(test_models / "minilm-cross-encoder")}
+                ],
+            }
+        ],
+    }
+    page.goto(f"{server.url}/ui#register")
+    region = page.get_by_role("region", name="Register a custom model")
+    region.get_by_label("Model type").select_option("rerank")
+    region.get_by_label("Family (Xinference's registration JSON)").fill("{not json")
+    region.get_by_label("Keep it after a restart").uncheck()
+    region.get_by_role("button", name="Register").click()
+    expect(region.get_by_role("alert")).to_contain_text("not valid JSON")
+    region.get_by_label("Family (Xinference's registration JSON)").fill(json.dumps(family))
+    region.get_by_role("button", name="Register").click()
+    expect(region.get_by_role("status")).to_contain_text("Registered ui-cross-encoder")
+    expect(region.get_by_role("button", name="Unregister ui-cross-encoder")).to_be_visible()
+
+    uids = []
+    try:
+        for name, model_type, uid in (
+            ("ui-cross-encoder", "rerank", "ui-ce"),
+            ("all-MiniLM-L6-v2", "embedding", "ui-minilm"),
+        ):
+            nav(page, "Launch")
+            form = page.get_by_role("region", name="Launch a model")
+            for label in ("Format", "Size (billions)", "Quantization"):
+                form.get_by_label(label).fill("")
+            form.get_by_label("Model name").fill(name)
+            form.get_by_label("Model type").select_option(model_type)
+            form.get_by_label("Model uid").fill(uid)
+            form.get_by_role("button", name="Launch", exact=True).click()
+            expect(form.get_by_role("status")).to_contain_text(f"Launched {uid}", timeout=180_000)
+            uids.append(uid)
+
+        page.goto(f"{server.url}/ui#playground?model=ui-minilm")
+        play = page.get_by_role("region", name="Playground")
+        play.get_by_role("tab", name="Embeddings").click()
+        play.get_by_role("button", name="Embed").click()
+        expect(play.locator("#embed-result")).to_contain_text("3 vectors of 384 dimensions")
+        play.get_by_label("Model", exact=True).select_option("ui-ce")
+        play.get_by_role("tab", name="Embeddings").press("ArrowRight")  # the keyboard moves tabs
+        expect(play.get_by_role("tab", name="Rerank")).to_be_focused()
+        play.get_by_role("button", name="Rerank").click()
+        expect(play.locator("#rerank-result li")).to_have_count(3)
+    finally:
+        for uid in uids:
+            server.terminate(uid)
+        with server.client() as http:
+            http.delete("/v1/model_registrations/rerank/ui-cross-encoder")
+
+
+def test_every_page_fits_a_phone_and_works_from_the_keyboard(page: Any, server: Server) -> None:
+    page.set_viewport_size(browser.PHONE)
+    page.goto(f"{server.url}/ui")
+    for name in ("Catalog", "Launch", "Running", "Playground", "Register"):
+        link = page.get_by_role("navigation", name="Pages").get_by_role("link", name=name)
+        link.focus()
+        page.keyboard.press("Enter")
+        expect(link).to_have_attribute("aria-current", "page")
+        page.wait_for_load_state("networkidle")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the {name} page is {overflow} px wider than a phone"
+    # A family's engine table and estimate, the widest content, still fit.
+    nav(page, "Catalog")
+    page.get_by_role("button", name="smollm2-instruct").click()
+    expect(page.locator("#estimate-result")).to_contain_text("Total")
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    # The launch form from the keyboard: type into a field and submit with Enter.
+    nav(page, "Launch")
+    page.get_by_role("region", name="Launch a model").get_by_label("Model name").focus()
+    page.keyboard.type("no-such-model")
+    page.keyboard.press("Enter")
+    name = page.get_by_role("region", name="Launch a model").get_by_label("Model name")
+    expect(name).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#launch-model_name-error")).to_contain_text("404")
