@@ -51,11 +51,13 @@ def serve(home: Path) -> tuple[subprocess.Popen[bytes], str]:
 PHONE_PAGES = ("catalog", "playground")
 
 
-def shoot(page: Any, name: str, wanted: tuple[str, ...] | None = None) -> None:
+def shoot(
+    page: Any, name: str, wanted: tuple[str, ...] | None = None, *, full: bool = False
+) -> None:
     if wanted is not None and name.split("-")[0] not in wanted:
         return
     path = OUT / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full)
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KiB")
 
 
@@ -82,7 +84,8 @@ def take_all(p: Any, url: str, suffix: str, wanted: tuple[str, ...] | None = Non
     catalog.get_by_label("Search").fill("smollm2")
     catalog.get_by_role("button", name="smollm2-instruct").click()
     catalog.get_by_text("Total").wait_for()
-    shoot(p, f"catalog{suffix}", wanted)
+    catalog.locator("tr.chosen").wait_for()
+    shoot(p, f"catalog{suffix}", wanted, full=not suffix)
 
     p.goto(f"{url}/ui#launch")
     form = p.get_by_role("region", name="Launch a model")

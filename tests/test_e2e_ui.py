@@ -128,6 +128,10 @@ def test_catalog_filters_engine_table_and_memory_estimate(page: Any, server: Ser
     table = page.get_by_role("table").filter(has_text="Runs here")
     expect(table.get_by_role("row").filter(has_text="llama.cpp")).to_contain_text("yes")
     expect(table.get_by_role("row").filter(has_text="vLLM")).to_contain_text("no")
+    # The spec picked for the estimate (the GGUF one) would launch on llama.cpp: marked as such.
+    expect(table.get_by_role("row").filter(has_text="llama.cpp")).to_contain_text(
+        "chosen for the selected spec"
+    )
     estimate = page.locator("#estimate-result")
     expect(estimate).to_contain_text("Total")
     before = estimate.locator("dd").nth(2).inner_text()

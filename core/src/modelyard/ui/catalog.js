@@ -98,7 +98,7 @@ async function showFamily(family) {
       "div",
       { class: "grid" },
       el("div", { class: "field" }, el("label", { for: "est-spec" }, "Spec"),
-        el("select", { id: "est-spec" }, choices.map((c, i) => el("option", { value: i }, choiceLabel(c))))),
+        el("select", { id: "est-spec", onchange: () => runEstimate() }, choices.map((c, i) => el("option", { value: i }, choiceLabel(c))))),
       el("div", { class: "field" }, el("label", { for: "est-context" }, "Context length"),
         el("input", { id: "est-context", type: "number", min: 1, value: Math.min(family.context_length || 4096, 4096) })),
       el("div", { class: "field" }, el("label", { for: "est-parallel" }, "Parallel requests"),
@@ -136,6 +136,7 @@ async function showFamily(family) {
     try {
       const answer = await get(`/v1/cal_model_mem/${encodeURIComponent(family.model_name)}?${query}`);
       estimate.replaceChildren(estimateTable(answer));
+      markChosen(engines, answer.engine);
     } catch (err) {
       estimate.replaceChildren(el("p", { class: "error", role: "alert" }, errorText(err)));
     }
@@ -161,6 +162,15 @@ async function showFamily(family) {
   if (choices.length) runEstimate();
 }
 
+// The engine a launch of the selected spec would get (the estimate's answer), marked in the table.
+function markChosen(container, engine) {
+  for (const row of container.querySelectorAll("tbody tr")) {
+    const chosen = row.dataset.engine === engine;
+    row.classList.toggle("chosen", chosen);
+    row.querySelector(".choice").textContent = chosen ? "chosen for the selected spec" : "";
+  }
+}
+
 // The server lists engines in the order it prefers them: the first that runs a spec is chosen.
 function engineTable(table) {
   const rows = Object.entries(table).map(([engine, answer]) => {
@@ -168,8 +178,8 @@ function engineTable(table) {
     const what = runs
       ? answer.map((s) => `${s.model_format} ${size(s.model_size_in_billions)}B (${(s.quantizations || []).join(", ")})`).join("; ")
       : answer;
-    return el("tr", {},
-      el("th", { scope: "row" }, engine),
+    return el("tr", { "data-engine": engine },
+      el("th", { scope: "row" }, engine, el("span", { class: "choice" })),
       el("td", { class: runs ? "yes" : "no" }, runs ? "yes" : "no"),
       el("td", {}, what));
   });
