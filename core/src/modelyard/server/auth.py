@@ -7,7 +7,8 @@ health route, ``/v1/cluster/auth`` (xinference-client asks it, keyless, whether 
 and ``/metrics`` when the server was told so. Scopes:
 
 - ``inference``: the OpenAI, Anthropic and Responses inference routes;
-- ``manage``: launching, terminating and cancelling models, registering and unregistering them;
+- ``manage``: launching, terminating and cancelling models, registering and unregistering them,
+  and reading a model's log (engines may log prompts);
 - ``admin``: the key routes (``/v1/keys``);
 - any valid key: every other route (listings, status, progress, engines).
 
@@ -60,6 +61,8 @@ def required_scope(method: str, path: str) -> str | None:
     if path in INFERENCE_PATHS or path.startswith("/v1/responses/"):
         return "inference"
     if method not in ("GET", "HEAD") and path.startswith(_MANAGED):
+        return "manage"
+    if path.startswith("/v1/models/") and path.endswith("/logs"):
         return "manage"
     return None
 
