@@ -91,7 +91,8 @@ ensure_chromium() {
     [ "$(id -u)" = 0 ] || sudo=(sudo -n)
     if command -v apt-get >/dev/null; then
         echo "== installing chromium (apt) for the web UI's browser tests"
-        "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+        "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
             echo "warning: could not install chromium; the web UI's browser tests will skip" >&2
     else
         echo "warning: no apt-get here; install chromium (or set MODELYARD_CHROMIUM) for the web UI's browser tests" >&2
