@@ -198,7 +198,7 @@ class FakeManager:
     def progress(self, uid: str) -> dict[str, Any]:
         return self.get(uid).progress_dict()
 
-    def logs(self, uid: str, lines: int) -> tuple[str, ...]:
+    async def logs(self, uid: str, lines: int) -> tuple[str, ...]:
         self.get(uid)
         written = tuple(f"{uid}: line {n}" for n in range(1, 31))
         return written[-lines:]

@@ -396,10 +396,10 @@ class ModelManager:
     def progress(self, uid: str) -> dict[str, Any]:
         return self._slot(uid).record.progress_dict()
 
-    def logs(self, uid: str, lines: int) -> tuple[str, ...]:
+    async def logs(self, uid: str, lines: int) -> tuple[str, ...]:
         """The last ``lines`` lines its runner wrote (none before the runner started)."""
         runner = self._slot(uid).runner
-        return runner.output.recent(lines) if runner is not None else ()
+        return await runner.handle.recent(lines) if runner is not None else ()
 
     async def cancel(self, uid: str) -> None:
         """Cancel a launch in progress; the launch's waiter gets a LaunchError."""

@@ -102,7 +102,7 @@ async def model_logs(request: Request) -> Response:
     manager = manager_of(request)
     manager.get(uid)
     request.state.model = uid
-    return JSONResponse({"uid": uid, "lines": manager.logs(uid, lines)})
+    return JSONResponse({"uid": uid, "lines": await manager.logs(uid, lines)})
 
 
 async def cancel_launch(request: Request) -> Response:
