@@ -5,7 +5,6 @@ lost in the middle of an answer."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -238,38 +237,18 @@ def _reap(pid: int) -> None:
 
 @pytest.mark.slow
 def test_register_a_custom_reranker_then_try_embeddings_and_rerank(
-    page: Any, server: Server, test_models: Path
+    page: Any, server: Server, cross_encoder_family: Callable[[str], dict[str, object]]
 ) -> None:
-    for module, what in (("modelyard_transformers", "the transformers plugin"),):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"needs {what} (scripts/test installs it)")
-    if not (test_models / "minilm-cross-encoder").is_dir():
-        pytest.skip(f"test models not prepared in {test_models} (run scripts/prepare_models.py)")
-    family = {
-        "model_name": "ui-cross-encoder",
-        "model_type": "rerank",
-        "max_tokens": 256,
-        "architectures": ["BertForSequenceClassification"],
-        "model_specs": [
-            {
-                "model_format": "pytorch",
-                "model_size_in_billions": 0.022,
-                "quantizations": ["none"],
-                "sources": [
-                    {"hub": "local", "model_id": str(test_models / "minilm-cross-encoder")}
-                ],
-            }
-        ],
-    }
+    family = cross_encoder_family("ui-cross-encoder")
     page.goto(f"{server.url}/ui#register")
     region = page.get_by_role("region", name="Register a custom model")
     region.get_by_label("Model type").select_option("rerank")
     region.get_by_label("Family (Xinference's registration JSON)").fill("{not json")
     region.get_by_label("Keep it after a restart").uncheck()
-    region.get_by_role("button", name="Register").click()
+    region.get_by_role("button", name="Register", exact=True).click()
     expect(region.get_by_role("alert")).to_contain_text("not valid JSON")
     region.get_by_label("Family (Xinference's registration JSON)").fill(json.dumps(family))
-    region.get_by_role("button", name="Register").click()
+    region.get_by_role("button", name="Register", exact=True).click()
     expect(region.get_by_role("status")).to_contain_text("Registered ui-cross-encoder")
     expect(region.get_by_role("button", name="Unregister ui-cross-encoder")).to_be_visible()
 
