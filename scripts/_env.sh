@@ -80,3 +80,21 @@ sync_engine_env() {
     [ -x "$VIRTUAL_ENV/bin/python" ] || uv venv --quiet --python 3.11 "$VIRTUAL_ENV"
     uv pip sync --quiet --find-links /opt/wheels "$1/requirements-cpu.txt"
 }
+
+# ensure_chromium: the browser the web UI's tests drive (Playwright with Debian's Chromium; never
+# `playwright install`, which downloads its own). Installed with apt when missing, as root or
+# through sudo; elsewhere the UI tests skip and say why.
+CHROMIUM="${MODELYARD_CHROMIUM:-/usr/bin/chromium}"
+ensure_chromium() {
+    [ -x "$CHROMIUM" ] && return 0
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+    if command -v apt-get >/dev/null; then
+        echo "== installing chromium (apt) for the web UI's browser tests"
+        "${sudo[@]}" apt-get update -qq && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends chromium >/dev/null ||
+            echo "warning: could not install chromium; the web UI's browser tests will skip" >&2
+    else
+        echo "warning: no apt-get here; install chromium (or set MODELYARD_CHROMIUM) for the web UI's browser tests" >&2
+    fi
+}

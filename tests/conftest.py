@@ -173,6 +173,35 @@ def oai(server: Server) -> Iterator[openai.OpenAI]:
 
 
 @pytest.fixture(scope="session")
+def cross_encoder_family() -> Callable[[str], dict[str, object]]:
+    """``family(name)``: the prepared MiniLM cross-encoder as a custom rerank family (Xinference's
+    registration shape); skips where the transformers plugin or the prepared model is missing."""
+    weights = models_dir() / "minilm-cross-encoder"
+    if importlib.util.find_spec("modelyard_transformers") is None:
+        pytest.skip("needs the transformers plugin (scripts/test installs it)")
+    if not weights.is_dir():
+        pytest.skip(f"test models not prepared in {weights.parent} (run scripts/prepare_models.py)")
+
+    def family(name: str) -> dict[str, object]:
+        return {
+            "model_name": name,
+            "model_type": "rerank",
+            "max_tokens": 256,
+            "architectures": ["BertForSequenceClassification"],
+            "model_specs": [
+                {
+                    "model_format": "pytorch",
+                    "model_size_in_billions": 0.022,
+                    "quantizations": ["none"],
+                    "sources": [{"hub": "local", "model_id": str(weights)}],
+                }
+            ],
+        }
+
+    return family
+
+
+@pytest.fixture(scope="session")
 def smollm2_gguf() -> dict[str, str]:
     """The launch fields of the packaged SmolLM2 GGUF on llama.cpp (skips where either is missing)."""
     for module, what in (

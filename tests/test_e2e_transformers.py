@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,26 +66,11 @@ def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: ope
 
 
 @pytest.fixture(scope="module")
-def cross_encoder(server: Server) -> Iterator[str]:
+def cross_encoder(
+    server: Server, cross_encoder_family: Callable[[str], dict[str, object]]
+) -> Iterator[str]:
     """The local MiniLM cross-encoder, registered as a custom rerank model and launched."""
-    _register(
-        server,
-        "rerank",
-        {
-            "model_name": "local-minilm-cross-encoder",
-            "model_type": "rerank",
-            "max_tokens": 256,
-            "architectures": ["BertForSequenceClassification"],
-            "model_specs": [
-                {
-                    "model_format": "pytorch",
-                    "model_size_in_billions": 0.022,
-                    "quantizations": ["none"],
-                    "sources": [{"hub": "local", "model_id": str(MODELS / "minilm-cross-encoder")}],
-                }
-            ],
-        },
-    )
+    _register(server, "rerank", cross_encoder_family("local-minilm-cross-encoder"))
     uid = server.launch(
         model_name="local-minilm-cross-encoder", model_type="rerank", model_uid="ce"
     )

@@ -200,6 +200,11 @@ class FakeManager:
     def progress(self, uid: str) -> dict[str, Any]:
         return self.get(uid).progress_dict()
 
+    async def logs(self, uid: str, lines: int) -> tuple[str, ...]:
+        self.get(uid)
+        written = tuple(f"{uid}: line {n}" for n in range(1, 31))
+        return written[-lines:]
+
     async def cancel(self, uid: str) -> None:
         record = self.get(uid)
         if record.state == "ready":

@@ -34,7 +34,7 @@ FORBIDDEN_MODULES = {
 
 # Runs inside the fresh venv: import every modelyard module (the runner's __main__ would start a runner).
 PROBE = """
-import importlib, importlib.metadata, json, pkgutil, sys
+import importlib, importlib.metadata, importlib.resources, json, pkgutil, sys
 import modelyard
 failed = {}
 for info in pkgutil.walk_packages(modelyard.__path__, "modelyard."):
@@ -49,6 +49,7 @@ print(json.dumps({
     "modules": sorted(sys.modules),
     "failed": failed,
     "file": modelyard.__file__,
+    "ui": sorted(p.name for p in importlib.resources.files("modelyard").joinpath("ui").iterdir()),
 }))
 """
 
@@ -94,6 +95,8 @@ def test_core_alone_installs_and_imports_no_engine(tmp_path: Path) -> None:
     assert "modelyard" in report["dists"] and "pluggy" in report["dists"]
     assert sorted(FORBIDDEN_DISTS & set(report["dists"])) == []
     assert report["failed"] == {}
+    # The web UI's files ship in the wheel (served at /ui with no build step).
+    assert {"index.html", "app.js", "api.js", "style.css"} <= set(report["ui"])
     imported = {name.split(".")[0] for name in report["modules"]}
     assert sorted(FORBIDDEN_MODULES & imported) == []
     # The probe really imported the package's modules, not just its __init__.

@@ -302,3 +302,45 @@ async def test_a_broken_registration_file_is_listed_and_the_rest_serves(tmp_path
         assert not (folder / "broken-one.json").exists()
         listed = (await http.get("/v1/model_registrations/LLM")).json()
         assert not [item for item in listed if item.get("broken")]
+
+
+async def test_model_logs_tail_and_bad_line_counts(client: Any) -> None:
+    client.manager.add("m")
+    tail = (await client.get("/v1/models/m/logs", params={"lines": 3})).json()
+    assert tail == {"uid": "m", "lines": ["m: line 28", "m: line 29", "m: line 30"]}
+    assert len((await client.get("/v1/models/m/logs")).json()["lines"]) == 30
+    for bad in ("0", "abc", "201"):
+        refused = await client.get("/v1/models/m/logs", params={"lines": bad})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "lines", bad
+    assert (await client.get("/v1/models/nope/logs")).status_code == 404
+
+
+async def test_memory_estimate_route_answers_as_cal_model_mem(client: Any) -> None:
+    answer = await client.get(
+        "/v1/cal_model_mem/toy-chat", params={"context_length": 4096, "parallel": 2}
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["model_name"], body["engine"], body["quantization"]) == (
+        "toy-chat",
+        "fake-gguf",
+        "Q4_1",
+    )
+    assert body["total"] == body["weights"] + body["kv_cache"] + body["overhead"] > 0
+    assert body["context_length"] == 4096 and body["parallel"] == 2
+    bigger = (await client.get("/v1/cal_model_mem/toy-chat?context_length=8192&parallel=2")).json()
+    assert bigger["kv_cache"] > body["kv_cache"]
+    bad = await client.get("/v1/cal_model_mem/toy-chat", params={"context_length": "-1"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "context_length"
+    unknown = await client.get("/v1/cal_model_mem/toy-chta")
+    assert unknown.status_code == 404 and "toy-chat" in unknown.json()["detail"]
+    no_spec = await client.get("/v1/cal_model_mem/toy-chat", params={"model_format": "awq"})
+    assert no_spec.status_code in (400, 404) and "ggufv2" in no_spec.json()["detail"]
+
+
+async def test_described_models_carry_memory_and_replicas(client: Any) -> None:
+    client.manager.add("m", memory_estimate=123_456_789)
+    described = (await client.get("/v1/models/m")).json()
+    assert described["memory_estimate"] == 123_456_789 and described["replica"] == 1
+    # The runner's resident memory, read from /proc where the pid lives (None elsewhere).
+    assert "memory_used" in described

@@ -6,7 +6,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import click
-import msgspec
 
 from . import output
 from .options import json_option, model_type_option, parse_params, parse_size
@@ -192,60 +191,36 @@ def cal_model_mem(
 
     Engine parameters go through as for `launch` (--n_ctx 8192, --param dtype=float32), so the
     estimate is the one the launch would be admitted on."""
-    from .. import envs, resources
+    from .. import resources
     from ..catalog import get_catalog
-    from ..matching import choose_engine
+    from ..memory import estimate_memory
     from ..plugins import get_plugin_manager
 
-    catalog, pm, hw = get_catalog(), get_plugin_manager(), resources.probe_hardware()
-    family = catalog.get(model_name, model_type)  # type: ignore[arg-type]
-    spec, quant = catalog.select_spec(
-        family, model_format=model_format, size=parse_size(size), quantization=quantization
+    answer = estimate_memory(
+        get_plugin_manager(),
+        get_catalog(),
+        resources.probe_hardware(),
+        model_name=model_name,
+        model_type=model_type,
+        model_format=model_format,
+        size=parse_size(size),
+        quantization=quantization,
+        engine=engine_name,
+        context_length=context_length,
+        parallel=parallel,
+        params=parse_params(params, ctx.args),
     )
-    if engine_name is None:
-        choice = choose_engine(
-            pm, family, spec, quant, hw, environments=envs.states(pm, envs.EnvStore())
-        )
-        engine_name = choice.engine or (choice.ranked[0] if choice.ranked else "")
-    # -c / --parallel travel under the generic names; engine-specific names pass through as given.
-    engine_params = parse_params(params, ctx.args)
-    if context_length is not None:
-        engine_params["context_length"] = context_length
-    if parallel is not None:
-        engine_params["parallel"] = parallel
-    estimate = resources.estimate(pm, engine_name, family, spec, quant, engine_params, hw)
-    ignored = _ignored(estimate, context_length, parallel)
     if as_json:
-        output.print_json(
-            {
-                "model_name": family.model_name,
-                "model_format": spec.model_format,
-                "model_size_in_billions": spec.model_size_in_billions,
-                "quantization": quant,
-                "engine": engine_name or None,
-                **msgspec.to_builtins(estimate),
-                "total": estimate.total,
-                "ignored": ignored,
-            }
-        )
+        output.print_json(answer.to_json())
         return
+    spec = answer.spec
     click.echo(
-        f"{family.model_name} {spec.model_format} {output.cell_text(spec.model_size_in_billions)}B {quant}"
-        f" on {engine_name or 'no engine (generic estimate)'}"
+        f"{answer.family.model_name} {spec.model_format} {output.cell_text(spec.model_size_in_billions)}B "
+        f"{answer.quantization} on {answer.engine or 'no engine (generic estimate)'}"
     )
-    click.echo(resources.format_estimate(estimate))
-    for option in ignored:
+    click.echo(resources.format_estimate(answer.estimate))
+    for option in answer.ignored:
         output.warn(
-            f"{engine_name}'s estimate does not use {option}; pass the engine's own parameter instead "
-            "(e.g. --n_ctx / --n_parallel for llama.cpp)"
+            f"{answer.engine}'s estimate does not use {option}; pass the engine's own parameter "
+            "instead (e.g. --n_ctx / --n_parallel for llama.cpp)"
         )
-
-
-def _ignored(estimate: Any, context_length: int | None, parallel: int | None) -> list[str]:
-    """The options the engine's estimate did not honour: say so rather than print a wrong answer."""
-    ignored = []
-    if context_length is not None and estimate.context_length not in (None, context_length):
-        ignored.append(f"-c {context_length} (it assumed {estimate.context_length})")
-    if parallel is not None and estimate.parallel != parallel:
-        ignored.append(f"--parallel {parallel} (it assumed {estimate.parallel})")
-    return ignored

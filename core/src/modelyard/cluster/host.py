@@ -109,6 +109,9 @@ class RunnerHost:
     async def tail(self, count: int = 3) -> str:
         return await self._output.tail(count) if self._output is not None else ""
 
+    def recent(self, count: int) -> tuple[str, ...]:
+        return self._output.recent(count) if self._output is not None else ()
+
     async def close(self) -> None:
         if self._stream is not None:
             with contextlib.suppress(Exception):
@@ -193,6 +196,13 @@ class RayHandle:
         except Exception:
             return ""
         return text
+
+    async def recent(self, count: int) -> tuple[str, ...]:
+        try:
+            lines: tuple[str, ...] = await self.actor.recent.remote(count)
+        except Exception:  # the node is gone: its log with it
+            return ()
+        return tuple(lines)
 
     async def release(self) -> None:
         import ray

@@ -36,6 +36,10 @@ class RunnerHandle(Protocol):
         """The runner's last output lines, to explain a failure."""
         ...
 
+    async def recent(self, count: int) -> tuple[str, ...]:
+        """The runner's last ``count`` output lines as they are now (the log the API shows)."""
+        ...
+
     async def release(self) -> None:
         """Free what hosts the runner once it has exited."""
         ...
@@ -64,6 +68,9 @@ class LocalHandle:
 
     async def tail(self, count: int = 3) -> str:
         return await self.output.tail(count)
+
+    async def recent(self, count: int) -> tuple[str, ...]:
+        return self.output.recent(count)
 
     async def release(self) -> None:
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class Host:
                 path=Path(load.path),
             )
 
+        started = time.monotonic()
         try:
             # Loading blocks for seconds to minutes; off the loop so EOF/Shutdown are still seen.
             model = await anyio.to_thread.run_sync(call_hook)
@@ -93,6 +95,13 @@ class Host:
                 f"no installed plugin loads engine {load.engine!r} for {name}"
                 + (f" (plugins that failed to import: {failed})" if failed else "")
             )
+        log.info(
+            "loaded %s (%s) on %s in %.1f s",
+            name,
+            load.quantization,
+            load.engine,
+            time.monotonic() - started,
+        )
         return model
 
     async def _read_loop(self, tg: TaskGroup) -> None:

@@ -235,6 +235,7 @@ class ModelManager(OnDemand):
         record.keep_alive = (
             self.keep_alive if plan.keep_alive is None else parse_keep_alive(plan.keep_alive)
         )
+        record.memory_estimate = plan.estimate.total if plan.estimate is not None else None
         slot.enable_thinking = plan.enable_thinking
         slot.plan = plan
         tg = await self._background.group()
@@ -478,6 +479,11 @@ class ModelManager(OnDemand):
 
     def progress(self, uid: str) -> dict[str, Any]:
         return self._slot(uid).record.progress_dict()
+
+    async def logs(self, uid: str, lines: int) -> tuple[str, ...]:
+        """The last ``lines`` lines its runner wrote (none before the runner started)."""
+        runner = self._slot(uid).runner
+        return await runner.handle.recent(lines) if runner is not None else ()
 
     async def cancel(self, uid: str) -> None:
         """Cancel a launch in progress; the launch's waiter gets a LaunchError."""

@@ -75,6 +75,7 @@ class ModelRecord(msgspec.Struct, kw_only=True):
     in_flight: int = 0
     loads: int = 0
     events: list[Event] = []
+    memory_estimate: int | None = None  # bytes, the engine's estimate the launch was admitted on
 
     def note(self, event: str, reason: str) -> None:
         self.events.append(Event(at=time.time(), event=event, reason=reason))

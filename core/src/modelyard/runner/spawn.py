@@ -31,6 +31,7 @@ from ..errors import LaunchError
 output_log = logging.getLogger("modelyard.runner.output")
 CONNECT_TIMEOUT = 60.0  # interpreter start plus imports on a busy machine
 MAX_LINE = 64 * 1024
+KEPT_LINES = 200  # for crash reports and the log tail the API and the web UI show
 _HINTS = {
     signal.SIGKILL: "killed; out of memory?",
     signal.SIGSEGV: "segmentation fault in the engine",
@@ -55,7 +56,7 @@ class RunnerOutput:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.lines: collections.deque[str] = collections.deque(maxlen=20)
+        self.lines: collections.deque[str] = collections.deque(maxlen=KEPT_LINES)
         self.done = anyio.Event()
 
     async def pump(self, stream: ByteReceiveStream) -> None:
@@ -80,11 +81,14 @@ class RunnerOutput:
             self.lines.append(text)
             output_log.info("[%s] %s", self.name, text)
 
+    def recent(self, count: int) -> tuple[str, ...]:
+        return tuple(self.lines)[-count:] if count > 0 else ()
+
     async def tail(self, count: int = 3) -> str:
         """The last lines, once the output has ended (or after a short wait)."""
         with anyio.move_on_after(1):
             await self.done.wait()
-        return " | ".join(list(self.lines)[-count:])
+        return " | ".join(self.recent(count))
 
 
 async def start_runner(

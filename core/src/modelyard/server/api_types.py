@@ -208,6 +208,9 @@ class ModelObject(Struct):
     error: str | None
     pid: int | None
     engine_params: dict[str, Any]
+    replica: int
+    memory_estimate: int | None  # bytes the launch was admitted on
+    memory_used: int | None  # the runner's resident memory, in bytes
     engine_reason: str | None = None
     keep_alive: float | None = None
     last_used: float | None = None
@@ -222,6 +225,32 @@ class ModelEvent(Struct):
     at: float
     event: str
     reason: str
+
+
+class ModelLogs(Struct):
+    uid: str
+    lines: list[str]
+
+
+class MemoryEstimate(Struct, kw_only=True):
+    """What ``modelyard cal-model-mem --json`` prints; sizes in bytes."""
+
+    model_name: str
+    model_format: str
+    model_size_in_billions: float | int | str
+    quantization: str
+    engine: str | None
+    weights: int
+    kv_cache: int
+    overhead: int
+    total: int
+    device: str
+    gpu_layers: int | None = None
+    total_layers: int | None = None
+    context_length: int | None = None
+    parallel: int = 1
+    notes: list[str] = []
+    ignored: list[str] = []
 
 
 class ModelList(Struct):

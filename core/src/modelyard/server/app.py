@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from ..errors import ModelyardError
 from . import anthropic_routes as anthropic
-from . import docs
+from . import docs, ui
 from . import keys_routes as keys
 from . import management_routes as manage
 from . import openai_routes as openai
@@ -63,6 +63,7 @@ ROUTES = [
     Route("/v1/models/{uid}/progress", manage.launch_progress, methods=["GET"]),
     Route("/v1/models/{uid}/cancel", manage.cancel_launch, methods=["POST"]),
     Route("/v1/models/{uid}/requests/{request_id}/abort", manage.abort_request, methods=["POST"]),
+    Route("/v1/models/{uid}/logs", manage.model_logs, methods=["GET"]),
     # Catalog
     Route("/v1/model_registrations/{model_type}", catalog.list_registrations, methods=["GET"]),
     Route("/v1/model_registrations/{model_type}", catalog.register_model, methods=["POST"]),
@@ -78,6 +79,7 @@ ROUTES = [
     ),
     Route("/v1/engines/{model_name}", catalog.query_engines, methods=["GET"]),
     Route("/v1/engines/{model_type}/{model_name}", catalog.query_engines, methods=["GET"]),
+    Route("/v1/cal_model_mem/{model_name}", catalog.estimate_memory, methods=["GET"]),
     # Server
     Route(HEALTH_PATH, manage.health, methods=["GET"]),
     Route("/status", manage.status, methods=["GET"]),
@@ -91,6 +93,9 @@ ROUTES = [
     Route("/openapi.json", openapi_json, methods=["GET"]),
     Route("/docs", docs.docs_page, methods=["GET"]),
     Route("/docs/assets/{name}", docs.docs_asset, methods=["GET"]),
+    # The web UI (its own files; the API calls it makes carry the key)
+    Route(ui.UI_PREFIX, ui.ui_page, methods=["GET"]),
+    Route(ui.UI_PREFIX + "/{name}", ui.ui_asset, methods=["GET"]),
     # API keys (scope admin)
     Route("/v1/keys", keys.list_keys, methods=["GET"]),
     Route("/v1/keys", keys.create_key, methods=["POST"]),

@@ -8,9 +8,12 @@ and ``/metrics`` when the server was told so. Scopes:
 
 - ``inference``: the OpenAI, Anthropic and Responses inference routes;
 - ``manage``: launching, terminating and cancelling models, aborting requests (any caller's),
-  registering and unregistering models;
+  registering and unregistering models, and reading a model's log (engines may log prompts);
 - ``admin``: the key routes (``/v1/keys``);
 - any valid key: every other route (listings, status, progress, engines).
+
+The web UI's own files (``/ui``, ``/ui/<file>``) are open too: they hold no data, and the page
+asks for the key before it calls the API.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..errors import Forbidden, ModelyardError, Unauthorized
 from ..keys import Keys, Principal
 from .errors import error_response
 from .logsafe import safe
+from .ui import UI_PREFIX
 
 log = logging.getLogger("modelyard.server")
 
@@ -58,6 +62,8 @@ def required_scope(method: str, path: str) -> str | None:
         return "inference"
     if method not in ("GET", "HEAD") and path.startswith(_MANAGED):
         return "manage"
+    if path.startswith("/v1/models/") and path.endswith("/logs"):
+        return "manage"
     return None
 
 
@@ -78,7 +84,9 @@ class Auth:
         self.open = OPEN_PATHS | ({"/metrics"} if metrics_open else set())
 
     async def authorize(self, scope: Scope) -> Principal | None:
-        if scope["path"] in self.open or not self.keys.enabled():
+        path = scope["path"]
+        is_ui = path == UI_PREFIX or path.startswith(UI_PREFIX + "/")
+        if path in self.open or is_ui or not self.keys.enabled():
             return None
         key = presented_key(Headers(scope=scope))
         how = "send it as `Authorization: Bearer <key>` or `x-api-key: <key>`"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from starlette.requests import Request
 
 from ..errors import InvalidRequest, Unsupported
 from ..references import as_reference
@@ -49,6 +50,21 @@ def parse_wait_ready(raw: str | None) -> bool:
     if text in ("false", "0", "no", "off"):
         return False
     raise InvalidRequest(f"wait_ready must be true or false, got {raw!r}", param="wait_ready")
+
+
+def query_int(request: Request, name: str, *, low: int = 1, high: int | None = None) -> int | None:
+    """An integer query parameter in [low, high] (None when absent); a 400 naming it otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None or not raw.strip():
+        return None
+    bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < low or (high is not None and value > high):
+        raise InvalidRequest(f"{name} must be a whole number {bounds}, got {raw!r}", param=name)
+    return value
 
 
 def parse_launch(payload: Any) -> LaunchRequest:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from .. import __version__
 from .errors import JSONResponse, invalid_body, read_body
-from .launch import parse_launch, parse_wait_ready
+from .launch import parse_launch, parse_wait_ready, query_int
 from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object
 from .openai_routes import manager_of
 from .policy import check_launch, security_of
@@ -90,6 +90,19 @@ async def launch_progress(request: Request) -> Response:
     # Xinference names the phase "stage"; its clients read that key.
     progress.setdefault("stage", progress.get("state"))
     return JSONResponse(progress)
+
+
+MAX_LOG_LINES = 200
+
+
+async def model_logs(request: Request) -> Response:
+    """The last lines the model's runner wrote (its engine's output included)."""
+    uid = request.path_params["uid"]
+    lines = query_int(request, "lines", high=MAX_LOG_LINES) or 50
+    manager = manager_of(request)
+    manager.get(uid)
+    request.state.model = uid
+    return JSONResponse({"uid": uid, "lines": await manager.logs(uid, lines)})
 
 
 async def cancel_launch(request: Request) -> Response:

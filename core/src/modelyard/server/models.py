@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..errors import Unavailable
+from ..resources import process_memory
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
 
@@ -65,6 +66,7 @@ class Manager(Protocol):
     def get(self, uid: str) -> Record: ...
     async def terminate(self, uid: str) -> None: ...
     def progress(self, uid: str) -> dict[str, Any]: ...
+    async def logs(self, uid: str, lines: int) -> Sequence[str]: ...
     async def cancel(self, uid: str) -> None: ...
     async def ensure_ready(self, uid: str) -> Record: ...
     def abort(self, uid: str, request_id: str) -> dict[str, str]: ...
@@ -141,6 +143,11 @@ def describe(record: Record) -> dict[str, Any]:
         "node": getattr(record, "node", None),
         "node_id": getattr(record, "node_id", None),
         "restarts": getattr(record, "restarts", 0),
+        "memory_estimate": getattr(record, "memory_estimate", None),
+        # Resident memory is read here, so only for a runner on this machine.
+        "memory_used": process_memory(record.pid)
+        if getattr(record, "node", None) is None
+        else None,
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),
         # Models on demand: why this engine, how long it stays loaded idle, what happened to it.

@@ -23,7 +23,15 @@ from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from . import anthropic_routes as anthropic
 from . import anthropic_schemas as anthropic_types
 from . import api_types as T
-from . import docs, keys_routes, management_routes, openai_routes, registrations, responses_routes
+from . import (
+    docs,
+    keys_routes,
+    management_routes,
+    openai_routes,
+    registrations,
+    responses_routes,
+    ui,
+)
 from . import responses_schemas as responses_types
 from .errors import JSONResponse
 from .metrics import metrics_endpoint
@@ -131,6 +139,10 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     management_routes.abort_request: Operation(
         summary="Abort one request in flight (its X-Request-Id or request_id)", tag=_MODELS
     ),
+    management_routes.model_logs: Operation(
+        summary="The last lines the model's runner wrote", tag=_MODELS, response=T.ModelLogs,
+        query=(("lines", "how many, 1 to 200 (default 50)"),),
+    ),
     registrations.list_registrations: Operation(
         summary="Model families of a type (custom, and built-in when asked)", tag=_CATALOG,
         response=list[T.Registration], query=_DETAILS,
@@ -148,6 +160,17 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     registrations.query_engines: Operation(
         summary="Per engine: what it can run of this model here, or why not", tag=_CATALOG,
         response=T.EngineTable,
+    ),
+    registrations.estimate_memory: Operation(
+        summary="Memory a model needs here: weights, KV cache, overhead (cal-model-mem)",
+        tag=_CATALOG, response=T.MemoryEstimate,
+        query=(
+            ("model_type", "LLM, embedding or rerank (default: any)"),
+            ("model_format", "e.g. ggufv2, pytorch"), ("size", "billions, e.g. 7 or 0_5"),
+            ("quantization", "e.g. Q4_K_M"), ("model_engine", "default: the engine chosen"),
+            ("context_length", "tokens one request may use"),
+            ("parallel", "requests served at once"),
+        ),
     ),
     management_routes.health: Operation(
         summary="Whether the server answers (open without an API key)", tag=_SERVER,
@@ -189,6 +212,13 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     docs.docs_page: Operation(
         summary="This API description, rendered (offline)", tag=_SERVER, response=str,
         media="text/html",
+    ),
+    ui.ui_page: Operation(
+        summary="The web UI", tag=_SERVER, response=str, media="text/html"
+    ),
+    ui.ui_asset: Operation(
+        summary="The web UI's own files (scripts, styles)", tag=_SERVER, response=str,
+        media="application/octet-stream",
     ),
     docs.docs_asset: Operation(
         summary="The documentation page's own files (Swagger UI)", tag=_SERVER, response=str,

@@ -21,6 +21,7 @@ from ..errors import InvalidRequest
 from ..schemas import check_json_ints
 from ..specs import ModelType
 from .errors import JSONResponse, decode_body
+from .launch import query_int
 from .policy import check_packages, check_registration, security_of
 
 MODEL_TYPES: dict[str, ModelType] = {"llm": "LLM", "embedding": "embedding", "rerank": "rerank"}
@@ -143,6 +144,16 @@ async def unregister_model(request: Request) -> Response:
     return JSONResponse(None)
 
 
+def _plugins_and_hardware(request: Request) -> tuple[Any, Any]:
+    """The app's plugin manager and this machine's hardware (blocking: call in a thread)."""
+    from ..plugins import get_plugin_manager
+    from ..resources import probe_hardware
+
+    pm = getattr(request.app.state, "plugin_manager", None) or get_plugin_manager()
+    probe = getattr(request.app.state, "hardware", None) or probe_hardware
+    return pm, probe()
+
+
 async def query_engines(request: Request) -> Response:
     """Per engine: the specs it can run here, or why it cannot (Xinference's /v1/engines shape)."""
     raw_type = request.path_params.get("model_type")
@@ -153,12 +164,40 @@ async def query_engines(request: Request) -> Response:
     def table() -> dict[str, Any]:
         from .. import envs
         from ..matching import engine_table
-        from ..plugins import get_plugin_manager
-        from ..resources import probe_hardware
 
-        pm = getattr(request.app.state, "plugin_manager", None) or get_plugin_manager()
-        probe = getattr(request.app.state, "hardware", None) or probe_hardware
+        pm, hardware = _plugins_and_hardware(request)
         environments = envs.states(pm, envs.EnvStore())
-        return cast(dict[str, Any], engine_table(pm, family, probe(), environments))
+        return cast(dict[str, Any], engine_table(pm, family, hardware, environments))
 
     return JSONResponse(await anyio.to_thread.run_sync(table))
+
+
+async def estimate_memory(request: Request) -> Response:
+    """``modelyard cal-model-mem`` over HTTP: memory for one spec on the engine a launch would
+    pick (or ``model_engine``), at the asked context length and parallelism."""
+    from ..memory import estimate_memory as estimate
+    from ..specs import parse_size
+
+    query = request.query_params
+    raw_type = query.get("model_type")
+    try:
+        size = parse_size(query.get("size"))
+    except (ValueError, TypeError) as exc:
+        raise InvalidRequest(f"invalid size: {exc}", param="size") from None
+    options = {
+        "model_name": request.path_params["model_name"],
+        "model_type": _model_type(raw_type) if raw_type else None,
+        "model_format": query.get("model_format") or None,
+        "size": size,
+        "quantization": query.get("quantization") or None,
+        "engine": query.get("model_engine") or None,
+        "context_length": query_int(request, "context_length"),
+        "parallel": query_int(request, "parallel"),
+    }
+    catalog = await _catalog(request)
+
+    def answer() -> dict[str, Any]:
+        pm, hardware = _plugins_and_hardware(request)
+        return estimate(pm, catalog, hardware, **options).to_json()
+
+    return JSONResponse(await anyio.to_thread.run_sync(answer))
