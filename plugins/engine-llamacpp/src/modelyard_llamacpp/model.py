@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import Unsupported
+from modelyard.loop_handoff import LoopHandoff, received
 from modelyard.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -76,6 +77,13 @@ class LlamaCppModel(LoadedModel):
         self.slots = slots
         self._workers: set[threading.Thread] = set()
         self._stops: set[threading.Event] = set()
+        self._handoff: LoopHandoff | None = None
+
+    def _handoff_to(self, loop: asyncio.AbstractEventLoop) -> LoopHandoff:
+        # One for all requests: the tokens of every slot from one decoding step wake the loop once.
+        if self._handoff is None or self._handoff.loop is not loop:
+            self._handoff = LoopHandoff(loop)
+        return self._handoff
 
     def _require(self, ability: Ability, what: str) -> None:
         if ability not in self.abilities:
@@ -119,7 +127,7 @@ class LlamaCppModel(LoadedModel):
         stop = threading.Event()
         worker = threading.Thread(
             target=self._work,
-            args=(handler, body, send, stop, asyncio.get_running_loop()),
+            args=(handler, body, send, stop, self._handoff_to(asyncio.get_running_loop())),
             name="llamacpp-request",
             daemon=True,
         )
@@ -130,7 +138,7 @@ class LlamaCppModel(LoadedModel):
         last: Chunk = {}
         try:
             async with receive:
-                async for item in receive:
+                async for item in received(receive):
                     if item is None:  # llama.cpp opens a stream of several prompts with a null
                         continue
                     if isinstance(item, BaseException):
@@ -167,13 +175,14 @@ class LlamaCppModel(LoadedModel):
         body: dict[str, Any],
         send: MemoryObjectSendStream[Any],
         stop: threading.Event,
-        loop: asyncio.AbstractEventLoop,
+        handoff: LoopHandoff,
     ) -> None:
         """Runs in the worker thread: call llama.cpp, forward chunks, then close the stream.
 
         Chunks and the close are handed to the loop without waiting for it (callbacks run in the
-        order they were scheduled): the thread never blocks on a loop that is busy or already gone
-        (a blocking hand-over once hung a test's teardown), and a token costs one wakeup."""
+        order they were posted): the thread never blocks on a loop that is busy or already gone
+        (a blocking hand-over once hung a test's teardown), and the tokens that arrive while the
+        loop is busy share one wakeup."""
 
         def put(item: Any) -> None:  # on the loop
             try:
@@ -183,7 +192,7 @@ class LlamaCppModel(LoadedModel):
 
         def deliver(item: Any) -> None:
             try:
-                loop.call_soon_threadsafe(put, item)
+                handoff.post(put, item)
             except RuntimeError:  # the event loop is closed
                 stop.set()
 
@@ -202,7 +211,7 @@ class LlamaCppModel(LoadedModel):
             with contextlib.suppress(
                 RuntimeError
             ):  # the loop is gone; the consumer closed it already
-                loop.call_soon_threadsafe(send.close)
+                handoff.post(_close, send)
             self._workers.discard(threading.current_thread())
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
@@ -258,6 +267,10 @@ class LlamaCppModel(LoadedModel):
         holder, self._server = [self._server], None
         # llama.cpp's destructor joins its threads: let that happen off the event loop.
         await anyio.to_thread.run_sync(_release, holder)
+
+
+def _close(send: MemoryObjectSendStream[Any]) -> None:
+    send.close()
 
 
 def _release(holder: list[Any]) -> None:
