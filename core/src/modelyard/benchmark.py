@@ -21,9 +21,9 @@ import httpx
 import msgspec
 
 from .errors import InvalidRequest
+from .proctree import proc_stats, process_tree
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -131,35 +131,9 @@ def server_pid(url: str) -> int | None:
     return None
 
 
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """Every process now: pid -> (parent pid, utime + stime in seconds), one read of /proc."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
-    return stats
-
-
-def process_tree(pid: int, stats: dict[int, tuple[int, float]] | None = None) -> list[int]:
-    """``pid`` and every process below it (a server's runners, their engine processes)."""
-    stats = _proc_stats() if stats is None else stats
-    children: dict[int, list[int]] = {}
-    for child, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU seconds (utime + stime) of ``pid``'s whole tree, and of ``pid`` alone, from one scan."""
-    stats = _proc_stats()
+    stats = proc_stats()
     tree = sum(stats[p][1] for p in process_tree(pid, stats) if p in stats)
     return tree, stats[pid][1] if pid in stats else 0.0
 

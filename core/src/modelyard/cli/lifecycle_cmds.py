@@ -114,6 +114,13 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     help="On a cluster, which node a launch tries first: the one with the most free memory "
     "(spread, Xinference's idle-first) or the least that fits (pack).",
 )
+@click.option(
+    "--warm-runners/--no-warm-runners",
+    default=True,
+    show_default=True,
+    help="After a launch, keep one idle runner per engine with its modules imported, so that the "
+    "next launch on that engine skips its imports (costs that runner's memory; see /status).",
+)
 def serve(
     host: str,
     port: int,
@@ -129,6 +136,7 @@ def serve(
     shutdown_timeout: float,
     cluster: str | None,
     placement: str,
+    warm_runners: bool,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..server import serve as run_server
@@ -153,6 +161,7 @@ def serve(
         shutdown_timeout=shutdown_timeout,
         cluster=cluster,
         placement=placement,
+        warm_runners=warm_runners,
     )
 
 
@@ -225,6 +234,7 @@ _LIST_COLUMNS = (
     ("Size (B)", "model_size_in_billions"),
     ("Quantization", "quantization"),
     ("State", "state"),
+    ("Memory", "resident_memory_bytes"),
     ("Abilities", "model_ability"),
 )
 
@@ -252,6 +262,8 @@ def _cell(model: dict[str, Any], key: str) -> Any:
     value = model.get(key)
     if key == "model_size_in_billions" and value is not None:
         return parse_size(value)  # the wire form "0_135" reads as 0.135 in a table
+    if key == "resident_memory_bytes" and value is not None:
+        return f"{value / 2**20:.0f} MiB"
     return value
 
 
