@@ -32,6 +32,7 @@ def serve(
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
     cluster: str | None = None,
     placement: str = "spread",
+    warm_runners: bool = True,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -44,6 +45,7 @@ def serve(
     options: dict[str, Any] = {
         "request_timeout": request_timeout or None,
         "terminate_grace": min(shutdown_timeout, 5.0),
+        "warm_runners": warm_runners,
     }
     if cluster is not None:
         options["cluster"] = join_cluster(cluster, placement)
