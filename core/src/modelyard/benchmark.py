@@ -187,12 +187,22 @@ async def _load(
             tokens += produced
 
     start = time.perf_counter()
-    async with (
-        httpx.AsyncClient(timeout=600, limits=limits, headers=target.headers) as client,
-        anyio.create_task_group() as tg,
-    ):
-        for _ in range(min(concurrency, requests)):
-            tg.start_soon(worker, client)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=600, limits=limits, headers=target.headers) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(min(concurrency, requests)):
+                tg.start_soon(worker, client)
+    except ExceptionGroup as group:  # one line for the user, not a tree of tracebacks
+        first: BaseException = group
+        while isinstance(first, ExceptionGroup):
+            first = first.exceptions[0]
+        if isinstance(first, httpx.TransportError):
+            raise InvalidRequest(
+                f"{target.url} stopped answering during the run: {first}"
+            ) from None
+        raise first from None
     return time.perf_counter() - start, tokens, ttft
 
 
