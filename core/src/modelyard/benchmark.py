@@ -9,11 +9,13 @@ machine, the CPU its process tree spent per generated token (utime + stime from 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -153,7 +155,7 @@ async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tu
     start = time.perf_counter()
     first: float | None = None
     tokens = chunks = 0
-    async with client.stream("POST", f"{target.api}/chat/completions", json=body) as reply:
+    async with _opened(client, f"{target.api}/chat/completions", body) as reply:
         if reply.status_code != 200:
             raise InvalidRequest(
                 f"{target.url} answered {reply.status_code}: {(await reply.aread())[:200]!r}"
@@ -169,6 +171,24 @@ async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tu
             if chunk.get("usage"):
                 tokens = int(chunk["usage"].get("completion_tokens") or 0)
     return (first if first is not None else time.perf_counter() - start), tokens or chunks
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any]
+) -> AsyncIterator[httpx.Response]:
+    """``client.stream`` that asks once more when a kept-alive connection was closed before any
+    answer (llama.cpp's own server closes a connection after a number of requests), as browsers do."""
+    for attempt in range(2):
+        opened = False
+        try:
+            async with client.stream("POST", url, json=body) as reply:
+                opened = True
+                yield reply
+            return
+        except httpx.RemoteProtocolError:
+            if opened or attempt:
+                raise
 
 
 async def _load(
