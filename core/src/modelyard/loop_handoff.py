@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -50,6 +51,20 @@ class LoopHandoff:
             self._woken = False
         for callback, item in queued:
             callback(item)
+
+
+_HANDOFFS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopHandoff] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def handoff_for(loop: asyncio.AbstractEventLoop) -> LoopHandoff:
+    """The loop's shared handoff: every engine thread posting to one loop shares its wakeups.
+    Call it from the loop's own thread (where requests start), not from engine threads."""
+    handoff = _HANDOFFS.get(loop)
+    if handoff is None:
+        handoff = _HANDOFFS[loop] = LoopHandoff(loop)
+    return handoff
 
 
 async def received(stream: MemoryObjectReceiveStream[T]) -> AsyncIterator[T]:

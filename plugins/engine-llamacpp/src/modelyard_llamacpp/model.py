@@ -22,7 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import Unsupported
-from modelyard.loop_handoff import LoopHandoff, received
+from modelyard.loop_handoff import LoopHandoff, handoff_for, received
 from modelyard.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -77,13 +77,6 @@ class LlamaCppModel(LoadedModel):
         self.slots = slots
         self._workers: set[threading.Thread] = set()
         self._stops: set[threading.Event] = set()
-        self._handoff: LoopHandoff | None = None
-
-    def _handoff_to(self, loop: asyncio.AbstractEventLoop) -> LoopHandoff:
-        # One for all requests: the tokens of every slot from one decoding step wake the loop once.
-        if self._handoff is None or self._handoff.loop is not loop:
-            self._handoff = LoopHandoff(loop)
-        return self._handoff
 
     def _require(self, ability: Ability, what: str) -> None:
         if ability not in self.abilities:
@@ -127,7 +120,7 @@ class LlamaCppModel(LoadedModel):
         stop = threading.Event()
         worker = threading.Thread(
             target=self._work,
-            args=(handler, body, send, stop, self._handoff_to(asyncio.get_running_loop())),
+            args=(handler, body, send, stop, handoff_for(asyncio.get_running_loop())),
             name="llamacpp-request",
             daemon=True,
         )
