@@ -1,14 +1,15 @@
-"""Throughput of the transformers plugin through a real `modelyard serve`, printed as ratios.
+"""The transformers plugin through a real `modelyard serve`, figures anyone can rerun.
 
-LLM: aggregate completion tokens/s with 4 concurrent streams versus 1 (SmolLM2-135M-Instruct).
-Embeddings: 64 concurrent single-sentence requests versus the same 64 sent one at a time, versus
-sentence-transformers called directly, in this process, with one batch of 64 (all-MiniLM-L6-v2).
+Chat: SmolLM2-135M-Instruct at 1 and 4 concurrent streams through `modelyard bench` (tok/s median
+and min-max over rounds, TTFT, the server's CPU per token, load average). Embeddings: 64 concurrent
+single-sentence requests to all-MiniLM-L6-v2 against sentence-transformers called directly in this
+process with one batch of 64, alternated round by round (direct, served; then served, direct ...),
+each with the load average before it. Engines and the direct run keep their defaults (torch's own
+thread count for the direct run, the plugin's for the server) unless --threads pins both.
 
-Needs the test models (python scripts/prepare_models.py) and an environment with modelyard and
-the plugin installed. Engines use one torch thread (MODELYARD_TORCH_THREADS, default 1 here) so
-that runs on small shared machines are comparable.
+    python bench/transformers_bench.py [--tokens 64] [--rounds 3] [--threads N]
 
-    python bench/transformers_bench.py [--tokens 64] [--threads 1]
+Needs the test models (python scripts/prepare_models.py) and modelyard with the plugin installed.
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ import argparse
 import asyncio
 import json
 import os
+import platform
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import modelyard_serve, stream_chat
+from _harness import modelyard_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS") or ROOT / ".models")
@@ -73,7 +78,7 @@ class Server:
             return r.json()["model_uid"]
 
 
-async def llm_bench(server: Server, tokens: int) -> tuple[float, float]:
+def llm_bench(server: Server, tokens: int, rounds: int) -> int:
     uid = server.launch(
         family(
             "bench-smollm2",
@@ -85,26 +90,24 @@ async def llm_bench(server: Server, tokens: int) -> tuple[float, float]:
         model_engine="Transformers",
         model_uid="bench-llm",
     )
-    async with httpx.AsyncClient(base_url=server.url, timeout=600) as http:
-        await stream_chat(http, uid, "warm up", 4)
-        start = time.perf_counter()
-        single = await stream_chat(http, uid, PROMPTS[0], tokens)
-        one = single.tokens / (time.perf_counter() - start)
-        start = time.perf_counter()
-        answers = await asyncio.gather(*(stream_chat(http, uid, p, tokens) for p in PROMPTS))
-        four = sum(a.tokens for a in answers) / (time.perf_counter() - start)
-        await http.delete(f"/v1/models/{uid}")
-    return one, four
+    command = [
+        str(Path(sys.executable).with_name("modelyard")),
+        "bench",
+        "--url", server.url, "--model", uid,
+        "--concurrency", "1,4",
+        "--requests", "8",
+        "--max-tokens", str(tokens),
+        "--rounds", str(rounds),
+    ]  # fmt: skip
+    code = subprocess.run(command, check=False).returncode
+    httpx.delete(f"{server.url}/v1/models/{uid}", timeout=60)
+    return code
 
 
-async def embed_bench(server: Server) -> tuple[float, float]:
-    uid = server.launch(
-        family("bench-minilm", "embedding", "all-minilm-l6-v2", dimensions=384, max_tokens=256),
-        model_engine="sentence_transformers",
-        model_uid="bench-emb",
-    )
+async def served_embed(url: str, uid: str) -> float:
+    """Sentences per second for 64 concurrent single-sentence requests."""
     async with httpx.AsyncClient(
-        base_url=server.url, timeout=600, limits=httpx.Limits(max_connections=100)
+        base_url=url, timeout=600, limits=httpx.Limits(max_connections=100)
     ) as http:
 
         async def one(text: str) -> None:
@@ -114,27 +117,49 @@ async def embed_bench(server: Server) -> tuple[float, float]:
         await one("warm up")
         start = time.perf_counter()
         await asyncio.gather(*(one(s) for s in SENTENCES))
-        concurrent = time.perf_counter() - start
-        start = time.perf_counter()
-        for s in SENTENCES:
-            await one(s)
-        sequential = time.perf_counter() - start
-        await http.delete(f"/v1/models/{uid}")
-    return concurrent, sequential
+        return len(SENTENCES) / (time.perf_counter() - start)
 
 
-def direct_embed(threads: int) -> float:
+def embed_bench(server: Server, threads: int | None, rounds: int) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    uid = server.launch(
+        family("bench-minilm", "embedding", "all-minilm-l6-v2", dimensions=384, max_tokens=256),
+        model_engine="sentence_transformers",
+        model_uid="bench-emb",
+    )
     model = SentenceTransformer(
         str(MODELS / "all-minilm-l6-v2"), device="cpu", local_files_only=True
     )
     model.encode(["warm up"], show_progress_bar=False)
-    start = time.perf_counter()
-    model.encode(SENTENCES, batch_size=len(SENTENCES), show_progress_bar=False)
-    return time.perf_counter() - start
+
+    def direct() -> float:
+        start = time.perf_counter()
+        model.encode(SENTENCES, batch_size=len(SENTENCES), show_progress_bar=False)
+        return len(SENTENCES) / (time.perf_counter() - start)
+
+    figures: dict[str, list[float]] = {"direct": [], "served": []}
+    loads: list[float] = []
+    for round_no in range(rounds):
+        for name in ("direct", "served") if round_no % 2 == 0 else ("served", "direct"):
+            loads.append(os.getloadavg()[0])
+            rate = direct() if name == "direct" else asyncio.run(served_embed(server.url, uid))
+            figures[name].append(rate)
+    httpx.delete(f"{server.url}/v1/models/{uid}", timeout=60)
+    print(
+        f"embeddings, {len(SENTENCES)} concurrent single-sentence requests, {rounds} rounds "
+        f"alternated (torch threads in the direct run: {torch.get_num_threads()}; "
+        f"load average {min(loads):.1f}-{max(loads):.1f}):"
+    )
+    for name, rates in figures.items():
+        print(
+            f"  {name:7s} {statistics.median(rates):6.1f} sentences/s ({min(rates):.1f}-{max(rates):.1f})"
+        )
+    ratio = statistics.median(figures["served"]) / statistics.median(figures["direct"])
+    print(f"  served / direct = {ratio:.2f}")
 
 
 def main() -> None:
@@ -142,32 +167,25 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--tokens", type=int, default=64, help="completion tokens per stream")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads in the engines")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--threads", type=int, help="torch threads everywhere (default: each one's own)"
+    )
     args = parser.parse_args()
     for folder in ("smollm2-135m-instruct", "all-minilm-l6-v2"):
         if not (MODELS / folder).is_dir():
             raise SystemExit(f"{MODELS / folder} is missing: run python scripts/prepare_models.py")
-    threads = {"MODELYARD_TORCH_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
-    with modelyard_serve({**os.environ, **threads}, timeout=60, interval=0.1) as serve:
+    env = dict(os.environ)
+    if args.threads is not None:
+        env |= {"MODELYARD_TORCH_THREADS": str(args.threads), "OMP_NUM_THREADS": str(args.threads)}
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M')}"
+    )
+    with modelyard_serve(env, "--model-root", str(MODELS), timeout=60, interval=0.1) as serve:
         server = Server(serve.url)
-        one, four = asyncio.run(llm_bench(server, args.tokens))
-        concurrent, sequential = asyncio.run(embed_bench(server))
-    direct = direct_embed(args.threads)
-    n = len(SENTENCES)
-    print(
-        f"machine: {os.cpu_count()} CPUs, {args.threads} torch thread(s); SmolLM2-135M-Instruct, all-MiniLM-L6-v2"
-    )
-    print(f"chat, 1 stream:   {one:7.1f} tokens/s")
-    print(f"chat, 4 streams:  {four:7.1f} tokens/s aggregate   ratio 4/1 = {four / one:.2f}x")
-    print(f"embeddings, {n} concurrent single-sentence requests: {n / concurrent:7.1f} sentences/s")
-    print(
-        f"embeddings, {n} requests one at a time:               {n / sequential:7.1f} sentences/s"
-        f"   concurrent/sequential = {sequential / concurrent:.2f}x"
-    )
-    print(
-        f"embeddings, sentence-transformers direct, one batch:  {n / direct:7.1f} sentences/s"
-        f"   server-concurrent/direct = {direct / concurrent:.2f}x"
-    )
+        code = llm_bench(server, args.tokens, args.rounds)
+        embed_bench(server, args.threads, args.rounds)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
     # Its log comes from the worker node's host actor; its memory is not read on the wrong machine.
     logs = httpx.get(f"{supervisor.url}/v1/models/on-b/logs", timeout=10).json()
     assert any("loaded smollm2-instruct" in line for line in logs["lines"]), logs
-    assert record["memory_used"] is None and record["memory_estimate"] > 0
+    assert record["resident_memory_bytes"] is None and record["memory_estimate"] > 0
     workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
     by_id = {w["node_id"]: w for w in workers}
     nodes = (ray_cluster.head_node, ray_cluster.worker, ray_cluster.other)

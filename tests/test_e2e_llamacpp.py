@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from typing import TYPE_CHECKING
 
 import httpx
@@ -130,3 +132,30 @@ def test_bad_bodies_are_400_openai_errors(
     assert error["message"] == response.json()["detail"]
     if field:
         assert field in error["message"]
+
+
+def test_resident_memory_shows_in_describe_metrics_and_list(
+    server: Server, smollm2: str, modelyard_command: list[str]
+) -> None:
+    described = server.describe(smollm2).json()
+    memory = described["resident_memory_bytes"]
+    # The runner holds the GGUF's weights (~80 MB) and llama.cpp's buffers: far above zero.
+    assert isinstance(memory, int) and memory > 50 * 2**20
+    with server.client() as http:
+        listed = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
+        metrics = http.get("/metrics").text
+    assert listed[smollm2]["resident_memory_bytes"] > 50 * 2**20
+    line = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith(f'modelyard_model_resident_memory_bytes{{model="{smollm2}"}}')
+    )
+    assert float(line.split()[-1]) > 50 * 2**20
+    table = subprocess.run(
+        [*modelyard_command, "list", "--endpoint", server.url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},  # a wide table: no cell wrapped
+    ).stdout
+    assert "Memory" in table and "MiB" in table

@@ -343,4 +343,4 @@ async def test_described_models_carry_memory_and_replicas(client: Any) -> None:
     described = (await client.get("/v1/models/m")).json()
     assert described["memory_estimate"] == 123_456_789 and described["replica"] == 1
     # The runner's resident memory, read from /proc where the pid lives (None elsewhere).
-    assert "memory_used" in described
+    assert "resident_memory_bytes" in described

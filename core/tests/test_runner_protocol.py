@@ -173,3 +173,92 @@ async def test_list_union_requests_reach_the_runner_as_their_type(
     decoded = p.decode_request(call)
     assert isinstance(decoded, type(request_))
     assert msgspec.to_builtins(decoded) == msgspec.to_builtins(request_)
+
+
+async def _socket_frames(decoder: msgspec.msgpack.Decoder) -> tuple[SocketStream, p.SocketFrames]:  # type: ignore[type-arg]
+    left, right = await _pair()
+    frames = await p.open_frames(right, decoder)
+    assert isinstance(frames, p.SocketFrames)  # a socket on asyncio takes the fast path
+    return left, frames
+
+
+def _wire(frame: p._Frame) -> bytes:
+    payload = p.ENCODER.encode(frame)
+    return struct.pack(">I", len(payload)) + payload
+
+
+async def test_socket_frames_decode_frames_split_and_joined_across_reads() -> None:
+    left, frames = await _socket_frames(p.TO_SERVER)
+    data = b"".join(_wire(p.Chunk(i, {"text": "x" * i})) for i in range(1, 6))
+    # Byte by byte for the first frame, then the rest in one write.
+    cut = len(_wire(p.Chunk(1, {"text": "x"})))
+    for i in range(cut):
+        await left.send(data[i : i + 1])
+    await left.send(data[cut:])
+    received = [await frames.receive() for _ in range(5)]
+    assert [f.id for f in received] == [1, 2, 3, 4, 5]
+    assert received[4].data == {"text": "xxxxx"}
+    await left.aclose()
+    with pytest.raises(anyio.EndOfStream):
+        await frames.receive()
+    await frames.aclose()
+
+
+async def test_socket_frames_eof_inside_a_frame_and_oversized_prefix() -> None:
+    left, frames = await _socket_frames(p.TO_SERVER)
+    await left.send(struct.pack(">I", 100) + b"partial")
+    await left.aclose()
+    with pytest.raises(anyio.EndOfStream):
+        await frames.receive()
+    left, frames = await _socket_frames(p.TO_SERVER)
+    await left.send(struct.pack(">I", p.MAX_FRAME + 1))
+    with pytest.raises(msgspec.DecodeError, match="exceeds"):
+        await frames.receive()
+    await left.aclose()
+
+
+async def test_socket_frames_offer_frames_to_on_frame_and_queue_the_rest() -> None:
+    left, frames = await _socket_frames(p.TO_SERVER)
+    taken: list[int] = []
+
+    def take_chunks(frame: object) -> bool:
+        if isinstance(frame, p.Chunk):
+            taken.append(frame.id)
+            return True
+        return False
+
+    frames.on_frame = take_chunks
+    await left.send(_wire(p.Chunk(1, {})) + _wire(p.Pong(7)) + _wire(p.Chunk(2, {})))
+    pong = await frames.receive()
+    assert isinstance(pong, p.Pong) and pong.seq == 7
+    assert taken == [1, 2]
+    await left.aclose()
+    await frames.aclose()
+
+
+async def test_socket_frames_sent_together_leave_in_order_in_one_write() -> None:
+    left, right = await _pair()
+    sender = await p.open_frames(left, p.TO_SERVER)
+    receiver = await p.open_frames(right, p.TO_SERVER)
+    big = "x" * 200_000  # more than a socket buffer: the sender waits for the reader
+
+    async def send_many(start: int) -> None:
+        for i in range(start, start + 20):
+            await sender.send(p.Chunk(i, {"text": big}))
+
+    got: list[int] = []
+    async with anyio.create_task_group() as tg:
+        for start in (0, 100):
+            tg.start_soon(send_many, start)
+        for _ in range(40):
+            frame = await receiver.receive()
+            assert frame.data["text"] == big
+            got.append(frame.id)
+    assert [i for i in got if i < 100] == list(range(20))
+    assert sorted(got) == [*range(20), *range(100, 120)]
+    await sender.aclose()
+    with pytest.raises(anyio.EndOfStream):
+        await receiver.receive()
+    with pytest.raises(anyio.BrokenResourceError):
+        await sender.send(p.Pong(1))
+    await receiver.aclose()

@@ -9,11 +9,13 @@ machine, the CPU its process tree spent per generated token (utime + stime from 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -21,9 +23,9 @@ import httpx
 import msgspec
 
 from .errors import InvalidRequest
+from .proctree import proc_stats, process_tree
 
 PROMPT = "Write a long story about a lighthouse keeper and the sea."
-_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 class Target(msgspec.Struct, frozen=True):
@@ -131,35 +133,9 @@ def server_pid(url: str) -> int | None:
     return None
 
 
-def _proc_stats() -> dict[int, tuple[int, float]]:
-    """Every process now: pid -> (parent pid, utime + stime in seconds), one read of /proc."""
-    stats: dict[int, tuple[int, float]] = {}
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / _TICKS)
-    return stats
-
-
-def process_tree(pid: int, stats: dict[int, tuple[int, float]] | None = None) -> list[int]:
-    """``pid`` and every process below it (a server's runners, their engine processes)."""
-    stats = _proc_stats() if stats is None else stats
-    children: dict[int, list[int]] = {}
-    for child, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(child)
-    found, todo = [], [pid]
-    while todo:
-        found.append(todo.pop())
-        todo.extend(children.get(found[-1], []))
-    return found
-
-
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """CPU seconds (utime + stime) of ``pid``'s whole tree, and of ``pid`` alone, from one scan."""
-    stats = _proc_stats()
+    stats = proc_stats()
     tree = sum(stats[p][1] for p in process_tree(pid, stats) if p in stats)
     return tree, stats[pid][1] if pid in stats else 0.0
 
@@ -179,7 +155,7 @@ async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tu
     start = time.perf_counter()
     first: float | None = None
     tokens = chunks = 0
-    async with client.stream("POST", f"{target.api}/chat/completions", json=body) as reply:
+    async with _opened(client, f"{target.api}/chat/completions", body) as reply:
         if reply.status_code != 200:
             raise InvalidRequest(
                 f"{target.url} answered {reply.status_code}: {(await reply.aread())[:200]!r}"
@@ -195,6 +171,24 @@ async def _one(client: httpx.AsyncClient, target: Target, max_tokens: int) -> tu
             if chunk.get("usage"):
                 tokens = int(chunk["usage"].get("completion_tokens") or 0)
     return (first if first is not None else time.perf_counter() - start), tokens or chunks
+
+
+@contextlib.asynccontextmanager
+async def _opened(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any]
+) -> AsyncIterator[httpx.Response]:
+    """``client.stream`` that asks once more when a kept-alive connection was closed before any
+    answer (llama.cpp's own server closes a connection after a number of requests), as browsers do."""
+    for attempt in range(2):
+        opened = False
+        try:
+            async with client.stream("POST", url, json=body) as reply:
+                opened = True
+                yield reply
+            return
+        except httpx.RemoteProtocolError:
+            if opened or attempt:
+                raise
 
 
 async def _load(
@@ -213,12 +207,22 @@ async def _load(
             tokens += produced
 
     start = time.perf_counter()
-    async with (
-        httpx.AsyncClient(timeout=600, limits=limits, headers=target.headers) as client,
-        anyio.create_task_group() as tg,
-    ):
-        for _ in range(min(concurrency, requests)):
-            tg.start_soon(worker, client)
+    try:
+        async with (
+            httpx.AsyncClient(timeout=600, limits=limits, headers=target.headers) as client,
+            anyio.create_task_group() as tg,
+        ):
+            for _ in range(min(concurrency, requests)):
+                tg.start_soon(worker, client)
+    except ExceptionGroup as group:  # one line for the user, not a tree of tracebacks
+        first: BaseException = group
+        while isinstance(first, ExceptionGroup):
+            first = first.exceptions[0]
+        if isinstance(first, httpx.TransportError):
+            raise InvalidRequest(
+                f"{target.url} stopped answering during the run: {first}"
+            ) from None
+        raise first from None
     return time.perf_counter() - start, tokens, ttft
 
 

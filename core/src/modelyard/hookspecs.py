@@ -21,7 +21,9 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
 
     Must be cheap: do not import the engine library or torch. When the library is missing, register
     the engine with ``available=False`` and an ``unavailable_reason`` that says how to install it.
-    A name registered twice (by any plugins) is an error that names both plugins.
+    A name registered twice (by any plugins) is an error that names both plugins. ``preload`` names
+    the modules a warm runner of the engine imports before a launch arrives (the engine library and
+    the plugin module that loads models): a relaunch then skips those imports.
     """
 
 

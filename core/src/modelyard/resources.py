@@ -338,15 +338,3 @@ def format_estimate(estimate: Estimate) -> str:
     rows.append(placement)
     rows.extend(f"note:     {note}" for note in estimate.notes)
     return "\n".join(rows)
-
-
-def process_memory(pid: int | None) -> int | None:
-    """Resident memory of a process in bytes (Linux ``/proc``); None where it cannot be read."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return resident_pages * os.sysconf("SC_PAGE_SIZE")

@@ -161,6 +161,9 @@ class EngineInfo(Struct, frozen=True):
     library_version: str | None = None
     available: bool = True
     unavailable_reason: str | None = None
+    # Modules a warm runner imports before a launch arrives (the engine's heavy libraries and the
+    # plugin modules that load models): a relaunch then skips seconds of imports.
+    preload: tuple[str, ...] = ()
 
 
 class Match(Struct, frozen=True):

@@ -194,7 +194,7 @@ def test_eight_concurrent_streams(server: str, uid: str) -> None:
 def test_no_vllm_listener_is_reachable_from_another_host(server: str, uid: str) -> None:
     """Every TCP socket the vLLM runner and its engine processes listen on is on loopback (gloo,
     ZMQ): nothing vLLM opens is reachable from another machine around the server."""
-    from modelyard.benchmark import process_tree
+    from modelyard.proctree import process_tree
     from proc_sockets import listening
 
     with httpx.Client(base_url=server) as http:

@@ -142,6 +142,13 @@ def connect(endpoint: str, api_key: str | None) -> Client:
     show_default=True,
     help="Seconds a request waits for its model to load on demand before a 503 with progress.",
 )
+@click.option(
+    "--warm-runners/--no-warm-runners",
+    default=True,
+    show_default=True,
+    help="After a launch, keep one idle runner per engine with its modules imported, so that the "
+    "next launch on that engine skips its imports (costs that runner's memory; see /status).",
+)
 def serve(
     host: str,
     port: int,
@@ -161,6 +168,7 @@ def serve(
     max_loaded_models: int | None,
     auto_launch: bool,
     load_wait: float,
+    warm_runners: bool,
 ) -> None:
     """Run the modelyard server (OpenAI and management API) in the foreground."""
     from ..errors import InvalidRequest
@@ -197,6 +205,7 @@ def serve(
             "auto_launch": auto_launch,
             "load_wait": load_wait,
         },
+        warm_runners=warm_runners,
     )
 
 
@@ -303,6 +312,7 @@ _LIST_COLUMNS = (
     ("Size (B)", "model_size_in_billions"),
     ("Quantization", "quantization"),
     ("State", "state"),
+    ("Memory", "resident_memory_bytes"),
     ("Abilities", "model_ability"),
 )
 
@@ -330,6 +340,8 @@ def _cell(model: dict[str, Any], key: str) -> Any:
     value = model.get(key)
     if key == "model_size_in_billions" and value is not None:
         return parse_size(value)  # the wire form "0_135" reads as 0.135 in a table
+    if key == "resident_memory_bytes" and value is not None:
+        return f"{value / 2**20:.0f} MiB"
     return value
 
 

@@ -30,7 +30,7 @@ CLOSE_TIMEOUT = 10.0
 
 
 class Host:
-    def __init__(self, conn: p.FrameStream, load: p.LoadSpec) -> None:
+    def __init__(self, conn: p.FrameStream | p.SocketFrames, load: p.LoadSpec) -> None:
         self.conn = conn
         self.load = load
         self.model: LoadedModel | None = None
@@ -179,10 +179,12 @@ class Host:
 
 async def run_runner(socket_path: str) -> int:
     stream = await anyio.connect_unix(socket_path)
-    conn = p.FrameStream(stream, p.TO_RUNNER)
+    conn = await p.open_frames(stream, p.TO_RUNNER)
     try:
         first = await conn.receive()
     except anyio.EndOfStream:
+        return 0
+    if isinstance(first, p.Shutdown):  # a warm runner that was never used
         return 0
     if not isinstance(first, p.Load):
         log.error("expected a load frame first, got %s", type(first).__name__)

@@ -53,6 +53,7 @@ from .on_demand import OnDemand
 from .planning import CatalogLike, LaunchPlan, plan_launch
 from .process import RunnerProcess
 from .records import LAUNCHING, ModelRecord, Slot, snapshot
+from .warm import WarmRunners, warm_key
 
 if TYPE_CHECKING:
     from ..references import ReferenceLaunch
@@ -93,9 +94,11 @@ class ModelManager(OnDemand):
         max_loaded_models: int | None = None,
         auto_launch: bool = False,
         load_wait: float = DEFAULT_LOAD_WAIT,
+        warm_runners: bool = True,
     ) -> None:
         self._pm = pm
         self.cluster = cluster  # None: runners are subprocesses of this server
+        self.warm = WarmRunners(enabled=warm_runners and cluster is None)
         self._catalog = catalog
         self._hardware = hardware
         self._resolve = resolve
@@ -132,6 +135,7 @@ class ModelManager(OnDemand):
             async with anyio.create_task_group() as tg:
                 for uid in list(self._slots):
                     tg.start_soon(self._terminate_quietly, uid)
+                tg.start_soon(self.warm.aclose)
             await self._background.close()
 
     async def _terminate_quietly(self, uid: str) -> None:
@@ -340,14 +344,8 @@ class ModelManager(OnDemand):
         env = {**self.runner_env, **plan.env}
         max_pending = plan.max_pending or self.max_pending
         if self.cluster is None:
-            return await RunnerProcess.spawn(
-                load,
-                tg=tg,
-                python=python,
-                env=env,
-                max_pending=max_pending,
-                heartbeat_timeout=self.heartbeat_timeout,
-            )
+            assert python is not None  # chosen for every local launch
+            return await self._runner_for(load, python, env, max_pending)
         from ..cluster import Fetch
 
         placement = await anyio.to_thread.run_sync(self.cluster.placement, plan)
@@ -368,6 +366,25 @@ class ModelManager(OnDemand):
     def _on_fetch(self, record: ModelRecord, stage: FetchStage, progress: float) -> None:
         if record.state in LAUNCHING:
             record.state, record.progress = stage, progress
+
+    async def _runner_for(
+        self, load: p.LoadSpec, python: str, env: dict[str, str], max_pending: int
+    ) -> RunnerProcess:
+        """A runner loading ``load``: this engine's warm runner when one waits, else a new one;
+        either way a warm runner is started behind it for the next launch (see ``warm.py``)."""
+        tg = await self._background.group()
+        key = warm_key(load.engine, python, env)
+        runner = await self.warm.take(key)
+        if runner is None:
+            runner = await RunnerProcess.spawn(
+                load, tg=tg, python=python, env=env, heartbeat_timeout=self.heartbeat_timeout
+            )
+        else:
+            log.info("%s: loading in warm runner %d", load.uid, runner.pid)
+            await runner.load(load)
+        runner.max_pending = max_pending
+        self.warm.refill(key, tg, self.heartbeat_timeout)
+        return runner
 
     async def _interpreter(self, record: ModelRecord, plan: LaunchPlan) -> str:
         """The engine environment's interpreter (else the server's); for a family that needs extra

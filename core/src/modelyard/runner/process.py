@@ -12,6 +12,7 @@ Every call has a deadline: past it, the caller gets ``GatewayTimeout`` and the c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -24,11 +25,11 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ..errors import GatewayTimeout, LaunchError, ModelyardError, Overloaded, Unavailable
 from . import protocol as p
 from .handles import LocalHandle, RunnerHandle
+from .inbox import Inbox
 from .spawn import start_runner
 
 log = logging.getLogger("modelyard.runner")
@@ -47,7 +48,7 @@ class RunnerProcess:
     def __init__(
         self,
         handle: RunnerHandle,
-        conn: p.FrameStream,
+        conn: p.FrameStream | p.SocketFrames,
         max_pending: int,
         *,
         tg: TaskGroup | None = None,
@@ -71,7 +72,7 @@ class RunnerProcess:
         self.returncode: int | None = None
         self.on_progress: Callable[[str, float], None] = lambda stage, progress: None
         self.on_death: Callable[[str], None] = lambda cause: None
-        self._calls: dict[int, MemoryObjectSendStream[Any]] = {}
+        self._calls: dict[int, Inbox] = {}
         self._request_calls: dict[str, int] = {}  # request id -> call id, for abort()
         self._ids = itertools.count(1)
         self._settled = anyio.Event()  # Ready, LaunchFailed or death
@@ -88,11 +89,38 @@ class RunnerProcess:
         max_pending: int = 64,
         heartbeat_timeout: float | None = None,
     ) -> RunnerProcess:
-        process, stream, output = await start_runner(name=load.uid, tg=tg, python=python, env=env)
+        self = await cls.start(
+            load.uid,
+            tg=tg,
+            python=python,
+            env=env,
+            max_pending=max_pending,
+            heartbeat_timeout=heartbeat_timeout,
+        )
+        await self.load(load)
+        return self
+
+    @classmethod
+    async def start(
+        cls,
+        name: str,
+        *,
+        tg: TaskGroup,
+        python: str | None = None,
+        env: Mapping[str, str] | None = None,
+        max_pending: int = 64,
+        heartbeat_timeout: float | None = None,
+        preload: str | None = None,
+    ) -> RunnerProcess:
+        """A runner waiting for its ``load``; ``preload``: an engine whose modules it imports
+        meanwhile (a warm runner, see ``warm.py``)."""
+        process, stream, output = await start_runner(
+            name=name, tg=tg, python=python, env=env, preload=preload
+        )
         return await cls.attach(
             LocalHandle(process, output),
             stream,
-            load,
+            None,
             tg=tg,
             max_pending=max_pending,
             heartbeat_timeout=heartbeat_timeout,
@@ -103,23 +131,30 @@ class RunnerProcess:
         cls,
         handle: RunnerHandle,
         stream: anyio.abc.ByteStream,
-        load: p.LoadSpec,
+        load: p.LoadSpec | None,
         *,
         tg: TaskGroup,
         max_pending: int = 64,
         heartbeat_timeout: float | None = None,
     ) -> RunnerProcess:
-        """Drive a started runner over ``stream``: send it ``load`` and watch it."""
-        conn = p.FrameStream(stream, p.TO_SERVER)
+        """Drive a started runner over ``stream``: watch it, and send it ``load`` if given."""
+        conn = await p.open_frames(stream, p.TO_SERVER)
         self = cls(handle, conn, max_pending, tg=tg, heartbeat_timeout=heartbeat_timeout)
         tg.start_soon(self._watch)
         tg.start_soon(self._read_loop)
+        if load is not None:
+            await self.load(load)
+        return self
+
+    async def load(self, load: p.LoadSpec) -> None:
+        """Send the model to load (once); ``wait_ready`` tells how it went."""
+        if isinstance(self.handle, LocalHandle):
+            self.handle.output.name = load.uid  # its log lines name the model from now on
         try:
             await self.conn.send(p.Load(load))
         except BaseException:  # cancelled or broken: never leave a runner behind
             await self.terminate(grace=0)
             raise
-        return self
 
     # --- launch ---
     async def wait_ready(self) -> p.Ready:
@@ -170,36 +205,29 @@ class RunnerProcess:
         ``timeout`` (seconds, for the whole call) ends it with ``GatewayTimeout``."""
         self.check_capacity(uid)
         call_id = next(self._ids)
-        send, receive = anyio.create_memory_object_stream[Any](math.inf)
-        self._calls[call_id] = send
+        inbox = self._calls[call_id] = Inbox()
         self._track_request(request_id, call_id)
         finished = False
         deadline = _deadline(timeout)
         try:
             await self.conn.send(p.make_call(call_id, op, request))
-            async with receive:
-                while True:
-                    try:
-                        # The scope covers only the wait, never a yield: safe in a generator.
-                        with anyio.fail_after(_left(deadline)):
-                            frame = await receive.receive()
-                    except anyio.EndOfStream:
-                        break
-                    except TimeoutError:
-                        raise _timed_out(uid, timeout) from None
-                    if isinstance(frame, p.Chunk):
-                        yield frame.data
-                    elif isinstance(frame, p.End):
-                        finished = True
-                        return
-                    elif isinstance(frame, p.Error):
-                        finished = True
-                        raise ModelyardError.from_dict(frame.error)
+            while True:
+                frame = await self._next(inbox, uid, deadline, timeout)
+                if frame is None:
+                    break
+                if isinstance(frame, p.Chunk):
+                    yield frame.data
+                elif isinstance(frame, p.End):
+                    finished = True
+                    return
+                elif isinstance(frame, p.Error):
+                    finished = True
+                    raise ModelyardError.from_dict(frame.error)
             raise self._lost(uid)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise self._lost(uid) from None
         finally:
-            send.close()
+            inbox.close()
             self._untrack_request(request_id, call_id)
             if self._calls.pop(call_id, None) is not None and not finished and self.death is None:
                 with anyio.CancelScope(shield=True):
@@ -217,19 +245,14 @@ class RunnerProcess:
         """One embed/rerank call: its Result data, or the runner's error re-raised."""
         self.check_capacity(uid)
         call_id = next(self._ids)
-        send, receive = anyio.create_memory_object_stream[Any](1)
-        self._calls[call_id] = send
+        inbox = self._calls[call_id] = Inbox()
         self._track_request(request_id, call_id)
         done = False
         try:
             await self.conn.send(p.make_call(call_id, op, request))
-            try:
-                with anyio.fail_after(_left(_deadline(timeout))):
-                    frame = await receive.receive()
-            except anyio.EndOfStream:
-                raise self._lost(uid) from None
-            except TimeoutError:
-                raise _timed_out(uid, timeout) from None
+            frame = await self._next(inbox, uid, _deadline(timeout), timeout)
+            if frame is None:
+                raise self._lost(uid)
             done = True
             if isinstance(frame, p.Error):
                 raise ModelyardError.from_dict(frame.error)
@@ -241,12 +264,24 @@ class RunnerProcess:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             raise self._lost(uid) from None
         finally:
-            send.close()
-            receive.close()
+            inbox.close()
             self._untrack_request(request_id, call_id)
             if self._calls.pop(call_id, None) is not None and not done and self.death is None:
                 with anyio.CancelScope(shield=True):
                     await self._send_quietly(p.Cancel(call_id))
+
+    @staticmethod
+    async def _next(inbox: Inbox, uid: str, deadline: float, timeout: float | None) -> Any:
+        """The call's next frame, None when the runner went away; ``GatewayTimeout`` past the
+        deadline. A frame already here is taken without a pass through the event loop."""
+        frame = inbox.take()
+        if frame is None and not inbox.closed:
+            if not await inbox.wait(deadline):
+                raise _timed_out(uid, timeout)
+            frame = inbox.take()
+        elif deadline != math.inf and asyncio.get_running_loop().time() > deadline:
+            raise _timed_out(uid, timeout)
+        return frame
 
     # --- aborting one request by its id ---
     def _track_request(self, request_id: str | None, call_id: int) -> None:
@@ -261,12 +296,11 @@ class RunnerProcess:
         """End the call that carries ``request_id``: its caller gets ``error`` at once and the
         runner a ``Cancel`` (which closes the engine's stream). False when no such call is running."""
         call_id = self._request_calls.pop(request_id, None)
-        send = self._calls.pop(call_id, None) if call_id is not None else None
-        if send is None or call_id is None:
+        inbox = self._calls.pop(call_id, None) if call_id is not None else None
+        if inbox is None or call_id is None:
             return False
-        with contextlib.suppress(anyio.BrokenResourceError, anyio.WouldBlock):
-            send.send_nowait(p.Error(call_id, error.to_dict()))
-        send.close()
+        inbox.put(p.Error(call_id, error.to_dict()))
+        inbox.close()
         if self._tg is not None and self.death is None:
             self._tg.start_soon(self._send_quietly, p.Cancel(call_id))
         return True
@@ -279,37 +313,48 @@ class RunnerProcess:
 
     # --- background tasks ---
     async def _read_loop(self) -> None:
+        if isinstance(self.conn, p.SocketFrames):
+            self.conn.on_frame = self._deliver  # replies reach their calls as their bytes arrive
         try:
             while True:
-                frame = await self.conn.receive()
-                if isinstance(frame, (p.Chunk, p.Result, p.End, p.Error)):
-                    send = self._calls.get(frame.id)
-                    # A caller that went away has closed its end; its Cancel is on the way.
-                    if send is not None:
-                        with contextlib.suppress(anyio.BrokenResourceError, anyio.WouldBlock):
-                            send.send_nowait(frame)
-                elif isinstance(frame, p.Progress):
-                    self.on_progress(frame.stage, frame.progress)
-                elif isinstance(frame, p.Pong):
-                    self._last_pong = anyio.current_time()
-                elif isinstance(frame, p.Ready):
-                    self.ready = frame
-                    self._settled.set()
-                    if self._tg is not None:
-                        self._tg.start_soon(self._heartbeat)
-                elif isinstance(frame, p.LaunchFailed):
-                    self.launch_error = ModelyardError.from_dict(frame.error)
-                    self._settled.set()
+                self._route(await self.conn.receive())
         except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             pass
         except msgspec.DecodeError as exc:
             log.error("runner %d sent a bad frame: %s", self.pid, exc)
+        except Exception:
+            log.exception("runner %d: routing a frame failed", self.pid)
         # EOF usually means the process is gone; wait briefly so the cause names its exit status.
         with anyio.move_on_after(2):
             await self._exited.wait()
         self._die(self.handle.describe_exit(self.returncode))
         with anyio.CancelScope(shield=True):
             await self.conn.aclose()
+
+    def _deliver(self, frame: Any) -> bool:
+        """A reply to a call into its inbox (True), anything else left to ``_route`` (False)."""
+        if not isinstance(frame, (p.Chunk, p.Result, p.End, p.Error)):
+            return False
+        inbox = self._calls.get(frame.id)
+        if inbox is not None:  # a caller that went away has sent its Cancel
+            inbox.put(frame)
+        return True
+
+    def _route(self, frame: Any) -> None:
+        if self._deliver(frame):
+            pass
+        elif isinstance(frame, p.Progress):
+            self.on_progress(frame.stage, frame.progress)
+        elif isinstance(frame, p.Pong):
+            self._last_pong = anyio.current_time()
+        elif isinstance(frame, p.Ready):
+            self.ready = frame
+            self._settled.set()
+            if self._tg is not None:
+                self._tg.start_soon(self._heartbeat)
+        elif isinstance(frame, p.LaunchFailed):
+            self.launch_error = ModelyardError.from_dict(frame.error)
+            self._settled.set()
 
     async def _heartbeat(self) -> None:
         seq = 0
@@ -359,8 +404,8 @@ class RunnerProcess:
         if self.returncode is None or self.returncode < 0:
             log.warning("runner %d: %s", self.pid, cause)
         self._kill_group()  # workers an engine forked would otherwise keep the memory
-        for send in self._calls.values():
-            send.close()  # each waiting call sees its stream end and raises Unavailable
+        for inbox in self._calls.values():
+            inbox.close()  # each waiting call sees its inbox end and raises Unavailable
         self._calls.clear()
         self._settled.set()
         if not self.terminating:
@@ -398,10 +443,6 @@ class RunnerProcess:
 
 def _deadline(timeout: float | None) -> float:
     return anyio.current_time() + timeout if timeout else math.inf
-
-
-def _left(deadline: float) -> float | None:
-    return max(0.0, deadline - anyio.current_time()) if deadline != math.inf else None
 
 
 def _timed_out(uid: str, timeout: float | None) -> GatewayTimeout:

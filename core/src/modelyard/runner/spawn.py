@@ -97,17 +97,20 @@ async def start_runner(
     tg: TaskGroup,
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    preload: str | None = None,
 ) -> tuple[Process, SocketStream, RunnerOutput]:
     """A running runner process, its connection, and its output (pumped in ``tg``). ``python``:
-    the interpreter of the engine's environment (default: the server's own)."""
+    the interpreter of the engine's environment (default: the server's own); ``preload``: an
+    engine whose declared modules the runner imports before it connects."""
     workdir = Path(tempfile.mkdtemp(prefix="modelyard-runner-"))
     path = workdir / "sock"
     output = RunnerOutput(name)
     try:
         async with await anyio.create_unix_listener(path) as listener:
             os.chmod(path, 0o600)
+            argv = [python or sys.executable, "-m", "modelyard.runner", "--socket", str(path)]
             process = await anyio.open_process(
-                [python or sys.executable, "-m", "modelyard.runner", "--socket", str(path)],
+                [*argv, "--preload", preload] if preload else argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,

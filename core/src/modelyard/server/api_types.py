@@ -210,7 +210,7 @@ class ModelObject(Struct):
     engine_params: dict[str, Any]
     replica: int
     memory_estimate: int | None  # bytes the launch was admitted on
-    memory_used: int | None  # the runner's resident memory, in bytes
+    resident_memory_bytes: int | None  # the runner's process tree, read where it runs here
     engine_reason: str | None = None
     keep_alive: float | None = None
     last_used: float | None = None

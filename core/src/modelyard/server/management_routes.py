@@ -17,7 +17,7 @@ from starlette.responses import Response
 from .. import __version__
 from .errors import JSONResponse, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready, query_int
-from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object
+from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object, warm_runners
 from .openai_routes import manager_of
 from .policy import check_launch, security_of
 
@@ -138,6 +138,7 @@ async def status(request: Request) -> Response:
             "version": __version__,
             "uptime_s": round(time.time() - _STARTED, 3),
             "models": states,
+            "warm_runners": warm_runners(manager_of(request)),
         }
     )
 

@@ -23,7 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..proctree import proc_stats
 from ..runner.records import RecordState
+from .models import local_resident_bytes, warm_runners
 
 # Seconds; first tokens range from milliseconds (warm GPU) to minutes (long prompts on a CPU).
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -92,6 +94,18 @@ class Metrics:
             ["state"],
             registry=self.registry,
         )
+        self.memory = Gauge(
+            "modelyard_model_resident_memory_bytes",
+            "Resident memory of each model's runner process tree",
+            ["model"],
+            registry=self.registry,
+        )
+        self.warm_memory = Gauge(
+            "modelyard_warm_runner_resident_memory_bytes",
+            "Resident memory of the idle warm runners kept for fast launches, by engine",
+            ["engine"],
+            registry=self.registry,
+        )
 
     def route(self, scope: Scope) -> str:
         return self.routes.get(scope.get("endpoint"), UNMATCHED)
@@ -111,11 +125,22 @@ class Metrics:
         if isinstance(prompt, int) and prompt > 0:
             self.prompt.labels(model).inc(prompt)
 
-    def render(self, states: list[str]) -> bytes:
+    def render(
+        self,
+        states: list[str],
+        memory: dict[str, int] | None = None,
+        warm: dict[str, int] | None = None,
+    ) -> bytes:
         counts = Tally(states)
         # Every state a model can be in is reported, 0 or not, so dashboards see each series.
         for state in (*get_args(RecordState), *counts):
             self.models.labels(state).set(counts.get(state, 0))
+        self.memory.clear()  # a terminated model's series goes with it
+        for model, size in (memory or {}).items():
+            self.memory.labels(model).set(size)
+        self.warm_memory.clear()
+        for engine, size in (warm or {}).items():
+            self.warm_memory.labels(engine).set(size)
         return generate_latest(self.registry)
 
 
@@ -184,5 +209,12 @@ class MetricsMiddleware:
 
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
-    states = [record.state for record in request.app.state.manager.list()]
-    return Response(metrics.render(states), media_type=CONTENT_TYPE_LATEST)
+    records = request.app.state.manager.list()
+    stats = proc_stats()  # one scan of /proc for every model's process tree
+    memory = {record.uid: local_resident_bytes(record, stats) for record in records}
+    sizes = {uid: size for uid, size in memory.items() if size is not None}
+    warm: dict[str, int] = {}
+    for spare in warm_runners(request.app.state.manager):
+        warm[spare["engine"]] = warm.get(spare["engine"], 0) + (spare["resident_memory_bytes"] or 0)
+    body = metrics.render([record.state for record in records], sizes, warm)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

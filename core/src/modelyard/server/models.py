@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ..errors import Unavailable
-from ..resources import process_memory
+from ..proctree import tree_resident_bytes
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
 
@@ -142,12 +142,11 @@ def describe(record: Record) -> dict[str, Any]:
         "pid": record.pid,
         "node": getattr(record, "node", None),
         "node_id": getattr(record, "node_id", None),
+        # The runner's process tree, now: what terminating the model would give back (read from
+        # this machine's /proc, so only for a runner that runs here).
+        "resident_memory_bytes": local_resident_bytes(record),
         "restarts": getattr(record, "restarts", 0),
         "memory_estimate": getattr(record, "memory_estimate", None),
-        # Resident memory is read here, so only for a runner on this machine.
-        "memory_used": process_memory(record.pid)
-        if getattr(record, "node", None) is None
-        else None,
         "request_timeout": getattr(record, "request_timeout", None),
         "engine_params": dict(record.params or {}),
         # Models on demand: why this engine, how long it stays loaded idle, what happened to it.
@@ -181,3 +180,18 @@ def model_object(record: Record) -> dict[str, Any]:
         "owned_by": "modelyard",
         **describe(record),
     }
+
+
+def warm_runners(manager: object) -> list[dict[str, Any]]:
+    """The idle runners kept for fast launches (``ModelManager.warm``), with their memory."""
+    warm = getattr(manager, "warm", None)  # managers that keep none (tests, remote) have none
+    return warm.describe() if warm is not None else []
+
+
+def local_resident_bytes(
+    record: Record, stats: dict[int, tuple[int, float]] | None = None
+) -> int | None:
+    """Resident memory of the record's runner tree when it runs on this machine, else None."""
+    if getattr(record, "node", None) is not None:
+        return None
+    return tree_resident_bytes(record.pid, stats)

@@ -34,6 +34,7 @@ def serve(
     cluster: str | None = None,
     placement: str = "spread",
     on_demand: Mapping[str, Any] | None = None,
+    warm_runners: bool = True,
 ) -> None:
     """Serve the OpenAI and management API until interrupted (binds 127.0.0.1 unless told).
 
@@ -48,6 +49,7 @@ def serve(
         "request_timeout": request_timeout or None,
         "terminate_grace": min(shutdown_timeout, 5.0),
         **(on_demand or {}),
+        "warm_runners": warm_runners,
     }
     if cluster is not None:
         options["cluster"] = join_cluster(cluster, placement)

@@ -52,7 +52,7 @@ function progressLine(record) {
 async function card(record) {
   const uid = record.id;
   const memory =
-    `${bytes(record.memory_used)} used` +
+    `${bytes(record.resident_memory_bytes)} used` +
     (record.memory_estimate ? ` (estimated ${bytes(record.memory_estimate)})` : "");
   const facts = [
     ["Model", `${record.model_name} · ${record.model_format ?? "?"} · ${size(record.model_size_in_billions)}B · ${record.quantization ?? ""}`],

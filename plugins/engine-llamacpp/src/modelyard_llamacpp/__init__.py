@@ -51,6 +51,7 @@ def register_engines(register: Callable[[EngineInfo], None]) -> None:
             library_version=LIBRARY_VERSION,
             available=LIBRARY_VERSION is not None,
             unavailable_reason=None if LIBRARY_VERSION else INSTALL_HINT,
+            preload=("xllamacpp", "modelyard_llamacpp.loader"),
         )
     )
 

@@ -22,6 +22,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from modelyard import toolcalls
 from modelyard.engine import Chunk, LoadedModel
 from modelyard.errors import Unsupported
+from modelyard.loop_handoff import LoopHandoff, handoff_for, received
 from modelyard.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -126,7 +127,7 @@ class LlamaCppModel(LoadedModel):
         stop = threading.Event()
         worker = threading.Thread(
             target=self._work,
-            args=(handler, body, send, stop, asyncio.get_running_loop()),
+            args=(handler, body, send, stop, handoff_for(asyncio.get_running_loop())),
             # llama.cpp's body has no request id: the worker carries it, so that a thread dump
             # (py-spy) names the request an abort or a hang is about.
             name=f"llamacpp-request-{request_id or 'anonymous'}",
@@ -139,7 +140,7 @@ class LlamaCppModel(LoadedModel):
         last: Chunk = {}
         try:
             async with receive:
-                async for item in receive:
+                async for item in received(receive):
                     if item is None:  # llama.cpp opens a stream of several prompts with a null
                         continue
                     if isinstance(item, BaseException):
@@ -176,13 +177,14 @@ class LlamaCppModel(LoadedModel):
         body: dict[str, Any],
         send: MemoryObjectSendStream[Any],
         stop: threading.Event,
-        loop: asyncio.AbstractEventLoop,
+        handoff: LoopHandoff,
     ) -> None:
         """Runs in the worker thread: call llama.cpp, forward chunks, then close the stream.
 
         Chunks and the close are handed to the loop without waiting for it (callbacks run in the
-        order they were scheduled): the thread never blocks on a loop that is busy or already gone
-        (a blocking hand-over once hung a test's teardown), and a token costs one wakeup."""
+        order they were posted): the thread never blocks on a loop that is busy or already gone
+        (a blocking hand-over once hung a test's teardown), and the tokens that arrive while the
+        loop is busy share one wakeup."""
 
         def put(item: Any) -> None:  # on the loop
             try:
@@ -192,7 +194,7 @@ class LlamaCppModel(LoadedModel):
 
         def deliver(item: Any) -> None:
             try:
-                loop.call_soon_threadsafe(put, item)
+                handoff.post(put, item)
             except RuntimeError:  # the event loop is closed
                 stop.set()
 
@@ -211,7 +213,7 @@ class LlamaCppModel(LoadedModel):
             with contextlib.suppress(
                 RuntimeError
             ):  # the loop is gone; the consumer closed it already
-                loop.call_soon_threadsafe(send.close)
+                handoff.post(_close, send)
             self._workers.discard(threading.current_thread())
 
     async def embed(self, request: EmbeddingRequest) -> dict[str, Any]:
@@ -267,6 +269,10 @@ class LlamaCppModel(LoadedModel):
         holder, self._server = [self._server], None
         # llama.cpp's destructor joins its threads: let that happen off the event loop.
         await anyio.to_thread.run_sync(_release, holder)
+
+
+def _close(send: MemoryObjectSendStream[Any]) -> None:
+    send.close()
 
 
 def _release(holder: list[Any]) -> None:

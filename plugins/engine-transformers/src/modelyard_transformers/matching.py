@@ -61,13 +61,20 @@ def unavailable_reason(engine: str, missing: list[str]) -> str | None:
 
 def engine_infos() -> list[EngineInfo]:
     infos = []
-    for engine, model_types, abilities, library in (
-        (TRANSFORMERS, ("LLM",), ("chat", "generate", "tools"), "transformers"),
+    for engine, model_types, abilities, library, preload in (
+        (
+            TRANSFORMERS,
+            ("LLM",),
+            ("chat", "generate", "tools"),
+            "transformers",
+            ("torch", "transformers", "modelyard_transformers.llm"),
+        ),
         (
             SENTENCE_TRANSFORMERS,
             ("embedding", "rerank"),
             ("embed", "rerank"),
             "sentence_transformers",
+            ("torch", "sentence_transformers", "modelyard_transformers.embedding"),
         ),
     ):
         reason = unavailable_reason(engine, missing_libraries(engine))
@@ -81,6 +88,7 @@ def engine_infos() -> list[EngineInfo]:
                 library_version=_version(library),
                 available=reason is None,
                 unavailable_reason=reason,
+                preload=preload,
             )
         )
     return infos

@@ -1,7 +1,7 @@
 """One generation in flight: its prompt, limits, sampling state and the events it sends back.
 
 The scheduler thread advances sequences; the request's coroutine reads their events from an
-asyncio queue. Events cross threads with ``loop.call_soon_threadsafe`` only.
+asyncio queue. Events cross threads through the loop's ``LoopHandoff`` only.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+from modelyard.loop_handoff import handoff_for
 
 from .sampling import SamplingParams, sample_next
 from .text import Detokenizer, StopMatcher
@@ -66,6 +67,9 @@ class Sequence:
         self._detok = Detokenizer(self.tokenizer)
         self._stop = StopMatcher(self.stops)
         self._generator: torch.Generator | None = None
+        # Made on the loop (here), used from the scheduler thread: one wakeup per decoding step
+        # for every row's event instead of one per event.
+        self._handoff = handoff_for(self.loop)
 
     @property
     def done(self) -> bool:
@@ -73,7 +77,7 @@ class Sequence:
 
     def _send(self, event: Event) -> None:
         try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+            self._handoff.post(self.queue.put_nowait, event)
         except RuntimeError:  # the event loop is gone: nobody is listening any more
             self.cancelled = True
 
