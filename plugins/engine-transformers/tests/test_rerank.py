@@ -102,7 +102,12 @@ class _OneModel:
     def get(self, uid: str) -> _Record:
         return _Record(uid)
 
-    async def rerank(self, uid: str, request: RerankRequest) -> dict[str, Any]:
+    async def ensure_ready(self, uid: str) -> _Record:
+        return _Record(uid)
+
+    async def rerank(
+        self, uid: str, request: RerankRequest, *, request_id: str | None = None
+    ) -> dict[str, Any]:
         return await self.model.rerank(request)
 
     async def aclose(self) -> None:
