@@ -38,9 +38,10 @@ sync_groups() {
 # plugin package's pins/ folder, shipped with it for `modelyard env install --variant VARIANT`),
 # compiled from PINS/requirements-VARIANT.in and, when present, PINS/overrides-VARIANT.txt for Linux
 # x86-64 on CPython 3.11 (glibc 2.28, or the platform tag in PINS/python-platform: mlx's Linux
-# wheels need glibc 2.35). The cpu variant takes torch's CPU build from /opt/wheels; the cuda variant
+# wheels need glibc 2.35, SGLang's 2.34). The cpu variant takes torch's CPU build from /opt/wheels; the cuda variant
 # takes PyPI's (CUDA) wheels. ENGINE_PINS lists every plugin's pins folder.
-ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins plugins/engine-mlx/src/modelyard_mlx/pins)
+ENGINE_PINS=(plugins/engine-vllm/src/modelyard_vllm/pins plugins/engine-mlx/src/modelyard_mlx/pins
+    plugins/engine-sglang/src/modelyard_sglang/pins)
 engine_pin_variants() { # PINS: the variants it pins
     local input
     for input in "$1"/requirements-*.in; do

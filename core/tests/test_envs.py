@@ -278,3 +278,16 @@ def test_states_come_from_each_environment_probe(home: Path) -> None:
     assert states["transformers"].info is None and "no usable modelyard" in (
         states["transformers"].reason or ""
     )
+
+
+def test_prepare_runs_the_owning_plugins_hook_and_refuses_unknown_engines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`python -m modelyard.envs.prepare ENGINE VARIANT`, which `modelyard env install` runs in the
+    new environment: the engine's own plugin prepares it; an engine nobody registers fails."""
+    from modelyard.envs import prepare
+
+    assert prepare.main(["example", "cpu"]) == 0  # the example's hook has nothing to do
+    assert prepare.main(["NoSuchEngine", "cpu"]) == 1
+    assert "'NoSuchEngine'" in capsys.readouterr().err
+    assert prepare.main([]) == 2

@@ -105,3 +105,13 @@ def engine_environment(engine: str, variant: str) -> Path | None:
     plugin has no pinned environment for ``variant``. Lines installing modelyard or the plugin
     themselves (``-e ...``) are skipped.
     """
+
+
+@hookspec
+def prepare_environment(engine: str, variant: str) -> None:
+    """Optional. Runs inside ``engine``'s newly built environment (a process of its interpreter),
+    after ``modelyard env install`` has installed the pins, modelyard and this plugin, and before
+    the environment is probed: the fix-ups a requirements file cannot express (a patched file, an
+    import shim). Called only on the plugin that registered ``engine``; must be idempotent. Raise to
+    fail the install (the previous environment stays in place).
+    """

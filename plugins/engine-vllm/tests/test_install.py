@@ -7,12 +7,13 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from modelyard.seed_rules import read_name_list
 from modelyard_vllm import install
 from modelyard_vllm.install import (
+    SHIPPED_LIST,
     VllmInstall,
     detect_install,
     read_registry_source,
-    read_shipped_list,
 )
 
 REGISTRY = """
@@ -50,7 +51,7 @@ def test_a_registry_of_another_shape_is_refused(tmp_path: Path, source: str) -> 
 
 
 def test_shipped_list_has_the_common_architectures() -> None:
-    names = read_shipped_list()
+    names = read_name_list(SHIPPED_LIST)
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "BertModel"} <= names
     assert not any(name.startswith("#") or " " in name for name in names)
 
@@ -61,7 +62,7 @@ def test_without_vllm_the_shipped_list_answers(monkeypatch: pytest.MonkeyPatch) 
     install.supported_architectures.cache_clear()
     try:
         names, source = install.supported_architectures()
-        assert source == "shipped-list" and names == read_shipped_list()
+        assert source == "shipped-list" and names == read_name_list(SHIPPED_LIST)
     finally:
         install.supported_architectures.cache_clear()
 
@@ -96,4 +97,4 @@ def test_source_reading_agrees_with_vllms_model_registry() -> None:
     assert path is not None
     assert read_registry_source(path) == set(ModelRegistry.get_supported_archs())
     # The shipped fallback is regenerated from the same registry (scripts/update-architectures.py).
-    assert read_shipped_list() == set(ModelRegistry.get_supported_archs())
+    assert read_name_list(SHIPPED_LIST) == set(ModelRegistry.get_supported_archs())

@@ -88,6 +88,8 @@ def install_env(
             own = [_source("modelyard"), _source_of(pm.distribution_of(info.name))]
             say(f"{info.name}: adding modelyard and its plugin")
             run_logged(log, [*uv, "pip", "install", "--python", str(python), "--no-deps", *own])
+            say(f"{info.name}: preparing the environment (its plugin's prepare_environment)")
+            run_logged(log, [str(python), "-m", "modelyard.envs.prepare", info.name, variant])
             (building / PINS_MARK).write_text(digest)
             check_engine(info.name, str(python), probe(str(python)))  # the engine answers there
         _swap(building, final)

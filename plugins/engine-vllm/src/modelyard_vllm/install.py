@@ -19,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
+from modelyard.seed_rules import read_name_list
 from msgspec import Struct
 
 Build = Literal["cuda", "cpu"]
@@ -124,11 +125,6 @@ def read_registry_source(path: Path) -> frozenset[str]:
     return frozenset(names)
 
 
-def read_shipped_list() -> frozenset[str]:
-    lines = SHIPPED_LIST.read_text(encoding="utf-8").splitlines()
-    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
-
-
 @cache
 def supported_architectures() -> tuple[frozenset[str], ArchitectureSource]:
     """vLLM's supported architectures and where the answer came from; computed once per process."""
@@ -141,4 +137,4 @@ def supported_architectures() -> tuple[frozenset[str], ArchitectureSource]:
             return read_registry_source(path), "vllm-source"
         except (OSError, SyntaxError, ValueError):
             pass  # a vLLM whose registry changed shape: the shipped list is the best we have
-    return read_shipped_list(), "shipped-list"
+    return read_name_list(SHIPPED_LIST), "shipped-list"

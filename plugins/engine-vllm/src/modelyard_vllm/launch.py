@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from modelyard.errors import LaunchError, ModelyardError
+from modelyard.runner.stderr_tail import StderrTail
 from modelyard.specs import Ability, Family, LLMFamily
 
 from .args import LaunchArgs, apply_defaults, check_tool_parser, engine_arg_names, split_params
 from .install import VllmInstall
 from .model import VllmModel
-from .stderr_tail import StderrTail
 
 log = logging.getLogger("modelyard.vllm")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Set
 
+from modelyard.seed_rules import architecture_reason, format_reason
 from modelyard.specs import EngineInfo, Family, Hardware, Match, ModelFormat, ModelSpec, ModelType
 
 from .install import INSTALL_HINT, ArchitectureSource, VllmInstall
@@ -17,8 +18,6 @@ from .install import INSTALL_HINT, ArchitectureSource, VllmInstall
 ENGINE = "vLLM"
 FORMATS: tuple[ModelFormat, ...] = ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb")
 MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding")
-AWQ_QUANTIZATIONS = ("Int4",)
-GPTQ_QUANTIZATIONS = ("Int3", "Int4", "Int8")
 
 _SOURCE_WORDS: dict[ArchitectureSource, str] = {
     "vllm-registry": "vLLM's model registry",
@@ -40,25 +39,6 @@ def engine_info(install: VllmInstall) -> EngineInfo:
     )
 
 
-def _format_reason(spec: ModelSpec, quantization: str) -> str | None:
-    fmt = spec.model_format
-    if fmt not in FORMATS:
-        hint = "; GGUF weights run on llama.cpp" if fmt == "ggufv2" else ""
-        return f"vLLM serves {'/'.join(FORMATS)} weights, not {fmt}{hint}"
-    if fmt == "pytorch" and quantization != "none":
-        return (
-            f"vLLM serves pytorch weights only unquantized (quantization 'none'), not {quantization!r}; "
-            "pick an awq, gptq or fp8 spec for quantized weights"
-        )
-    if fmt == "awq" and quantization not in AWQ_QUANTIZATIONS:
-        return f"vLLM serves awq weights only at Int4, not {quantization!r}"
-    if fmt == "gptq" and quantization not in GPTQ_QUANTIZATIONS:
-        return (
-            f"vLLM serves gptq weights only at {'/'.join(GPTQ_QUANTIZATIONS)}, not {quantization!r}"
-        )
-    return None
-
-
 def _device_reason(hardware: Hardware, install: VllmInstall) -> str | None:
     if hardware.system != "linux":
         return f"vLLM runs on Linux only; this host runs {hardware.system}"
@@ -76,17 +56,10 @@ def _device_reason(hardware: Hardware, install: VllmInstall) -> str | None:
 def _architecture_reason(
     family: Family, install: VllmInstall, architectures: Set[str], source: ArchitectureSource
 ) -> str | None:
-    if not family.architectures:
-        return (
-            f"model {family.model_name} declares no architectures, so vLLM support cannot be checked; "
-            'add its config.json "architectures" to the registration'
-        )
-    if any(name in architectures for name in family.architectures):
-        return None
     where = _SOURCE_WORDS[source]
     if source != "shipped-list" and install.version:
         where = f"{where} ({install.distribution} {install.version})"
-    return f"architecture {', '.join(family.architectures)} of {family.model_name} is not supported by vLLM, per {where}"
+    return architecture_reason(ENGINE, family, architectures, where)
 
 
 def match(
@@ -106,7 +79,7 @@ def match(
             ENGINE, f"the vLLM plugin serves LLM and embedding models, not {family.model_type}"
         )
     reason = (
-        _format_reason(spec, quantization)
+        format_reason(ENGINE, FORMATS, spec, quantization)
         or _device_reason(hardware, install)
         or _architecture_reason(family, install, architectures, source)
     )

@@ -194,6 +194,12 @@ def engine_environment(engine: str, variant: str) -> Path | None:
 
 
 @hookimpl
+def prepare_environment(engine: str, variant: str) -> None:
+    """Optional: runs in the engine's newly built environment, after `modelyard env install`
+    installed its pins, for fix-ups pins cannot express. The echo engine has none."""
+
+
+@hookimpl
 def engine_facts(engine: str) -> dict[str, Any] | None:
     """Optional: runs where the engine's library is installed (a probe of its environment) and
     reports what match_engine needs about it there. The echo engine has no library: None."""

@@ -1,7 +1,8 @@
 """Keep the last lines written to stderr, by this process and the processes it starts meanwhile.
 
-vLLM's engine core runs in a subprocess; when it fails to start, the parent only raises "Engine core
-initialization failed. See root cause above." The root cause went to stderr. While the engine starts,
+For engines whose workers run in subprocesses (vLLM's engine core, SGLang's scheduler): when one
+fails to start, the parent only raises "Engine core initialization failed. See root cause above."
+or "scheduler is dead"; the root cause went to stderr. While the engine starts,
 fd 2 is pointed at a pipe that a thread copies through to the real stderr, remembering the tail. The
 subprocess keeps the pipe as its stderr for its whole life, so the copying thread outlives the block
 (a daemon thread that ends when the last writer closes the pipe).
