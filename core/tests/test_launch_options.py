@@ -8,10 +8,10 @@ import msgspec
 import pytest
 from modelyard.errors import InvalidRequest
 from modelyard.runner.manager import _with_thinking
-from modelyard.runner.planning import _device_env, _local_weights
+from modelyard.runner.planning import LaunchPlan, _device_env, _local_weights, replica_devices
 from modelyard.schemas import ChatCompletionRequest, ChatMessage
 from modelyard.server.launch import parse_launch
-from modelyard.specs import Accelerator, Hardware
+from modelyard.specs import Accelerator, Hardware, LLMFamily, ModelSource, ModelSpec
 
 
 def test_core_options_are_typed_and_kept_out_of_engine_params() -> None:
@@ -66,6 +66,34 @@ def test_gpu_idx_pins_the_runner_to_those_devices() -> None:
     none = msgspec.structs.replace(four, accelerators=())
     with pytest.raises(InvalidRequest, match="has 0 CUDA device"):
         _device_env(0, none)
+
+
+def _plan() -> LaunchPlan:
+    source = ModelSource(hub="local", model_id="/models/m")
+    spec = ModelSpec(
+        model_format="pytorch", model_size_in_billions=1, quantizations=("none",), sources=(source,)
+    )
+    family = LLMFamily(
+        model_name="m", model_ability=("chat",), context_length=2048, model_specs=(spec,)
+    )
+    return LaunchPlan(
+        model_name="m", model_type="LLM", family=family, spec=spec, quantization="none", engine="e"
+    )
+
+
+def test_replicas_share_gpu_idx_evenly() -> None:
+    gpus = tuple(Accelerator("cuda", i, "GPU", 80 * 1024**3, 80 * 1024**3) for i in range(4))
+    four = Hardware("linux", "x86_64", 8, 64 * 1024**3, 32 * 1024**3, gpus)
+    env = _device_env([0, 1, 2, 3], four, replica=2)
+    plan = msgspec.structs.replace(_plan(), env=env, replica=2)
+    assert [replica_devices(plan, i) for i in range(3)] == [
+        {"CUDA_VISIBLE_DEVICES": "0,1"},
+        {"CUDA_VISIBLE_DEVICES": "2,3"},
+        {"CUDA_VISIBLE_DEVICES": "0,1"},  # a replica added later takes the first share again
+    ]
+    assert replica_devices(msgspec.structs.replace(plan, replica=1), 1) == {}
+    with pytest.raises(InvalidRequest, match="shared evenly by 3 replicas"):
+        _device_env([0, 1], four, replica=3)
 
 
 def _chat(**fields: object) -> ChatCompletionRequest:

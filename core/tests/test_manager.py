@@ -251,7 +251,7 @@ async def test_full_queue_answers_overloaded(manager: ModelManager, tmp_path: Pa
     assert (info.value.status, info.value.retry_after) == (429, 1)
     for stream in streams:
         await stream.aclose()
-    await eventually(lambda: manager._runner(uid).in_flight == 0)
+    await eventually(lambda: manager.get(uid).in_flight == 0)
     assert await collect(manager.chat(uid, chat("room again"))) == "room again "
 
 

@@ -140,6 +140,7 @@ async def test_download_progress_is_visible_and_requests_wait_for_it(
             "state": "downloading",
             "progress": 0.5,
             "error": None,
+            "replicas": [],  # none started before the weights are here
         }
         with pytest.raises(Unavailable, match=r"still loading \(downloading, 50%\)"):
             manager.chat(uid, _chat("hi"))

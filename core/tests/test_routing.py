@@ -1,11 +1,15 @@
-"""The replica router: least loaded, with prefix-cache affinity bounded by the load balance."""
+"""The replica router (least loaded, with prefix-cache affinity bounded by the load balance) and
+the pure decisions about replicas: a model's state from theirs, which ones a scale-down stops."""
 
 from __future__ import annotations
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from modelyard.runner.records import ReplicaRecord
+from modelyard.runner.replicas import Replica, model_state, prompt_text, victims
 from modelyard.runner.routing import BLOCK_CHARS, ReplicaRouter, prefix_keys
+from modelyard.schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, TextPart
 
 SYSTEM = "You are a helpful assistant who answers in one sentence. " * 8  # several blocks
 
@@ -73,3 +77,42 @@ def test_memory_is_bounded() -> None:
 def test_no_replica_is_an_error() -> None:
     with pytest.raises(ValueError, match="no replica"):
         ReplicaRouter().choose({}, "hi")
+
+
+def _replicas(*states: str) -> list[ReplicaRecord]:
+    return [
+        ReplicaRecord(index=i, state=state, error=f"cause {i}")  # type: ignore[arg-type]
+        for i, state in enumerate(states)
+    ]
+
+
+def test_a_model_is_ready_while_any_replica_is_and_says_why_when_none_is() -> None:
+    assert model_state(_replicas("error", "ready", "loading")) == ("ready", None)
+    assert model_state(_replicas("error", "loading")) == ("loading", None)
+    assert model_state(_replicas("error", "unresponsive")) == ("unresponsive", "cause 1")
+    assert model_state(_replicas("error", "error")) == ("error", "cause 0")
+
+
+@pytest.mark.anyio
+async def test_a_scale_down_stops_broken_replicas_first_then_the_least_busy_newest() -> None:
+    replicas = [Replica(i) for i in range(4)]
+    for replica, (state, busy) in zip(
+        replicas, [("ready", 0), ("ready", 3), ("error", 0), ("ready", 0)], strict=True
+    ):
+        replica.record.state, replica.record.in_flight = state, busy  # type: ignore[assignment]
+        replica.runner = object()  # type: ignore[assignment]
+    assert [r.name for r in victims(replicas, 3)] == ["2", "3", "0"]
+
+
+def test_the_routed_prompt_text_is_what_the_engine_sees_first() -> None:
+    chat = ChatCompletionRequest(
+        model="m",
+        messages=[
+            ChatMessage(role="system", content="be brief"),
+            ChatMessage(role="user", content=[TextPart(text="hi "), TextPart(text="there")]),
+        ],
+    )
+    assert prompt_text(chat) == "system\nbe brief\nuser\nhi there\n"
+    assert prompt_text(CompletionRequest(model="m", prompt="once upon")) == "once upon"
+    assert prompt_text(CompletionRequest(model="m", prompt=[1, 2, 3])) == ""
+    assert prompt_text(None) == ""

@@ -5,7 +5,8 @@ folder on ``PYTHONPATH``. Engine "echo" streams the words of the last user messa
 params steer it: ``word_delay`` (seconds between words), ``load_delay``, ``fail`` ("error": raise
 InvalidRequest, "exit": os._exit(3), "segv": SIGSEGV during load), ``ballast_mb`` (memory held
 while loaded), ``events`` (a file where it appends what happened to each request, by ``user`` tag).
-Message commands: ``barrier N`` waits until N chat streams are active at once and reports the peak.
+Message commands: ``barrier N`` waits until N chat streams are active at once and reports the peak;
+the word ``pid`` is answered with the runner's pid (which replica served it).
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class EchoModel(LoadedModel):
                     while self.peak < want:
                         await anyio.sleep(0.01)
                 words = [f"peak={self.peak}"]
+            words = [f"pid={os.getpid()}" if word == "pid" else word for word in words]
             for word in words:
                 await anyio.sleep(self.word_delay)
                 delta = {"delta": {"content": word + " "}} if chat else {"text": word + " "}

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
+
 from .errors import InvalidRequest, LaunchError
 from .specs import Accelerator, Estimate, Family, Hardware, LLMFamily, ModelSpec
 
@@ -312,6 +314,19 @@ def check_fit(estimate: Estimate, hardware: Hardware) -> None:
                 f"largest free device has {human_bytes(free)}; pick a smaller quantization or size, "
                 "lower the context length, or offload layers to the CPU"
             )
+
+
+def times(estimate: Estimate, count: int) -> Estimate:
+    """What ``count`` runners of ``estimate`` need together in this machine's memory (replicas).
+    A GPU estimate is per device: replicas on GPUs take a device (``gpu_idx`` share) each."""
+    if count == 1 or estimate.device != "cpu":
+        return estimate
+    return msgspec.structs.replace(
+        estimate,
+        weights=estimate.weights * count,
+        kv_cache=estimate.kv_cache * count,
+        overhead=estimate.overhead * count,
+    )
 
 
 def human_bytes(value: int) -> str:

@@ -23,6 +23,7 @@ from ..errors import InvalidRequest, LaunchError, ModelyardError
 from ..runner import protocol as p
 from ..runner.planning import LaunchPlan
 from ..runner.process import RunnerProcess
+from ..runner.replicas import assign_nodes
 from ..specs import Family, Hardware, LaunchRequest, ModelSpec
 
 NAMESPACE = "modelyard"
@@ -115,12 +116,21 @@ class RayCluster:
             nodes = offering
         return nodes
 
-    def plan(self, request: LaunchRequest, family: Family) -> LaunchPlan:
+    def plan(
+        self,
+        request: LaunchRequest,
+        family: Family,
+        occupied: Mapping[str, int] | None = None,
+    ) -> LaunchPlan:
         """Plan the launch on each candidate node, by that node (its hardware, its engine plugins
-        and environments), and take the first that can run it in the policy's order: most free
-        memory first (spread) or least (pack). A 400 with every node's reason when none can."""
+        and environments), then place each of its ``replica`` runners on a node that can run it,
+        in the policy's order: most free memory first and each replica on the node holding fewest
+        of the model's (spread), or the tightest fit filled first (pack). ``occupied``: the
+        model's replicas already running, per node (scaling up). A 400 with every node's reason
+        when none can."""
         nodes = self.candidates(request.worker_ip, request.node_resources)
-        answers = _plan_on_nodes([node["node_id"] for node in nodes], request, family)
+        one = msgspec.structs.replace(request, replica=1)  # each node answers for one runner
+        answers = _plan_on_nodes([node["node_id"] for node in nodes], one, family)
         free = {
             id_: a.hardware.memory_available
             for id_, a in answers.items()
@@ -129,16 +139,37 @@ class RayCluster:
         nodes.sort(key=lambda n: free.get(n["node_id"], 0), reverse=self.policy == "spread")
         refusals: list[str] = []
         errors: list[ModelyardError] = []
+        room: dict[str, int] = {}
         for node in nodes:
             answer = answers.get(node["node_id"], "did not answer")
             if isinstance(answer, str):
                 refusals.append(f"- {_name(node)}: {answer}")
-                continue
-            if answer.plan is not None:
-                return msgspec.structs.replace(answer.plan, node_id=node["node_id"])
-            error = ModelyardError.from_dict(answer.error or {})
-            refusals.append(f"- {_name(node)} ({_free(answer.hardware)}): {error.message}")
-            errors.append(error)
+            elif answer.plan is not None:
+                room[node["node_id"]] = _room(answer, node, request.node_resources, request.replica)
+            else:
+                error = ModelyardError.from_dict(answer.error or {})
+                refusals.append(f"- {_name(node)} ({_free(answer.hardware)}): {error.message}")
+                errors.append(error)
+        if room:
+            try:
+                chosen = assign_nodes(
+                    request.replica, room, occupied or {}, spread=self.policy == "spread"
+                )
+            except LaunchError as exc:
+                rooms = "\n".join(
+                    f"- {_name(node)}: room for {room[node['node_id']]} "
+                    f"(free: {_free_resources(node, request.node_resources)})"
+                    for node in nodes
+                    if node["node_id"] in room
+                )
+                raise LaunchError(
+                    f"{request.model_name}: {exc.message}:\n{rooms}",
+                    param="replica",
+                    code="no_node_fits",
+                ) from None
+            found = answers[chosen[0]]
+            assert isinstance(found, NodeAnswer) and found.plan is not None
+            return msgspec.structs.replace(found.plan, replica=request.replica, node_ids=chosen)
         if len(errors) == len(nodes) and len({e.message for e in errors}) == 1:
             raise errors[0]  # the same answer everywhere (a bad option): say it once
         raise LaunchError(
@@ -146,12 +177,12 @@ class RayCluster:
             code="no_node_fits",
         )
 
-    def placement(self, plan: LaunchPlan) -> dict[str, Any]:
-        """Ray actor options that put a runner where its plan says."""
+    def placement(self, plan: LaunchPlan, node_id: str | None = None) -> dict[str, Any]:
+        """Ray actor options that put a runner where its plan says (``node_id``: the node chosen
+        for this replica; None: any node that offers the plan's resources)."""
         options: dict[str, Any] = {}
         if plan.node_resources:
             options["resources"] = dict(plan.node_resources)
-        node_id = plan.node_id
         if node_id is None and plan.worker_ip is not None:
             node_id = self.candidates(plan.worker_ip, {})[0]["node_id"]
         if node_id is not None:
@@ -286,6 +317,29 @@ def _plan_on_nodes(
             cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the task's own
             found[node_id] = f"did not answer ({type(cause).__name__}: {str(cause)[:200]})"
     return found
+
+
+def _room(
+    answer: NodeAnswer, node: Mapping[str, Any], wanted: Mapping[str, float], most: int
+) -> int:
+    """How many runners of the plan a node can take now: by its free memory for a CPU estimate,
+    one per device for a GPU one, and by the custom resources each runner holds."""
+    estimate = answer.plan.estimate if answer.plan is not None else None
+    room = most
+    if estimate is not None and estimate.device == "cpu" and estimate.total > 0:
+        room = min(room, max(1, answer.hardware.memory_available // estimate.total))
+    elif estimate is not None and estimate.device == "gpu" and answer.hardware.accelerators:
+        room = min(room, len(answer.hardware.accelerators))
+    available = node.get("available") or node.get("resources") or {}
+    for name, amount in wanted.items():
+        if amount > 0:
+            room = min(room, int(available.get(name, 0.0) // amount))
+    return room
+
+
+def _free_resources(node: Mapping[str, Any], wanted: Mapping[str, float]) -> dict[str, float]:
+    """A node's free custom resources, the wanted ones included (Ray omits those used up)."""
+    return {**{name: 0.0 for name in wanted}, **_custom(node.get("available") or {})}
 
 
 def _name(node: Mapping[str, Any]) -> str:

@@ -50,9 +50,12 @@ from . import demand
 from . import protocol as p
 from .background import Background
 from .on_demand import OnDemand
-from .planning import CatalogLike, LaunchPlan, plan_launch
+from .planning import CatalogLike, LaunchPlan, plan_launch, replica_devices
 from .process import RunnerProcess
 from .records import LAUNCHING, ModelRecord, Slot, snapshot
+from .replicas import Replica, model_state, prompt_text
+from .routing import ReplicaRouter
+from .scaling import Scaling
 from .warm import WarmRunners, warm_key
 
 if TYPE_CHECKING:
@@ -70,13 +73,15 @@ DEFAULT_REQUEST_TIMEOUT = 600.0
 MAX_RELAUNCHES = 3  # restart_lost: a runner that keeps dying is left in state error
 # How long a request waits for its model to load on demand before a 503 with the progress.
 DEFAULT_LOAD_WAIT = 120.0
+# A started model's states that follow its replicas' (loading: one is being relaunched).
+SERVING_STATES = frozenset({"ready", "loading", "unresponsive", "error"})
 
 
 def _default_max_pending() -> int:
     return int(os.environ.get("MODELYARD_MAX_PENDING") or 64)
 
 
-class ModelManager(OnDemand):
+class ModelManager(OnDemand, Scaling):
     def __init__(
         self,
         *,
@@ -182,6 +187,7 @@ class ModelManager(OnDemand):
                 reference = await prepare_reference(request, slot.record)
                 request = reference.request
             plan = await self._place(request, slot, reference.family if reference else None)
+            slot.request = request
             if reference is not None and request.register:
                 await anyio.to_thread.run_sync(self._save_registration, reference)
         except BaseException as exc:
@@ -240,6 +246,7 @@ class ModelManager(OnDemand):
             self.keep_alive if plan.keep_alive is None else parse_keep_alive(plan.keep_alive)
         )
         record.memory_estimate = plan.estimate.total if plan.estimate is not None else None
+        record.replica = plan.replica
         slot.enable_thinking = plan.enable_thinking
         slot.plan = plan
         tg = await self._background.group()
@@ -251,43 +258,29 @@ class ModelManager(OnDemand):
         return record.uid
 
     async def _bring_up(self, slot: Slot, plan: LaunchPlan, *, reload: bool = False) -> None:
-        """Load ``plan`` into a new runner. A failed launch removes the record; a failed reload
-        leaves it "unloaded" with the error, for the next request to try again."""
+        """Load ``plan`` into new runners, one per replica. A failed launch removes the record; a
+        failed reload leaves it "unloaded" with the error, for the next request to try again."""
         record = slot.record
         failure: ModelyardError | None = None
         try:
             with slot.scope:
                 await self._make_room(slot, plan)
-                path = plan.path
-                if path is None and self.cluster is not None:
+                if plan.path is None:
                     record.state, record.progress = "downloading", 0.0
-                    path = ""  # fetched on the node the runner starts on
-                elif path is None:
-                    record.state, record.progress = "downloading", 0.0
-                    path = str(await self._download(record, plan))
-                    slot.plan = msgspec.structs.replace(plan, path=path)
-                python = await self._interpreter(record, plan) if self.cluster is None else None
+                    if self.cluster is None:  # on a cluster each runner's node fetches them
+                        plan = msgspec.structs.replace(
+                            plan, path=str(await self._download(record, plan))
+                        )
+                slot.plan = plan
+                if self.cluster is None:
+                    slot.python = await self._interpreter(record, plan)
                 record.state, record.progress = "loading", 0.0
-                load = p.LoadSpec(
-                    uid=record.uid,
-                    engine=plan.engine,
-                    family=plan.family,
-                    spec=plan.spec,
-                    quantization=plan.quantization,
-                    params=dict(plan.params),
-                    path=path,
-                    protocol=p.PROTOCOL_VERSION,
-                )
-                slot.runner = runner = await self._spawn(record, load, plan, python)
-                record.pid, record.node = runner.pid, runner.handle.node
-                record.node_id = runner.handle.node_id
-                runner.on_progress = partial(self._on_progress, record)
-                runner.on_death = partial(self._on_death, slot)
-                runner.on_unresponsive = partial(self._on_unresponsive, slot)
-                runner.on_responsive = partial(self._on_responsive, slot)
-                ready = await runner.wait_ready()
-                record.context_length, record.abilities = ready.context_length, ready.abilities
+                nodes: list[str | None] = [*plan.node_ids[: record.replica]]
+                nodes += [None] * (record.replica - len(nodes))  # scaled up since it was planned
+                slot.replicas = [self._new_replica(slot, node) for node in nodes]
+                await self._start_replicas(slot, slot.replicas)
                 record.state, record.progress, record.error = "ready", 1.0, None
+                self._sync(slot)
                 self._loaded_now(slot, reload)
             if slot.scope.cancelled_caught:
                 failure = LaunchError(f"the launch of {record.uid!r} was cancelled")
@@ -303,15 +296,98 @@ class ModelManager(OnDemand):
             if failure is not None:
                 record.state, record.error = "error", failure.message
                 slot.failure = failure
-                if slot.runner is not None:
-                    await slot.runner.terminate(grace=1.0)
+                replicas, slot.replicas = slot.replicas, []
+                await self._stop_replicas(replicas, grace=1.0)
+                self._sync(slot)
                 if reload:
-                    slot.runner, record.pid = None, None
                     record.state = "unloaded"
                     record.note("reload_failed", failure.message)
                 else:
                     self._remove(slot, failure)
             slot.settled.set()
+
+    # --- replicas ---
+    def _new_replica(self, slot: Slot, node_id: str | None = None) -> Replica:
+        replica = Replica(slot.next_index, node_id)
+        slot.next_index += 1
+        return replica
+
+    async def _start_replicas(self, slot: Slot, replicas: list[Replica]) -> None:
+        """Start ``replicas`` together; the first failure cancels the others and is raised."""
+        failures: list[BaseException] = []
+
+        async def start(replica: Replica) -> None:
+            try:
+                await self._start_replica(slot, replica)
+            except Exception as exc:
+                failures.append(exc)
+                tg.cancel_scope.cancel()
+
+        async with anyio.create_task_group() as tg:
+            for replica in replicas:
+                tg.start_soon(start, replica)
+        if failures:
+            raise failures[0]
+
+    async def _start_replica(self, slot: Slot, replica: Replica) -> None:
+        """Spawn one runner of the model and wait until it has loaded (raises why it did not)."""
+        record, plan, state = slot.record, slot.plan, replica.record
+        assert plan is not None
+        try:
+            with replica.scope:
+                load = p.LoadSpec(
+                    uid=record.uid,
+                    engine=plan.engine,
+                    family=plan.family,
+                    spec=plan.spec,
+                    quantization=plan.quantization,
+                    params=dict(plan.params),
+                    path=plan.path or "",
+                    protocol=p.PROTOCOL_VERSION,
+                )
+                runner = await self._spawn(record, load, plan, slot.python, replica)
+                replica.runner = runner
+                state.pid, state.node = runner.pid, runner.handle.node
+                state.node_id = runner.handle.node_id
+                self._sync(slot)
+                runner.on_progress = partial(self._on_progress, record)
+                runner.on_death = partial(self._on_death, slot, replica)
+                runner.on_unresponsive = partial(self._on_unresponsive, slot, replica)
+                runner.on_responsive = partial(self._on_responsive, slot, replica)
+                ready = await runner.wait_ready()
+                record.context_length, record.abilities = ready.context_length, ready.abilities
+                state.state, state.error = "ready", None
+            if replica.scope.cancelled_caught:
+                raise LaunchError(f"the start of a replica of {record.uid!r} was cancelled")
+        finally:
+            replica.started.set()
+
+    async def _stop_replicas(self, replicas: list[Replica], grace: float) -> None:
+        """Stop runners (a start in progress is cancelled first, so none is left behind)."""
+        for replica in replicas:
+            replica.record.state = "stopping"  # its death now is no loss
+            replica.scope.cancel()
+
+        async def stop(replica: Replica) -> None:
+            await replica.started.wait()
+            if replica.runner is not None:
+                await replica.runner.terminate(grace=grace)
+
+        with anyio.CancelScope(shield=True):
+            async with anyio.create_task_group() as tg:
+                for replica in replicas:
+                    tg.start_soon(stop, replica)
+
+    def _sync(self, slot: Slot) -> None:
+        """The record's view of its replicas; a started model's state follows theirs."""
+        record = slot.record
+        record.replicas = [replica.record for replica in slot.replicas]
+        first = record.replicas[0] if record.replicas else None
+        record.pid = first.pid if first else None
+        record.node, record.node_id = (first.node, first.node_id) if first else (None, None)
+        record.restarts = max(record.restarts, sum(r.restarts for r in record.replicas))
+        if slot.settled.is_set() and record.replicas and record.state in SERVING_STATES:
+            record.state, record.error = model_state(record.replicas)
 
     async def _place(self, request: LaunchRequest, slot: Slot, family: Family | None) -> LaunchPlan:
         """Where and how the model runs: on this machine, or on the first cluster node it fits.
@@ -337,21 +413,27 @@ class ModelManager(OnDemand):
         return plan_on(hardware=msgspec.structs.replace(hardware, memory_available=free))
 
     async def _spawn(
-        self, record: ModelRecord, load: p.LoadSpec, plan: LaunchPlan, python: str | None
+        self,
+        record: ModelRecord,
+        load: p.LoadSpec,
+        plan: LaunchPlan,
+        python: str | None,
+        replica: Replica,
     ) -> RunnerProcess:
-        """The model's runner: a subprocess here, or on a cluster node placed as the plan asks."""
+        """A replica's runner: a subprocess here, or on a cluster node placed as the plan asks."""
         tg = await self._background.group()
-        env = {**self.runner_env, **plan.env}
+        env = {**self.runner_env, **plan.env, **replica_devices(plan, replica.record.index)}
         max_pending = plan.max_pending or self.max_pending
         if self.cluster is None:
             assert python is not None  # chosen for every local launch
             return await self._runner_for(load, python, env, max_pending)
         from ..cluster import Fetch
 
-        placement = await anyio.to_thread.run_sync(self.cluster.placement, plan)
+        placement = await anyio.to_thread.run_sync(self.cluster.placement, plan, replica.node_id)
         fetch = None
         if not load.path:
-            record.state = "downloading"
+            if record.state in LAUNCHING:  # not when a running model gains a replica
+                record.state = "downloading"
             fetch = Fetch(plan.spec, plan.quantization, plan.hub, partial(self._on_fetch, record))
         return await self.cluster.spawn(
             load,
@@ -420,44 +502,75 @@ class ModelManager(OnDemand):
         if record.state in LAUNCHING:
             record.progress = progress
 
-    def _on_unresponsive(self, slot: Slot, cause: str) -> None:
-        record = slot.record
-        if record.state != "ready":
+    def _on_unresponsive(self, slot: Slot, replica: Replica, cause: str) -> None:
+        state = replica.record
+        if state.state != "ready" or slot.record.state not in SERVING_STATES:
             return
-        log.error("model %s: %s", record.uid, cause)
-        record.state, record.error = "unresponsive", cause
+        log.error("model %s%s: %s", slot.record.uid, _which(slot, replica), cause)
+        state.state, state.error = "unresponsive", cause
+        self._sync(slot)
         if slot.plan is not None and slot.plan.restart_unresponsive:
-            self._background.start_soon(self._restart, slot)
+            self._background.start_soon(self._restart, slot, replica)
 
-    def _on_responsive(self, slot: Slot) -> None:
-        record = slot.record
-        if record.state == "unresponsive":
-            log.warning("model %s answers again", record.uid)
-            record.state, record.error = "ready", None
+    def _on_responsive(self, slot: Slot, replica: Replica) -> None:
+        state = replica.record
+        if state.state == "unresponsive":
+            log.warning("model %s%s answers again", slot.record.uid, _which(slot, replica))
+            state.state, state.error = "ready", None
+            self._sync(slot)
 
-    async def _restart(self, slot: Slot, why: str = "unresponsive") -> None:
-        """Stop a hung (or dead) runner and load the same plan into a new one (loading → ready);
-        on a cluster, on whichever node can take it now."""
-        record, old, plan = slot.record, slot.runner, slot.plan
-        assert plan is not None
-        plan = msgspec.structs.replace(plan, node_id=None)
-        log.warning("model %s: restarting its %s runner %s", record.uid, why, record.pid)
-        # A fresh launch scope: terminate() during the restart cancels this one, as for a launch.
-        slot.settled, slot.scope, slot.runner = anyio.Event(), anyio.CancelScope(), None
-        record.state, record.progress = "loading", 0.0
-        record.restarts += 1
+    async def _restart(self, slot: Slot, replica: Replica, why: str = "unresponsive") -> None:
+        """Stop a hung (or dead) replica's runner and load the model into a new one (loading →
+        ready); on a cluster, on whichever node can take it now. The other replicas keep serving."""
+        record, state, old = slot.record, replica.record, replica.runner
+        if record.state not in SERVING_STATES or replica not in slot.replicas:
+            return  # terminated or unloaded meanwhile
+        log.warning(
+            "model %s%s: restarting its %s runner %s",
+            record.uid,
+            _which(slot, replica),
+            why,
+            state.pid,
+        )
+        # A fresh scope: stopping the model during the restart cancels this one, as for a launch.
+        replica.scope, replica.started, replica.runner = anyio.CancelScope(), anyio.Event(), None
+        replica.node_id = None
+        self._forget(slot, replica)
+        state.state, state.error, state.restarts = "loading", None, state.restarts + 1
+        self._sync(slot)
         if old is not None:
             await old.terminate(grace=0)
-        await self._bring_up(slot, plan)
+        try:
+            await self._start_replica(slot, replica)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, ModelyardError) else format_exception(exc)
+            log.error(
+                "model %s%s: the restart failed: %s", record.uid, _which(slot, replica), message
+            )
+            if state.state != "stopping":
+                state.state, state.error = "error", message
+            if replica.runner is not None:
+                await replica.runner.terminate(grace=1.0)
+        finally:
+            self._sync(slot)
 
-    def _on_death(self, slot: Slot, cause: str) -> None:
-        record = slot.record
-        if record.state in ("ready", "unresponsive"):  # deaths while loading: launch failures
-            log.error("model %s: %s", record.uid, cause)
-            record.state, record.error = "error", cause
-            plan = slot.plan
-            if plan is not None and plan.restart_lost and record.restarts < MAX_RELAUNCHES:
-                self._background.start_soon(self._restart, slot, "lost")
+    def _on_death(self, slot: Slot, replica: Replica, cause: str) -> None:
+        state = replica.record
+        # Deaths while loading are launch failures; deaths of stopping replicas are expected.
+        if state.state not in ("ready", "unresponsive") or slot.record.state not in SERVING_STATES:
+            return
+        log.error("model %s%s: %s", slot.record.uid, _which(slot, replica), cause)
+        state.state, state.error = "error", cause
+        self._forget(slot, replica)
+        self._sync(slot)
+        plan = slot.plan
+        if plan is not None and plan.restart_lost and state.restarts < MAX_RELAUNCHES:
+            self._background.start_soon(self._restart, slot, replica, "lost")
+
+    def _forget(self, slot: Slot, replica: Replica) -> None:
+        """A replica's prompt cache is gone with its runner: route no prefix to it for that."""
+        if slot.router is not None:
+            slot.router.forget(replica.name)
 
     def _remove(self, slot: Slot, failure: ModelyardError | None) -> None:
         uid = slot.record.uid
@@ -498,9 +611,18 @@ class ModelManager(OnDemand):
         return self._slot(uid).record.progress_dict()
 
     async def logs(self, uid: str, lines: int) -> tuple[str, ...]:
-        """The last ``lines`` lines its runner wrote (none before the runner started)."""
-        runner = self._slot(uid).runner
-        return await runner.handle.recent(lines) if runner is not None else ()
+        """The last ``lines`` lines its runners wrote (none before a runner started); with
+        several replicas, each one's lines under its name."""
+        slot = self._slot(uid)
+        running = [r for r in slot.replicas if r.runner is not None]
+        if len(running) == 1 and running[0].runner is not None:
+            return await running[0].runner.handle.recent(lines)
+        found: list[str] = []
+        for replica in running:
+            if replica.runner is not None:
+                tail = await replica.runner.handle.recent(lines)
+                found += [f"[replica {replica.name}] {line}" for line in tail]
+        return tuple(found)
 
     async def cancel(self, uid: str) -> None:
         """Cancel a launch in progress; the launch's waiter gets a LaunchError."""
@@ -528,8 +650,7 @@ class ModelManager(OnDemand):
             await slot.unloaded.wait()
         slot.record.state = "terminating"
         try:
-            if slot.runner is not None:
-                await slot.runner.terminate(grace=self.terminate_grace)
+            await self._stop_replicas(slot.replicas, grace=self.terminate_grace)
         finally:
             self._remove(slot, None)
 
@@ -547,7 +668,8 @@ class ModelManager(OnDemand):
         )
 
     # --- serving ---
-    def _runner(self, uid: str) -> RunnerProcess:
+    def _replica(self, uid: str, request: object = None) -> Replica:
+        """The replica that serves a request now (503 while none can, 429 when it is full)."""
         slot = self._slot(uid)
         record = slot.record
         if record.state in LAUNCHING:
@@ -570,10 +692,19 @@ class ModelManager(OnDemand):
                 code="model_unloaded",
                 retry_after=1,
             )
-        if record.state == "terminating" or slot.runner is None:
+        serving = [r for r in slot.replicas if r.serving]
+        if record.state == "terminating" or not serving:
             raise Unavailable(f"model {uid!r} is being terminated")
-        slot.runner.check_capacity(uid)
-        return slot.runner
+        chosen = serving[0]
+        if len(serving) > 1:
+            if slot.router is None:
+                slot.router = ReplicaRouter()
+            loads = {r.name: r.in_flight() for r in serving}
+            name = slot.router.choose(loads, prompt_text(request))
+            chosen = next(r for r in serving if r.name == name)
+        assert chosen.runner is not None
+        chosen.runner.check_capacity(uid)
+        return chosen
 
     def chat(
         self, uid: str, request: ChatCompletionRequest, *, request_id: str | None = None
@@ -598,12 +729,13 @@ class ModelManager(OnDemand):
     ) -> AsyncIterator[Chunk]:
         slot = self._slot(uid)
         keep_alive = self._keep_alive_of(slot, request)  # a bad one: 400 whatever the state
-        runner = self._runner(uid)
+        replica = self._replica(uid, request)
+        assert replica.runner is not None
         rid = request_id or request.request_id or uuid.uuid4().hex
         # The engine sees the id (vLLM and llama.cpp name their work by it); keep_alive is ours.
         request = msgspec.structs.replace(request, request_id=rid, keep_alive=None)
-        source = runner.stream(uid, op, request, timeout=self._timeout(uid), request_id=rid)
-        release = self._hold(slot)
+        source = replica.runner.stream(uid, op, request, timeout=self._timeout(uid), request_id=rid)
+        release = self._hold(slot, replica)
         return demand.Held(source, lambda: release(keep_alive))
 
     async def embed(
@@ -625,11 +757,12 @@ class ModelManager(OnDemand):
     ) -> dict[str, Any]:
         slot = self._slot(uid)
         keep_alive = self._keep_alive_of(slot, request)  # a bad one: 400 whatever the state
-        runner = self._runner(uid)
+        replica = self._replica(uid)
+        assert replica.runner is not None
         request = msgspec.structs.replace(request, keep_alive=None)
-        release = self._hold(slot)
+        release = self._hold(slot, replica)
         try:
-            return await runner.call(
+            return await replica.runner.call(
                 uid, op, request, timeout=self._timeout(uid), request_id=request_id
             )
         finally:
@@ -657,6 +790,11 @@ class ModelManager(OnDemand):
 
             self._hardware = probe_hardware
         return self._hardware()
+
+
+def _which(slot: Slot, replica: Replica) -> str:
+    """How logs name a replica: nothing for a model with one."""
+    return f" (replica {replica.name})" if len(slot.replicas) > 1 else ""
 
 
 def _is_remote(source: str) -> bool:

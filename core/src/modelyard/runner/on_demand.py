@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..specs import Hardware
     from .background import Background
     from .planning import CatalogLike, LaunchPlan
+    from .replicas import Replica
 
 log = logging.getLogger("modelyard.manager")
 
@@ -50,6 +51,8 @@ class OnDemand:
             self, slot: Slot, plan: LaunchPlan, *, reload: bool = False
         ) -> None: ...
         def _slot(self, uid: str) -> Slot: ...
+        async def _stop_replicas(self, replicas: list[Replica], grace: float) -> None: ...
+        def _sync(self, slot: Slot) -> None: ...
         def _get_catalog(self) -> CatalogLike: ...
         def _probe(self) -> Hardware: ...
 
@@ -71,7 +74,9 @@ class OnDemand:
                 uid=s.record.uid,
                 idle=s.idle,
                 last_used=s.record.last_used,
-                memory=s.plan.estimate.total if s.plan and s.plan.estimate else 0,
+                memory=s.plan.estimate.total * s.record.replica
+                if s.plan and s.plan.estimate
+                else 0,
             )
             for s in self._slots.values()
             if s is not exclude and s.record.state in demand.HOLDS_RUNNER
@@ -84,7 +89,8 @@ class OnDemand:
             needed = available = 0
             if estimate is not None and estimate.device == "cpu":
                 hardware = await anyio.to_thread.run_sync(self._probe)
-                needed, available = estimate.total, hardware.memory_available
+                needed = estimate.total * slot.record.replica
+                available = hardware.memory_available
             room = demand.make_room(
                 self._loaded(exclude=slot),
                 for_uid=slot.record.uid,
@@ -103,18 +109,20 @@ class OnDemand:
                     slot.record.note("made_room", f"unloaded {uid} to load this model")
 
     async def _unload(self, slot: Slot, event: str, reason: str) -> None:
-        """Stop an idle model's runner; the record stays, as "unloaded", for a reload."""
-        record, runner = slot.record, slot.runner
-        if record.state not in ("ready", "unresponsive") or runner is None:
+        """Stop an idle model's runners; the record stays, as "unloaded", for a reload."""
+        record = slot.record
+        if record.state not in ("ready", "unresponsive") or not slot.replicas:
             return
         log.info("model %s: %s: %s", record.uid, event, reason)
         record.note(event, reason)
-        record.state, slot.runner = "unloading", None
+        record.state, replicas, slot.replicas = "unloading", slot.replicas, []
+        slot.router = None  # the prompt caches go with the runners
         slot.unloaded = anyio.Event()
         try:
-            await runner.terminate(grace=self.terminate_grace)
+            await self._stop_replicas(replicas, grace=self.terminate_grace)
         finally:
-            record.pid, record.progress = None, 0.0
+            self._sync(slot)
+            record.progress = 0.0
             if record.state == "unloading":
                 record.state = "unloaded"
             slot.unloaded.set()
@@ -212,15 +220,18 @@ class OnDemand:
             slot.record.note("launching", "a request named it and --auto-launch is on")
         return slot
 
-    def _hold(self, slot: Slot) -> Callable[[float | None], None]:
-        """Count one request in flight on ``slot``; the returned function releases it, then
-        schedules the idle unload after ``keep_alive`` (the request's, else the model's)."""
+    def _hold(self, slot: Slot, replica: Replica) -> Callable[[float | None], None]:
+        """Count one request in flight on ``slot`` and the replica serving it; the returned
+        function releases it, then schedules the idle unload after ``keep_alive`` (the request's,
+        else the model's)."""
         record = slot.record
         record.in_flight += 1
+        replica.record.in_flight += 1
         slot.idle_timer += 1  # any unload scheduled before this request is stale now
 
         def release(keep_alive: float | None) -> None:
             record.in_flight -= 1
+            replica.record.in_flight -= 1
             record.last_used = time.time()
             if record.in_flight == 0 and record.state == "ready":
                 self._schedule_unload(slot, keep_alive)
@@ -235,7 +246,8 @@ class OnDemand:
         """End the request ``request_id`` in flight on model ``uid`` (Xinference's abort)."""
         slot = self._slot(uid)
         error = RequestAborted(f"request {request_id!r} was aborted")
-        if slot.runner is None or not slot.runner.abort(request_id, error):
+        runners = [r.runner for r in slot.replicas if r.runner is not None]
+        if not any(runner.abort(request_id, error) for runner in runners):
             raise NotFound(
                 f"no request {request_id!r} is in flight on model {uid!r}; the id is the "
                 "X-Request-Id header or the request_id field the request was sent with",

@@ -53,7 +53,8 @@ class LaunchPlan(msgspec.Struct, kw_only=True):
     restart_lost: bool = False
     worker_ip: str | None = None
     node_resources: dict[str, float] = {}
-    node_id: str | None = None  # on a cluster: the node chosen for it
+    replica: int = 1  # runners the model starts with
+    node_ids: list[str] = []  # on a cluster: the node chosen for each replica
     # Why this engine: the matcher's explanation (chosen, the others that could, who refused).
     engine_reason: str | None = None
     keep_alive: str | float | None = None  # as the launch asked; None: the server's default
@@ -72,12 +73,6 @@ def plan_launch(
     from .. import envs, matching, resources  # colleagues' modules; imported when a launch happens
     from ..keepalive import parse_keep_alive
 
-    if request.replica != 1:
-        raise LaunchError(
-            f"replica={request.replica} is not supported yet; launch the model {request.replica} "
-            "times with different model_uid values instead",
-            param="replica",
-        )
     if request.keep_alive is not None:
         parse_keep_alive(request.keep_alive)  # a bad one is a 400 before anything starts
     if family is None:
@@ -107,10 +102,12 @@ def plan_launch(
         pm, choice.engine, family, spec, quantization, request.params, hardware
     )
     try:
-        resources.check_fit(estimate, hardware)
+        resources.check_fit(resources.times(estimate, request.replica), hardware)
     except LaunchError as exc:
+        replicas = f" in {request.replica} replicas" if request.replica > 1 else ""
         raise LaunchError(
-            f"{family.model_name} on {choice.engine}: {exc.message}", code="insufficient_memory"
+            f"{family.model_name} on {choice.engine}{replicas}: {exc.message}",
+            code="insufficient_memory",
         ) from None
     return LaunchPlan(
         model_name=family.model_name,
@@ -124,11 +121,12 @@ def plan_launch(
         path=_local_weights(request.model_path),
         hub=request.download_hub,
         max_pending=request.request_limits,
-        env=_device_env(request.gpu_idx, hardware),
+        env=_device_env(request.gpu_idx, hardware, request.replica),
         enable_thinking=request.enable_thinking,
         request_timeout=request.request_timeout,
         restart_unresponsive=request.restart_unresponsive,
         restart_lost=request.restart_lost,
+        replica=request.replica,
         worker_ip=request.worker_ip,
         node_resources=dict(request.node_resources),
         engine_reason=choice.explain(),
@@ -149,14 +147,23 @@ def _local_weights(model_path: str | None) -> str | None:
     return str(path)
 
 
-def _device_env(gpu_idx: int | list[int] | None, hardware: Hardware) -> dict[str, str]:
-    """``gpu_idx`` pins the runner to those CUDA devices, the way engines expect it: by environment."""
+def _device_env(
+    gpu_idx: int | list[int] | None, hardware: Hardware, replica: int = 1
+) -> dict[str, str]:
+    """``gpu_idx`` pins the runners to those CUDA devices, the way engines expect it: by
+    environment; replicas share them out evenly (``replica_devices``)."""
     if gpu_idx is None:
         return {}
     devices = [gpu_idx] if isinstance(gpu_idx, int) else gpu_idx
     if not devices or any(isinstance(d, bool) or d < 0 for d in devices):
         raise InvalidRequest(
             f"gpu_idx must be device numbers ≥ 0, got {gpu_idx!r}", param="gpu_idx"
+        )
+    if len(devices) % replica:
+        raise InvalidRequest(
+            f"gpu_idx {devices} cannot be shared evenly by {replica} replicas: give each "
+            "replica the same number of devices",
+            param="gpu_idx",
         )
     present = sum(1 for a in hardware.accelerators if a.kind == "cuda")
     missing = [d for d in devices if d >= present]
@@ -167,3 +174,14 @@ def _device_env(gpu_idx: int | list[int] | None, hardware: Hardware) -> dict[str
             param="gpu_idx",
         )
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(d) for d in devices)}
+
+
+def replica_devices(plan: LaunchPlan, index: int) -> dict[str, str]:
+    """The CUDA devices of replica ``index``: its even share of the launch's ``gpu_idx``."""
+    devices = plan.env.get("CUDA_VISIBLE_DEVICES")
+    if devices is None or plan.replica == 1:
+        return {}
+    listed = devices.split(",")
+    per = len(listed) // plan.replica
+    share = index % plan.replica
+    return {"CUDA_VISIBLE_DEVICES": ",".join(listed[share * per : (share + 1) * per])}
