@@ -42,8 +42,11 @@ def wait_for(predicate, what: str, watched: subprocess.Popen[bytes], seconds: fl
 def main() -> None:
     bin_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    # `ray start` refuses to join a node when RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is set (to 0, as
+    # the in-process cluster tests set it): this scenario's namespace keeps Ray on loopback instead.
+    inherited = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
     env = {
-        **os.environ,
+        **inherited,
         "MODELYARD_HOME": str(work / "home"),
         "RAY_AUTH_MODE": "disabled",
         "MODELYARD_LLAMACPP_THREADS": "1",

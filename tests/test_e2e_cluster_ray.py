@@ -56,6 +56,7 @@ def node_python(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def ray_cluster(node_python: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    before = {name: os.environ.get(name) for name in RAY_ENV}
     os.environ.update(RAY_ENV)  # before Ray is imported: it reads them then
     pytest.importorskip("ray", reason="needs modelyard[cluster] (scripts/test installs it)")
     from ray.cluster_utils import Cluster
@@ -90,6 +91,8 @@ def ray_cluster(node_python: str, tmp_path_factory: pytest.TempPathFactory) -> I
     finally:
         _restore("MODELYARD_HOME", supervisor_home)
         cluster.shutdown()
+        for name, value in before.items():  # later tests start Ray nodes of their own
+            _restore(name, value)
 
 
 @pytest.fixture(scope="module")
@@ -266,6 +269,126 @@ def test_losing_the_node_mid_stream_ends_the_stream_and_marks_the_model(
         timeout=30,
     )
     assert refused.status_code == 503
+
+
+def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
+    ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
+) -> None:
+    """Each replica holds the "pair" resource its node has one of, so they land on two nodes;
+    losing one mid-stream ends only its stream, the other keeps serving, and scaling up waits for
+    a node with room (a 400 naming the nodes until one joins)."""
+    from openai import OpenAI
+
+    added = [ray_cluster.add_node(num_cpus=1, resources={"pair": 1}) for _ in range(2)]
+    try:
+        ray_cluster.wait_for_nodes()
+        made = launch(
+            supervisor, **smollm2_gguf, model_uid="pair", replica=2, node_resources={"pair": 1}
+        )
+        assert made.status_code == 200, made.text
+        record = _model(supervisor, "pair")
+        assert record["replica"] == 2 and [r["state"] for r in record["replicas"]] == ["ready"] * 2
+        assert {r["node_id"] for r in record["replicas"]} == {node.node_id for node in added}
+        workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
+        hosting = {w["node_id"] for w in workers if "pair" in w["models"]}
+        assert hosting == {node.node_id for node in added}  # listed on each replica's node
+
+        client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
+        for _ in range(2):
+            assert "Paris" in _capital(client, "pair")
+
+        body = {
+            "model": "pair",
+            "messages": [{"role": "user", "content": "Count from one to five hundred."}],
+            "max_tokens": 300,
+            "stream": True,
+            "ignore_eos": True,
+        }
+        url = f"{supervisor.url}/v1/chat/completions"
+        with (
+            httpx.stream("POST", url, json=body, timeout=120) as first,
+            httpx.stream("POST", url, json=body, timeout=120) as second,
+        ):
+            streams = [first.iter_lines(), second.iter_lines()]
+            for lines in streams:
+                _data_events(lines, 2)
+            serving = _model(supervisor, "pair")["replicas"]
+            assert [r["in_flight"] for r in serving] == [1, 1]  # least loaded: one each
+            lost = next(node for node in added if node.node_id == serving[0]["node_id"])
+            ray_cluster.remove_node(lost, allow_graceful=False)
+            ends = [_data_events(lines, 10_000)[-1] for lines in streams]
+        assert sorted('"error"' in end for end in ends) == [False, True], ends
+
+        record = _wait_for(supervisor, "pair", lambda r: "error" in _states(r))
+        assert record["state"] == "ready" and "lost" in record["replicas"][0]["error"]
+        assert "Paris" in _capital(client, "pair")  # the other replica serves on
+
+        scaled = httpx.post(
+            f"{supervisor.url}/v1/models/pair/scale", json={"replica": 1}, timeout=60
+        )
+        assert scaled.status_code == 200, scaled.text
+        assert [r["index"] for r in scaled.json()["replicas"]] == [1]  # the lost one went first
+        full = httpx.post(f"{supervisor.url}/v1/models/pair/scale", json={"replica": 2}, timeout=60)
+        assert full.status_code == 400 and "pair" in full.json()["error"]["message"], full.text
+        added.append(ray_cluster.add_node(num_cpus=1, resources={"pair": 1}))
+        ray_cluster.wait_for_nodes()
+        grown = httpx.post(
+            f"{supervisor.url}/v1/models/pair/scale", json={"replica": 2}, timeout=180
+        )
+        assert grown.status_code == 200, grown.text
+        replicas = grown.json()["replicas"]
+        assert _states(grown.json()) == ["ready", "ready"]
+        assert replicas[1]["node_id"] == added[-1].node_id != replicas[0]["node_id"]
+        assert "Paris" in _capital(client, "pair")
+        assert httpx.delete(f"{supervisor.url}/v1/models/pair", timeout=60).status_code == 200
+    finally:
+        for node in added:
+            if node in ray_cluster.list_all_nodes():
+                ray_cluster.remove_node(node)
+
+
+def _model(server: Server, uid: str) -> dict[str, Any]:
+    found: dict[str, Any] = httpx.get(f"{server.url}/v1/models/{uid}", timeout=10).json()
+    return found
+
+
+def _states(record: dict[str, Any]) -> list[str]:
+    return [replica["state"] for replica in record["replicas"]]
+
+
+def _wait_for(
+    server: Server, uid: str, done: Callable[[dict[str, Any]], bool], timeout: float = 30
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    record = _model(server, uid)
+    while not done(record) and time.monotonic() < deadline:
+        time.sleep(0.5)
+        record = _model(server, uid)
+    return record
+
+
+def _data_events(lines: Iterator[str], count: int) -> list[str]:
+    """Up to ``count`` more ``data:`` events of an SSE stream (fewer when it ends)."""
+    found: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            found.append(line)
+            if len(found) == count:
+                break
+    return found
+
+
+def _capital(client: Any, model: str) -> str:
+    answer = client.chat.completions.create(
+        model=model,
+        messages=[
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": "What is the capital of France?"},
+        ],
+        max_tokens=24,
+        temperature=0,
+    )
+    return str(answer.choices[0].message.content or "")
 
 
 def _restore(name: str, value: str | None) -> None:

@@ -271,6 +271,28 @@ class Client:
     def terminate_model(self, model_uid: str) -> None:
         self._send("DELETE", f"/v1/models/{model_uid}").close()
 
+    def scale_model(
+        self, model_uid: str, replica: int, drain_timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Run ``replica`` replicas of the model from now on; the model's description after."""
+        body: dict[str, Any] = {"replica": replica}
+        if drain_timeout is not None:
+            body["drain_timeout"] = drain_timeout
+        result: dict[str, Any] = self._json("POST", f"/v1/models/{model_uid}/scale", json=body)
+        return result
+
+    def add_model_replica(self, model_uid: str, replica: int = 1) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "POST", f"/v1/models/{model_uid}/replicas", json={"replica": replica}
+        )
+        return result
+
+    def terminate_model_replica(self, model_uid: str, replica_id: int | str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json(
+            "DELETE", f"/v1/models/{model_uid}/replicas/{replica_id}"
+        )
+        return result
+
     def get_launch_model_progress(self, model_uid: str) -> dict[str, Any]:
         result: dict[str, Any] = self._json("GET", f"/v1/models/{model_uid}/progress")
         return result

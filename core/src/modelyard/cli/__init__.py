@@ -59,6 +59,7 @@ for command in (
     lifecycle_cmds.launch,
     lifecycle_cmds.list_models,
     lifecycle_cmds.terminate,
+    lifecycle_cmds.scale,
     lifecycle_cmds.generate,
     chat.chat,
     bench_cmd.bench,

@@ -227,6 +227,14 @@ def serve(
 @click.option("-q", "--quantization", default=None)
 @click.option("-u", "--model-uid", default=None)
 @click.option(
+    "-r",
+    "--replica",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runners behind the uid (spread over the nodes on a cluster).",
+)
+@click.option(
     "--param",
     "params",
     multiple=True,
@@ -259,6 +267,7 @@ def launch(
     size: str | None,
     quantization: str | None,
     model_uid: str | None,
+    replica: int,
     params: tuple[str, ...],
     wait: bool,
     keep_alive: str | None,
@@ -284,6 +293,8 @@ def launch(
         engine_params["keep_alive"] = keep_alive
     if register:
         engine_params["register"] = True
+    if replica != 1:
+        engine_params["replica"] = replica
     size_b = parse_size(size)
     with connect(endpoint, api_key) as client:
         uid = client.launch_model(
@@ -312,6 +323,7 @@ _LIST_COLUMNS = (
     ("Size (B)", "model_size_in_billions"),
     ("Quantization", "quantization"),
     ("State", "state"),
+    ("Replicas", "replicas"),
     ("Memory", "resident_memory_bytes"),
     ("Abilities", "model_ability"),
 )
@@ -342,6 +354,9 @@ def _cell(model: dict[str, Any], key: str) -> Any:
         return parse_size(value)  # the wire form "0_135" reads as 0.135 in a table
     if key == "resident_memory_bytes" and value is not None:
         return f"{value / 2**20:.0f} MiB"
+    if key == "replicas" and isinstance(value, list):  # ready of wanted
+        ready = sum(1 for replica in value if replica.get("state") == "ready")
+        return f"{ready}/{model.get('replica', len(value))}"
     return value
 
 
@@ -353,6 +368,35 @@ def terminate(endpoint: str, api_key: str | None, model_uid: str) -> None:
     with connect(endpoint, api_key) as client:
         client.terminate_model(model_uid)
     click.echo(f"Terminated {model_uid}.")
+
+
+@click.command()
+@endpoint_option
+@click.option("-u", "--model-uid", required=True)
+@click.option(
+    "-r",
+    "--replica",
+    type=click.IntRange(min=1),
+    required=True,
+    help="Replicas to run from now on.",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds a removed replica may finish its requests (default 60).",
+)
+def scale(
+    endpoint: str, api_key: str | None, model_uid: str, replica: int, drain_timeout: float | None
+) -> None:
+    """Run N replicas of a running model: new ones load beside the others, removed ones drain."""
+    with connect(endpoint, api_key) as client:
+        model = client.scale_model(model_uid, replica, drain_timeout)
+    places = ", ".join(
+        f"{r['index']} ({r['state']}" + (f" on {r['node']})" if r.get("node") else ")")
+        for r in model.get("replicas", [])
+    )
+    click.echo(f"{model_uid} now runs {model.get('replica')} replica(s): {places}")
 
 
 def sampling_options(f: Any) -> Any:

@@ -8,9 +8,9 @@ Unknown keys are allowed, as in every OpenAI object.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from ..envs import Environment
 from ..specs import EngineInfo, ModelFormat, ModelType
@@ -217,6 +217,44 @@ class ModelObject(Struct):
     in_flight: int = 0
     loads: int = 0
     events: list[ModelEvent] = []
+    replicas: list[ReplicaInfo] = []
+
+
+class ReplicaInfo(Struct):
+    """One runner of the model: its id (``replica_id`` in the replica routes), state and place."""
+
+    index: int
+    state: Literal["loading", "ready", "unresponsive", "error", "stopping"]
+    pid: int | None
+    node: str | None  # the cluster node's address; None: this machine
+    node_id: str | None
+    error: str | None
+    in_flight: int
+    restarts: int
+
+
+class ScaleBody(Struct, forbid_unknown_fields=True):
+    """``POST /v1/models/{uid}/scale``: how many replicas the model runs from now on. Replicas
+    removed stop taking requests at once and stop after their requests in flight end (at most
+    ``drain_timeout`` seconds)."""
+
+    replica: Annotated[int, Meta(ge=1)]
+    drain_timeout: Annotated[float, Meta(ge=0)] = 60.0
+
+
+class AddReplicasBody(Struct):
+    """Xinference's ``add_model_replica``: ``replica`` more replicas (its other keys must be null)."""
+
+    replica: Annotated[int, Meta(ge=1)] = 1
+    replica_config: None = None
+    model_engine: str | None = None
+    n_gpu: int | Literal["auto"] | None = None
+
+
+class ReplicaRemoved(Struct):
+    model_uid: str
+    replica_id: str
+    remaining_replicas: int
 
 
 class ModelEvent(Struct):
@@ -270,6 +308,14 @@ class Progress(Struct):
     stage: str
     progress: float
     error: str | None
+    replicas: list[ReplicaProgress] = []
+
+
+class ReplicaProgress(Struct):
+    replica_id: int
+    replica_model_uid: str
+    stage: str
+    progress: float
 
 
 class Status(Struct):

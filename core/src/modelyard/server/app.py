@@ -64,6 +64,9 @@ ROUTES = [
     Route("/v1/models/{uid}/cancel", manage.cancel_launch, methods=["POST"]),
     Route("/v1/models/{uid}/requests/{request_id}/abort", manage.abort_request, methods=["POST"]),
     Route("/v1/models/{uid}/logs", manage.model_logs, methods=["GET"]),
+    Route("/v1/models/{uid}/scale", manage.scale_model, methods=["POST"]),
+    Route("/v1/models/{uid}/replicas", manage.add_replicas, methods=["POST"]),
+    Route("/v1/models/{uid}/replicas/{replica_id}", manage.remove_replica, methods=["DELETE"]),
     # Catalog
     Route("/v1/model_registrations/{model_type}", catalog.list_registrations, methods=["GET"]),
     Route("/v1/model_registrations/{model_type}", catalog.register_model, methods=["POST"]),

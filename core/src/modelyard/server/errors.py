@@ -28,6 +28,7 @@ log = logging.getLogger("modelyard.server")
 T = TypeVar("T")
 
 _PATH_IN_MESSAGE = re.compile(r"at `\$(?P<path>[^`]*)`")
+_UNKNOWN_FIELD = re.compile(r"unknown field `(?P<name>[^`]*)`")
 
 
 class JSONResponse(Response):
@@ -104,6 +105,9 @@ def invalid_body(
     text = str(exc)
     found = _PATH_IN_MESSAGE.search(text)
     param = (found.group("path").lstrip(".") or None) if found else None
+    unknown = _UNKNOWN_FIELD.search(text)
+    if unknown is not None:  # the unknown key itself is what the caller must fix
+        param = f"{param}.{unknown.group('name')}" if param else unknown.group("name")
     if isinstance(exc, msgspec.ValidationError):
         return InvalidRequest(f"invalid {what}: {text}", param=param)
     return InvalidRequest(f"malformed JSON in {what}: {text}; send one JSON object", param=param)

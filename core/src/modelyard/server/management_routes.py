@@ -15,7 +15,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .. import __version__
-from .errors import JSONResponse, invalid_body, read_body
+from ..errors import InvalidRequest
+from . import api_types as T
+from .errors import JSONResponse, decode_body, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready, query_int
 from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object, warm_runners
 from .openai_routes import manager_of
@@ -92,6 +94,61 @@ async def launch_progress(request: Request) -> Response:
     return JSONResponse(progress)
 
 
+async def scale_model(request: Request) -> Response:
+    """Run ``replica`` replicas of a model from now on (``modelyard scale``); the model as then."""
+    uid = request.path_params["uid"]
+    body = await decode_body(request, _SCALE, "scale request")
+    manager = manager_of(request)
+    manager.get(uid)
+    request.state.model = uid
+    record = await manager.scale(uid, body.replica, drain_timeout=body.drain_timeout)
+    return JSONResponse(model_object(record))
+
+
+async def add_replicas(request: Request) -> Response:
+    """Xinference's ``add_model_replica``: more replicas of a running model, placed like its own."""
+    uid = request.path_params["uid"]
+    body = await decode_body(request, _ADD_REPLICAS, "replica request")
+    manager = manager_of(request)
+    record = manager.get(uid)
+    request.state.model = uid
+    if body.model_engine not in (None, record.engine):
+        raise InvalidRequest(
+            f"model {uid!r} runs on {record.engine}; its replicas do too (model_engine "
+            f"{body.model_engine!r} cannot be chosen per replica)",
+            param="model_engine",
+        )
+    if body.n_gpu not in (None, "auto"):
+        raise InvalidRequest(
+            "n_gpu cannot be chosen per replica: replicas share the launch's gpu_idx",
+            param="n_gpu",
+        )
+    record = await manager.add_replicas(uid, body.replica)
+    return JSONResponse(model_object(record))
+
+
+async def remove_replica(request: Request) -> Response:
+    """Xinference's ``terminate_model_replica``: drain and stop one replica (its id: the index
+    ``/v1/models/{uid}`` lists, or Xinference's ``{uid}-{index}``)."""
+    uid, replica_id = request.path_params["uid"], request.path_params["replica_id"]
+    manager = manager_of(request)
+    manager.get(uid)
+    request.state.model = uid
+    index = replica_id.removeprefix(f"{uid}-")
+    if not index.isdigit():
+        raise InvalidRequest(
+            f"replica_id {replica_id!r} is not a replica id: use the index listed in the model's "
+            "replicas (or uid-index)",
+            param="replica_id",
+        )
+    record = await manager.remove_replica(uid, int(index))
+    return JSONResponse(
+        {"model_uid": uid, "replica_id": replica_id, "remaining_replicas": record.replica}
+    )
+
+
+_SCALE = msgspec.json.Decoder(T.ScaleBody)
+_ADD_REPLICAS = msgspec.json.Decoder(T.AddReplicasBody)
 MAX_LOG_LINES = 200
 
 
@@ -184,14 +241,18 @@ async def list_workers(request: Request) -> Response:
                 "work-ip": node["address"],
                 **node,
                 "models": {
-                    r.uid: describe(r)
-                    for r in records
-                    if single or getattr(r, "node_id", None) == node["node_id"]
+                    r.uid: describe(r) for r in records if single or node["node_id"] in _nodes_of(r)
                 },
             }
             for node in nodes
         ]
     )
+
+
+def _nodes_of(record: Any) -> set[str | None]:
+    """The nodes a model's runners run on: each replica's (the record's own for a single one)."""
+    replicas = getattr(record, "replicas", None) or ()
+    return {r.node_id for r in replicas} or {getattr(record, "node_id", None)}
 
 
 async def list_environments(request: Request) -> Response:

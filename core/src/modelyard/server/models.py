@@ -57,6 +57,8 @@ class Record(Protocol):
     def params(self) -> dict[str, Any]: ...
     @property
     def created(self) -> float: ...
+    @property
+    def replica(self) -> int: ...
 
 
 class Manager(Protocol):
@@ -70,6 +72,11 @@ class Manager(Protocol):
     async def cancel(self, uid: str) -> None: ...
     async def ensure_ready(self, uid: str) -> Record: ...
     def abort(self, uid: str, request_id: str) -> dict[str, str]: ...
+    async def scale(self, uid: str, replica: int, *, drain_timeout: float = ...) -> Record: ...
+    async def add_replicas(self, uid: str, count: int = 1) -> Record: ...
+    async def remove_replica(
+        self, uid: str, index: int, *, drain_timeout: float = ...
+    ) -> Record: ...
     def chat(
         self, uid: str, request: ChatCompletionRequest, *, request_id: str | None = None
     ) -> AsyncIterator[Chunk]: ...
@@ -134,7 +141,7 @@ def describe(record: Record) -> dict[str, Any]:
         "model_description": getattr(family, "model_description", ""),
         "context_length": record.context_length,
         "accelerators": [],
-        "replica": 1,
+        "replica": getattr(record, "replica", 1),
         "n_worker": 1,
         "state": record.state,
         "progress": record.progress,
@@ -156,6 +163,7 @@ def describe(record: Record) -> dict[str, Any]:
         "in_flight": getattr(record, "in_flight", 0),
         "loads": getattr(record, "loads", 0),
         "events": msgspec.to_builtins(getattr(record, "events", [])),
+        "replicas": msgspec.to_builtins(getattr(record, "replicas", [])),
     }
     languages = list(getattr(family, "model_lang", ()) or ())
     if record.model_type == "LLM":
@@ -191,7 +199,11 @@ def warm_runners(manager: object) -> list[dict[str, Any]]:
 def local_resident_bytes(
     record: Record, stats: dict[int, tuple[int, float]] | None = None
 ) -> int | None:
-    """Resident memory of the record's runner tree when it runs on this machine, else None."""
+    """Resident memory of the record's runner trees (one per replica) when they run on this
+    machine, else None."""
     if getattr(record, "node", None) is not None:
         return None
-    return tree_resident_bytes(record.pid, stats)
+    pids = [r.pid for r in getattr(record, "replicas", ()) if r.node is None] or [record.pid]
+    found = [tree_resident_bytes(pid, stats) for pid in pids]
+    sizes = [size for size in found if size is not None]
+    return sum(sizes) if sizes else None

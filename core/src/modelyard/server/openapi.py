@@ -143,6 +143,18 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
         summary="The last lines the model's runner wrote", tag=_MODELS, response=T.ModelLogs,
         query=(("lines", "how many, 1 to 200 (default 50)"),),
     ),
+    management_routes.scale_model: Operation(
+        summary="Run N replicas of a running model (removed ones drain first)", tag=_MODELS,
+        request=T.ScaleBody, response=T.ModelObject,
+    ),
+    management_routes.add_replicas: Operation(
+        summary="Add replicas to a running model (Xinference's add_model_replica)", tag=_MODELS,
+        request=T.AddReplicasBody, response=T.ModelObject,
+    ),
+    management_routes.remove_replica: Operation(
+        summary="Drain and stop one replica (Xinference's terminate_model_replica)", tag=_MODELS,
+        response=T.ReplicaRemoved,
+    ),
     registrations.list_registrations: Operation(
         summary="Model families of a type (custom, and built-in when asked)", tag=_CATALOG,
         response=list[T.Registration], query=_DETAILS,

@@ -49,6 +49,14 @@ function progressLine(record) {
   );
 }
 
+// "2 of 2 ready: 0 ready on 10.0.0.2, 1 ready": each replica's state and node (none: this machine).
+function replicas(record) {
+  const each = record.replicas ?? [];
+  const ready = each.filter((r) => r.state === "ready").length;
+  const places = each.map((r) => `${r.index} ${r.state}${r.node ? ` on ${r.node}` : ""}`).join(", ");
+  return `${ready} of ${record.replica ?? 1} ready${places ? `: ${places}` : ""}`;
+}
+
 async function card(record) {
   const uid = record.id;
   const memory =
@@ -57,7 +65,7 @@ async function card(record) {
   const facts = [
     ["Model", `${record.model_name} · ${record.model_format ?? "?"} · ${size(record.model_size_in_billions)}B · ${record.quantization ?? ""}`],
     ["Engine", record.model_engine ?? "not chosen yet"],
-    ["Replicas", record.replica ?? 1],
+    ["Replicas", replicas(record)],
     ["Memory", memory],
     ["Context", record.context_length ?? "unknown"],
   ];
