@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from e2e_support import SYSTEM, capital_of_france, data_events
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -38,7 +39,6 @@ FAST_HEALTH = {
     "health_check_failure_threshold": 3,
     "health_check_initial_delay_ms": 0,
 }
-SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +139,7 @@ def test_a_runner_placed_on_the_worker_node_answers_through_the_supervisor(
     assert by_id[ray_cluster.head_node.node_id]["models"] == {}
 
     client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
-    answer = client.chat.completions.create(
-        model="on-b",
-        messages=[
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "What is the capital of France?"},
-        ],
-        max_tokens=24,
-        temperature=0,
-    )
-    assert "Paris" in (answer.choices[0].message.content or "")
+    assert "Paris" in capital_of_france(client, "on-b")
 
 
 def test_placement_that_no_node_offers_is_a_400_naming_the_nodes(supervisor: Server) -> None:
@@ -295,7 +286,7 @@ def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
 
         client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
         for _ in range(2):
-            assert "Paris" in _capital(client, "pair")
+            assert "Paris" in capital_of_france(client, "pair")
 
         body = {
             "model": "pair",
@@ -311,17 +302,17 @@ def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
         ):
             streams = [first.iter_lines(), second.iter_lines()]
             for lines in streams:
-                _data_events(lines, 2)
+                data_events(lines, 2)
             serving = _model(supervisor, "pair")["replicas"]
             assert [r["in_flight"] for r in serving] == [1, 1]  # least loaded: one each
             lost = next(node for node in added if node.node_id == serving[0]["node_id"])
             ray_cluster.remove_node(lost, allow_graceful=False)
-            ends = [_data_events(lines, 10_000)[-1] for lines in streams]
+            ends = [data_events(lines, 10_000)[-1] for lines in streams]
         assert sorted('"error"' in end for end in ends) == [False, True], ends
 
         record = _wait_for(supervisor, "pair", lambda r: "error" in _states(r))
         assert record["state"] == "ready" and "lost" in record["replicas"][0]["error"]
-        assert "Paris" in _capital(client, "pair")  # the other replica serves on
+        assert "Paris" in capital_of_france(client, "pair")  # the other replica serves on
 
         scaled = httpx.post(
             f"{supervisor.url}/v1/models/pair/scale", json={"replica": 1}, timeout=60
@@ -339,7 +330,7 @@ def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
         replicas = grown.json()["replicas"]
         assert _states(grown.json()) == ["ready", "ready"]
         assert replicas[1]["node_id"] == added[-1].node_id != replicas[0]["node_id"]
-        assert "Paris" in _capital(client, "pair")
+        assert "Paris" in capital_of_france(client, "pair")
         assert httpx.delete(f"{supervisor.url}/v1/models/pair", timeout=60).status_code == 200
     finally:
         for node in added:
@@ -365,30 +356,6 @@ def _wait_for(
         time.sleep(0.5)
         record = _model(server, uid)
     return record
-
-
-def _data_events(lines: Iterator[str], count: int) -> list[str]:
-    """Up to ``count`` more ``data:`` events of an SSE stream (fewer when it ends)."""
-    found: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            found.append(line)
-            if len(found) == count:
-                break
-    return found
-
-
-def _capital(client: Any, model: str) -> str:
-    answer = client.chat.completions.create(
-        model=model,
-        messages=[
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "What is the capital of France?"},
-        ],
-        max_tokens=24,
-        temperature=0,
-    )
-    return str(answer.choices[0].message.content or "")
 
 
 def _restore(name: str, value: str | None) -> None:

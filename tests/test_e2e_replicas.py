@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
+from e2e_support import capital_of_france, data_events
 
 if TYPE_CHECKING:
     from conftest import Server
 
 pytestmark = [pytest.mark.e2e]
-
-SYSTEM = "You are a helpful assistant. Answer in one short sentence."
 
 
 @pytest.fixture
@@ -39,16 +38,6 @@ def _model(server: Server, uid: str) -> dict[str, Any]:
 
 def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
-
-
-def _data_events(lines: Iterator[str], count: int) -> list[str]:
-    found: list[str] = []
-    for line in lines:
-        if line.startswith("data:"):
-            found.append(line)
-            if len(found) == count:
-                break
-    return found
 
 
 def test_two_replicas_serve_one_uid_and_concurrent_streams_use_both(
@@ -77,22 +66,13 @@ def test_two_replicas_serve_one_uid_and_concurrent_streams_use_both(
     ):
         streams = [first.iter_lines(), second.iter_lines()]
         for lines in streams:
-            assert len(_data_events(lines, 2)) == 2
+            assert len(data_events(lines, 2)) == 2
         assert [r["in_flight"] for r in _model(server, twins)["replicas"]] == [1, 1]
-        ends = [_data_events(lines, 10_000)[-1] for lines in streams]
+        ends = [data_events(lines, 10_000)[-1] for lines in streams]
     assert ends == ["data: [DONE]", "data: [DONE]"]
 
     client = OpenAI(base_url=f"{server.url}/v1", api_key="unused")
-    answer = client.chat.completions.create(
-        model=twins,
-        messages=[
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": "What is the capital of France?"},
-        ],
-        max_tokens=24,
-        temperature=0,
-    )
-    assert "Paris" in (answer.choices[0].message.content or "")
+    assert "Paris" in capital_of_france(client, twins)
 
 
 def test_scaling_with_the_cli_and_xinference_clients_replica_calls(
