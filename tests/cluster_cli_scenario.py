@@ -39,6 +39,16 @@ def wait_for(predicate, what: str, watched: subprocess.Popen[bytes], seconds: fl
     raise SystemExit(f"gave up waiting for {what}")
 
 
+def wait_for_state(url: str, state: str, bound: float = 120) -> str:
+    """The model's state once it is ``state`` (or when the bound on a hang passes)."""
+    deadline = time.monotonic() + bound
+    found = httpx.get(url).json()["state"]
+    while found != state and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = httpx.get(url).json()["state"]
+    return str(found)
+
+
 def main() -> None:
     bin_dir, work = Path(sys.argv[1]), Path(sys.argv[2])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -101,6 +111,16 @@ def main() -> None:
             temperature=0,
         )
         seen["answer"] = answer.choices[0].message.content
+        # The worker's Ray node dies: every process of it at once (`modelyard worker` itself lives).
+        lost_at = time.monotonic()
+        for pid in subprocess.run(
+            ["pgrep", "-f", str(ray_root / "w")], capture_output=True, text=True, check=False
+        ).stdout.split():
+            if int(pid) != worker.pid:
+                os.kill(int(pid), signal.SIGKILL)
+        seen["model_after_node_loss"] = wait_for_state(f"{url}/v1/models/smol", "error")
+        seen["noticed_after_s"] = round(time.monotonic() - lost_at, 1)
+        seen["exit_worker"] = worker.wait(60)
     finally:
         for process in (worker, supervisor):
             if process is not None and process.poll() is None:

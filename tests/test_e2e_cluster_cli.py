@@ -53,5 +53,10 @@ def test_supervisor_and_worker_serve_a_model_placed_on_the_worker(
     assert seen["launch_status"] == 200, logs
     assert seen["models_by_node"] == {"head_node": [], "node_b": ["smol"]}
     assert "Paris" in seen["answer"]
-    assert seen["exit_worker"] in (0, 130, -2) and seen["exit_supervisor"] in (0, 130, -2), seen
+    # The worker's node killed: the supervisor's head notices, the worker command says so.
+    assert seen["model_after_node_loss"] == "error", seen
+    print(f"node loss noticed after {seen['noticed_after_s']} s")  # a figure, not a threshold
+    assert seen["exit_worker"] == 1, seen
+    assert "Ray node stopped" in (tmp_path / "worker.log").read_text()
+    assert seen["exit_supervisor"] in (0, 130, -2), seen
     assert seen["leftover_processes"] == 0

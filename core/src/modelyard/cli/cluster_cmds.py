@@ -124,6 +124,11 @@ def worker(
     output.note(f"joining the Ray cluster at {address}")
     node = start_node(argv)
     try:
-        node.wait()
+        code = node.wait()
     finally:
         stop_node(node)
+    if code != 0:  # its processes were killed or lost the head: the supervisor saw the node go
+        raise click.ClickException(
+            f"this machine's Ray node stopped (exit {code}); its runners are gone (launches with "
+            "restart_lost relaunch them on other nodes): start `modelyard worker` again to rejoin"
+        )

@@ -22,6 +22,9 @@ from ..errors import LaunchError
 
 NODE_START_TIMEOUT = 90.0
 READY_LINE = b"Ray runtime started"
+# The head's health checks: a lost node is noticed in about 5 s (Ray's defaults take ~15 s), so
+# its replicas' requests end and relaunches start soon after.
+HEALTH_CHECKS = {"health_check_period_ms": 1000, "health_check_failure_threshold": 5}
 
 
 def ray_start_argv(
@@ -39,6 +42,7 @@ def ray_start_argv(
     argv.append("--disable-usage-stats")
     if head:
         argv += ["--head", f"--port={port}", "--include-dashboard=false"]
+        argv.append(f"--system-config={json.dumps(HEALTH_CHECKS)}")
     else:
         argv += [f"--address={address}"]
         # Another node on the same host (tests, small setups) needs its own agent ports.
