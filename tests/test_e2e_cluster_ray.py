@@ -269,6 +269,7 @@ def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
     losing one mid-stream ends only its stream, the other keeps serving, and scaling up waits for
     a node with room (a 400 naming the nodes until one joins)."""
     from openai import OpenAI
+    from xinference_client import RESTfulClient
 
     added = [ray_cluster.add_node(num_cpus=1, resources={"pair": 1}) for _ in range(2)]
     try:
@@ -280,9 +281,10 @@ def test_two_replicas_on_two_nodes_survive_losing_one_and_scale_down_and_up(
         record = _model(supervisor, "pair")
         assert record["replica"] == 2 and [r["state"] for r in record["replicas"]] == ["ready"] * 2
         assert {r["node_id"] for r in record["replicas"]} == {node.node_id for node in added}
-        workers = httpx.get(f"{supervisor.url}/v1/workers", timeout=10).json()
-        hosting = {w["node_id"] for w in workers if "pair" in w["models"]}
+        xinference = RESTfulClient(supervisor.url)
+        hosting = {w["node_id"] for w in xinference.get_workers_info() if "pair" in w["models"]}
         assert hosting == {node.node_id for node in added}  # listed on each replica's node
+        assert xinference.get_supervisor_info() == {"supervisor_ip": supervisor.url[7:]}
 
         client = OpenAI(base_url=f"{supervisor.url}/v1", api_key="unused")
         for _ in range(2):

@@ -91,6 +91,7 @@ ROUTES = [
     Route("/v1/plugins", manage.list_plugins, methods=["GET"]),
     Route("/v1/environments", manage.list_environments, methods=["GET"]),
     Route("/v1/workers", manage.list_workers, methods=["GET"]),
+    Route("/v1/supervisor", manage.supervisor_info, methods=["GET"]),
     Route("/v1/cluster", manage.cluster_info, methods=["GET"]),
     # API description, generated from the msgspec types, and its offline rendering
     Route("/openapi.json", openapi_json, methods=["GET"]),

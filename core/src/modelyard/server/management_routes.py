@@ -228,6 +228,12 @@ async def cluster_info(request: Request) -> Response:
     return JSONResponse({"ray_address": cluster.address if cluster is not None else None})
 
 
+async def supervisor_info(request: Request) -> Response:
+    """Xinference's ``get_supervisor_info``: the address this server (the supervisor) answers on."""
+    host, port = request.scope.get("server") or ("127.0.0.1", None)
+    return JSONResponse({"supervisor_ip": f"{host}:{port}" if port else host})
+
+
 async def list_workers(request: Request) -> Response:
     """Xinference's ``get_workers_info``: each node (this machine when not on a cluster) with its
     resources, what is free now, and the models whose runners it hosts."""

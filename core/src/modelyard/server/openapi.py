@@ -129,6 +129,9 @@ OPERATIONS: dict[Callable[..., Any], Operation] = {
     management_routes.cancel_launch: Operation(
         summary="Cancel a launch in progress", tag=_MODELS
     ),
+    management_routes.supervisor_info: Operation(
+        summary="The supervisor's address (Xinference's get_supervisor_info)", tag=_MODELS
+    ),
     management_routes.list_workers: Operation(
         summary="The nodes models run on (Xinference's workers list)", tag=_MODELS
     ),
