@@ -95,8 +95,8 @@ def load_model(
 
 @hookimpl
 def engine_environment(engine: str, variant: str) -> Path | None:
-    """The CPU engine's pins (SGLang without its CUDA parts, the CPU torch). A CUDA set is not
-    pinned here yet: `pip install sglang` is SGLang's own CUDA environment."""
+    """Pins per variant: cpu (SGLang without its CUDA parts, the CPU torch) and cuda (SGLang with
+    everything it declares: PyPI's CUDA torch, its kernels, flashinfer)."""
     pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
     return pins if pins.is_file() else None
 
