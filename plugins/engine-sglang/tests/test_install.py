@@ -77,3 +77,19 @@ def test_the_shim_satisfies_imports_and_refuses_calls() -> None:
         kernel()
     with pytest.raises(AttributeError):
         getattr_("__path__")  # type: ignore[operator]
+
+
+def test_the_plugin_ships_cpu_and_cuda_pins_of_one_sglang_release() -> None:
+    import modelyard_sglang
+
+    def pinned(variant: str) -> dict[str, str]:
+        pins = modelyard_sglang.engine_environment(engine="SGLang", variant=variant)
+        assert pins is not None and pins.is_file()
+        lines = pins.read_text().splitlines()
+        return dict(line.split("==", 1) for line in lines if "==" in line and line[0] != " ")
+
+    cpu, cuda = pinned("cpu"), pinned("cuda")
+    assert cpu["sglang"] == cuda["sglang"]
+    assert cpu["torch"].endswith("+cpu") and "sglang-kernel" not in cpu
+    assert "+" not in cuda["torch"] and "sglang-kernel" in cuda and "flashinfer-python" in cuda
+    assert modelyard_sglang.engine_environment(engine="SGLang", variant="rocm") is None
