@@ -1,6 +1,6 @@
 """modelyard serve → SGLang, end to end: a real server process from this environment, a runner
 started with the interpreter of SGLang's own environment (its CPU engine here), and the openai
-client. SmolLM2-135M-Instruct as float32 safetensors (scripts/prepare_models.py).
+client. SmolLM2-135M-Instruct as float32 safetensors and all-MiniLM-L6-v2 (scripts/prepare_models.py).
 
 Needs SGLang's interpreter in MODELYARD_TEST_SGLANG_PYTHON: the SGLang CI step
 (plugins/engine-sglang/scripts/test.sh) builds the environment and runs this module. One engine
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import httpx
 import jsonschema
 import openai
 import pytest
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 SGLANG_PYTHON = os.environ.get("MODELYARD_TEST_SGLANG_PYTHON")
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS", Path(__file__).parents[1] / ".models"))
 SMOLLM2 = MODELS / "smollm2-135m-instruct"
+MINILM = MODELS / "all-minilm-l6-v2"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -67,12 +69,31 @@ def _family(name: str, folder: Path) -> dict[str, object]:
     }
 
 
-def _register(server: Server, family: dict[str, object]) -> None:
+def _register(server: Server, family: dict[str, object], model_type: str = "LLM") -> None:
     with server.client() as http:
         registered = http.post(
-            "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
+            f"/v1/model_registrations/{model_type}",
+            json={"model": json.dumps(family), "persist": False},
         )
     assert registered.status_code == 200, registered.text
+
+
+def _embedding_family(name: str, folder: Path) -> dict[str, object]:
+    return {
+        "model_name": name,
+        "model_type": "embedding",
+        "dimensions": 384,
+        "max_tokens": 256,
+        "architectures": ["BertModel"],
+        "model_specs": [
+            {
+                "model_format": "pytorch",
+                "model_size_in_billions": 0.022,
+                "quantizations": ["none"],
+                "sources": [{"hub": "local", "model_id": str(folder)}],
+            }
+        ],
+    }
 
 
 @pytest.fixture(scope="module")
@@ -406,3 +427,60 @@ def test_a_model_sglang_cannot_load_fails_with_sglang_s_reason(
     assert "SafetensorError" in message, message
     with server.client() as http:
         assert http.get("/v1/models/smol-broken").status_code == 404
+
+
+def _launch_embedding(server: Server, name: str, uid: str) -> httpx.Response:
+    with server.client(timeout=900) as http:
+        return http.post(
+            "/v1/models",
+            json={
+                "model_name": name,
+                "model_type": "embedding",
+                "model_engine": "SGLang",
+                "model_uid": uid,
+            },
+        )
+
+
+def test_a_mean_pooled_embedding_model_is_refused_with_both_poolings(server: Server) -> None:
+    """all-MiniLM-L6-v2 pools the mean of its tokens; SGLang's BertModel pools the CLS token: its
+    vectors would not be the model's embeddings, so the launch says so instead of serving them."""
+    if not (MINILM / "modules.json").is_file():
+        pytest.skip(f"{MINILM} is missing; build it with `python scripts/prepare_models.py`")
+    _register(server, _embedding_family("local-minilm-sglang", MINILM), "embedding")
+    response = _launch_embedding(server, "local-minilm-sglang", "minilm-sglang")
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "the CLS token" in message and "the mean over the tokens" in message, message
+    with server.client() as http:
+        assert http.get("/v1/models/minilm-sglang").status_code == 404
+
+
+def test_a_cls_pooled_bert_embeds_on_sglangs_cpu_engine(
+    server: Server, oai: openai.OpenAI, broken_root: Path
+) -> None:
+    """The same BERT weights with a sentence-transformers config that pools the CLS token, as
+    SGLang's BertModel does: SGLang's embeddings equal sentence-transformers' for that model."""
+    if not (MINILM / "modules.json").is_file():
+        pytest.skip(f"{MINILM} is missing; build it with `python scripts/prepare_models.py`")
+    folder = broken_root / "minilm-cls"
+    shutil.copytree(MINILM, folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    pooling.write_text(json.dumps(config))
+    _register(server, _embedding_family("local-minilm-cls-sglang", folder), "embedding")
+    launched = _launch_embedding(server, "local-minilm-cls-sglang", "minilm-cls-sglang")
+    assert launched.status_code == 200, launched.text
+    try:
+        texts = ["The capital of France is Paris.", "hello"]
+        reply = oai.embeddings.create(model="minilm-cls-sglang", input=texts)
+        assert [len(d.embedding) for d in reply.data] == [384, 384]
+        assert reply.usage.prompt_tokens > 4
+        from sentence_transformers import SentenceTransformer
+
+        expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
+        for got, want in zip(reply.data, expected, strict=True):
+            assert max(abs(a - float(b)) for a, b in zip(got.embedding, want, strict=True)) < 1e-4
+    finally:
+        server.terminate("minilm-cls-sglang")

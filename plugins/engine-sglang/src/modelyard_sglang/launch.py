@@ -24,6 +24,7 @@ from modelyard.specs import Ability, Family, LLMFamily
 from .args import apply_defaults, check_params, server_arg_names, settle_tool_parser
 from .install import SglangInstall
 from .model import SglangModel
+from .pooling import check_pooling
 from .store import LoopbackStore
 
 log = logging.getLogger("modelyard.sglang")
@@ -98,6 +99,8 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
     from sglang.srt.function_call.function_call_parser import FunctionCallParser
 
     settle_tool_parser(args, chosen=chosen, known=list(FunctionCallParser.ToolCallParserEnum))
+    if args.get("is_embedding"):
+        check_pooling(family.model_name, path, family.architectures)
     import sglang
 
     store = None
