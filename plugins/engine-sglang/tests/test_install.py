@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from modelyard.seed_rules import read_name_list
 from modelyard_sglang import cpu_recipe
-from modelyard_sglang.install import SHIPPED_LIST, read_models_folder
+from modelyard_sglang.install import ARCHITECTURES, read_models_folder
 
 TORCHVISION_META = """import torchvision.extension
 @torch.library.register_fake("torchvision::nms")
@@ -36,7 +36,7 @@ def test_architectures_are_read_from_each_models_entry_class(tmp_path: Path) -> 
 
 
 def test_the_shipped_list_has_sglangs_common_architectures() -> None:
-    names = read_name_list(SHIPPED_LIST)
+    names = read_name_list(ARCHITECTURES.shipped_list)
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"} <= names
     assert not any(name.startswith("#") for name in names)
 
