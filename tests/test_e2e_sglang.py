@@ -26,6 +26,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -48,25 +49,6 @@ QUESTION = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "What is the capital of France?"},
 ]
-
-
-def _family(name: str, folder: Path) -> dict[str, object]:
-    return {
-        "model_name": name,
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate", "tools"],
-        "context_length": 2048,
-        "architectures": ["LlamaForCausalLM"],
-        "tool_parser": "hermes",
-        "model_specs": [
-            {
-                "model_format": "pytorch",
-                "model_size_in_billions": 0.135,
-                "quantizations": ["none"],
-                "sources": [{"hub": "local", "model_id": str(folder)}],
-            }
-        ],
-    }
 
 
 def _register(server: Server, family: dict[str, object], model_type: str = "LLM") -> None:
@@ -123,7 +105,7 @@ def server(
     assert used.returncode == 0, used.stderr
     roots = ("--model-root", str(MODELS), "--model-root", str(broken_root))
     with serving(home, *roots) as running:
-        _register(running, _family("local-smollm2-sglang", SMOLLM2))
+        _register(running, smollm2_family("local-smollm2-sglang", SMOLLM2, tools=True))
         yield running
 
 
@@ -410,7 +392,7 @@ def test_a_model_sglang_cannot_load_fails_with_sglang_s_reason(
         if item.suffix != ".safetensors":
             shutil.copy(item, folder / item.name)
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
-    _register(server, _family("local-smollm2-broken", folder))
+    _register(server, smollm2_family("local-smollm2-broken", folder, tools=True))
     with server.client(timeout=900) as http:
         response = http.post(
             "/v1/models",
