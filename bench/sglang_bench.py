@@ -6,8 +6,9 @@ OpenMP thread bound to core 0 for both. SGLang's server is `python -m sglang.lau
 cpu`; modelyard's is a real `modelyard serve` (HTTP + SSE + a runner process hosting
 `sglang.Engine`). Both stay up while `modelyard bench` alternates them round by round (A B, B A,
 ...) at 1 and 4 concurrent streams, and prints tokens/s (median, min-max), TTFT and CPU per token
-with the load average; idle, an SGLang scheduler waits on its socket, so the other server costs
-nothing while one is measured.
+with the load average. Both schedulers sleep on their sockets when idle (`--sleep-on-idle`, the
+plugin's CPU default; SGLang's own default busy-polls a core), so the other server costs nothing
+while one is measured.
 
     .venv-sglang/bin/python bench/sglang_bench.py [--tokens 32] [--requests 4] [--rounds 3]
 
@@ -90,7 +91,7 @@ def main() -> None:
         sys.executable, "-m", "sglang.launch_server", "--model-path", str(args.model),
         "--served-model-name", "smol", "--device", "cpu", "--dtype", "float32",
         "--context-length", str(CONTEXT), "--max-total-tokens", str(KV_TOKENS),
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--sleep-on-idle",
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="sglang-bench-") as tmp:
         log = Path(tmp) / "sglang.log"

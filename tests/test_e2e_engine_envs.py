@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import httpx
 import openai
 import pytest
+from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -39,21 +40,7 @@ QUESTION = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "What is the capital of France?"},
 ]
-SAFETENSORS_FAMILY = {
-    "model_name": "local-smollm2-envs",
-    "model_type": "LLM",
-    "model_ability": ["chat", "generate"],
-    "context_length": 2048,
-    "architectures": ["LlamaForCausalLM"],
-    "model_specs": [
-        {
-            "model_format": "pytorch",
-            "model_size_in_billions": 0.135,
-            "quantizations": ["none"],
-            "sources": [{"hub": "local", "model_id": str(MODELS / "smollm2-135m-instruct")}],
-        }
-    ],
-}
+SAFETENSORS_FAMILY = smollm2_family("local-smollm2-envs", MODELS / "smollm2-135m-instruct")
 
 
 def _cmdline(pid: int) -> list[str]:

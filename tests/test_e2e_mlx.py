@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import openai
 import pytest
+from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -42,23 +43,15 @@ def _family(name: str, folder: Path, fmt: str, quantization: str) -> dict[str, A
     from modelyard.catalog import get_catalog
 
     smollm2 = get_catalog().get("smollm2-instruct", "LLM")
-    return {
-        "model_name": name,
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate", "tools"],
-        "context_length": 2048,
-        "architectures": ["LlamaForCausalLM"],
-        "chat_template": smollm2.chat_template,  # type: ignore[union-attr]
-        "tool_parser": "hermes",
-        "model_specs": [
-            {
-                "model_format": fmt,
-                "model_size_in_billions": 0.135,
-                "quantizations": [quantization],
-                "sources": [{"hub": "local", "model_id": str(folder)}],
-            }
-        ],
-    }
+    template = smollm2.chat_template  # type: ignore[union-attr]
+    return smollm2_family(
+        name,
+        folder,
+        model_format=fmt,
+        quantization=quantization,
+        tools=True,
+        chat_template=template,
+    )
 
 
 @pytest.fixture(scope="module")

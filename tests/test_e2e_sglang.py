@@ -1,6 +1,6 @@
 """modelyard serve → SGLang, end to end: a real server process from this environment, a runner
 started with the interpreter of SGLang's own environment (its CPU engine here), and the openai
-client. SmolLM2-135M-Instruct as float32 safetensors (scripts/prepare_models.py).
+client. SmolLM2-135M-Instruct as float32 safetensors and all-MiniLM-L6-v2 (scripts/prepare_models.py).
 
 Needs SGLang's interpreter in MODELYARD_TEST_SGLANG_PYTHON: the SGLang CI step
 (plugins/engine-sglang/scripts/test.sh) builds the environment and runs this module. One engine
@@ -22,8 +22,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import httpx
+import jsonschema
 import openai
 import pytest
+from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
 SGLANG_PYTHON = os.environ.get("MODELYARD_TEST_SGLANG_PYTHON")
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS", Path(__file__).parents[1] / ".models"))
 SMOLLM2 = MODELS / "smollm2-135m-instruct"
+MINILM = MODELS / "all-minilm-l6-v2"
 
 pytestmark = [
     pytest.mark.e2e,
@@ -47,31 +51,31 @@ QUESTION = [
 ]
 
 
-def _family(name: str, folder: Path) -> dict[str, object]:
+def _register(server: Server, family: dict[str, object], model_type: str = "LLM") -> None:
+    with server.client() as http:
+        registered = http.post(
+            f"/v1/model_registrations/{model_type}",
+            json={"model": json.dumps(family), "persist": False},
+        )
+    assert registered.status_code == 200, registered.text
+
+
+def _embedding_family(name: str, folder: Path) -> dict[str, object]:
     return {
         "model_name": name,
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate", "tools"],
-        "context_length": 2048,
-        "architectures": ["LlamaForCausalLM"],
-        "tool_parser": "hermes",
+        "model_type": "embedding",
+        "dimensions": 384,
+        "max_tokens": 256,
+        "architectures": ["BertModel"],
         "model_specs": [
             {
                 "model_format": "pytorch",
-                "model_size_in_billions": 0.135,
+                "model_size_in_billions": 0.022,
                 "quantizations": ["none"],
                 "sources": [{"hub": "local", "model_id": str(folder)}],
             }
         ],
     }
-
-
-def _register(server: Server, family: dict[str, object]) -> None:
-    with server.client() as http:
-        registered = http.post(
-            "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}
-        )
-    assert registered.status_code == 200, registered.text
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +105,7 @@ def server(
     assert used.returncode == 0, used.stderr
     roots = ("--model-root", str(MODELS), "--model-root", str(broken_root))
     with serving(home, *roots) as running:
-        _register(running, _family("local-smollm2-sglang", SMOLLM2))
+        _register(running, smollm2_family("local-smollm2-sglang", SMOLLM2, tools=True))
         yield running
 
 
@@ -269,35 +273,87 @@ def test_json_schema_response_format_holds_the_output(oai: openai.OpenAI, uid: s
             "json_schema": {"name": "answer", "schema": schema},
         },
     )
-    answer = json.loads(reply.choices[0].message.content or "")
-    assert set(answer) == {"city"} and isinstance(answer["city"], str)
+    jsonschema.validate(json.loads(reply.choices[0].message.content or ""), schema)
+
+
+# strict: SGLang's grammar holds a forced call's arguments to the parameters only for strict
+# functions (OpenAI's rule); without it the arguments are any JSON object.
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city",
+        "strict": True,
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "maxLength": 20}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+WEATHER_QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
+# SGLang's structural tag forces the call and, as in SGLang's own server, leaves the text after it
+# free: SmolLM2 (not trained for tools) writes on after the call until max_tokens ("length").
+FORCED_FINISHES = ("tool_calls", "length")
 
 
 def test_required_tool_choice_returns_a_parsed_call(oai: openai.OpenAI, uid: str) -> None:
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Weather in a city",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string", "maxLength": 20}},
-                "required": ["city"],
-            },
-        },
-    }
+    """SGLang's hermes detector: its structural tag forces a <tool_call> block, its parser reads it."""
     reply = oai.chat.completions.create(
         model=uid,
-        messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[tool],  # type: ignore[list-item]
+        messages=WEATHER_QUESTION,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
         tool_choice="required",
-        max_tokens=60,
+        max_tokens=40,
         temperature=0,
     )
     calls = reply.choices[0].message.tool_calls or []
-    assert reply.choices[0].finish_reason == "tool_calls" and len(calls) >= 1
+    assert reply.choices[0].finish_reason in FORCED_FINISHES and len(calls) == 1
     assert calls[0].function.name == "get_weather"  # type: ignore[union-attr]
-    assert "city" in json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    arguments = json.loads(calls[0].function.arguments)  # type: ignore[union-attr]
+    jsonschema.validate(arguments, WEATHER["function"]["parameters"])  # type: ignore[index]
+    assert "<tool_call>" not in (reply.choices[0].message.content or "")
+
+
+def test_a_named_tool_call_streams_as_tool_call_deltas(oai: openai.OpenAI, uid: str) -> None:
+    stream = oai.chat.completions.create(
+        model=uid,
+        messages=WEATHER_QUESTION,  # type: ignore[arg-type]
+        tools=[WEATHER, {"type": "function", "function": {"name": "get_time"}}],  # type: ignore[list-item]
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+    )
+    names, arguments, ids, finish = [], "", [], None
+    for chunk in stream:
+        for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            assert call.index == 0
+            ids += [call.id] if call.id else []
+            names += [call.function.name] if call.function and call.function.name else []
+            arguments += (call.function.arguments or "") if call.function else ""
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    assert names == ["get_weather"] and len(ids) == 1 and finish in FORCED_FINISHES
+    jsonschema.validate(json.loads(arguments), WEATHER["function"]["parameters"])  # type: ignore[index]
+
+
+def test_with_tool_choice_auto_the_small_model_answers_in_text(
+    oai: openai.OpenAI, uid: str
+) -> None:
+    """SmolLM2's chat template does not show tools to the model, so it answers in words: SGLang's
+    parser passes text without a call through as content."""
+    reply = oai.chat.completions.create(
+        model=uid,
+        messages=QUESTION,  # type: ignore[arg-type]
+        tools=[WEATHER],  # type: ignore[list-item]
+        max_tokens=12,
+        temperature=0,
+    )
+    assert reply.choices[0].message.tool_calls is None
+    assert reply.choices[0].finish_reason in ("stop", "length")
+    assert "Paris" in (reply.choices[0].message.content or "")
 
 
 def test_a_prompt_beyond_the_context_is_a_400(oai: openai.OpenAI, uid: str) -> None:
@@ -336,7 +392,7 @@ def test_a_model_sglang_cannot_load_fails_with_sglang_s_reason(
         if item.suffix != ".safetensors":
             shutil.copy(item, folder / item.name)
     (folder / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
-    _register(server, _family("local-smollm2-broken", folder))
+    _register(server, smollm2_family("local-smollm2-broken", folder, tools=True))
     with server.client(timeout=900) as http:
         response = http.post(
             "/v1/models",
@@ -353,3 +409,60 @@ def test_a_model_sglang_cannot_load_fails_with_sglang_s_reason(
     assert "SafetensorError" in message, message
     with server.client() as http:
         assert http.get("/v1/models/smol-broken").status_code == 404
+
+
+def _launch_embedding(server: Server, name: str, uid: str) -> httpx.Response:
+    with server.client(timeout=900) as http:
+        return http.post(
+            "/v1/models",
+            json={
+                "model_name": name,
+                "model_type": "embedding",
+                "model_engine": "SGLang",
+                "model_uid": uid,
+            },
+        )
+
+
+def test_a_mean_pooled_embedding_model_is_refused_with_both_poolings(server: Server) -> None:
+    """all-MiniLM-L6-v2 pools the mean of its tokens; SGLang's BertModel pools the CLS token: its
+    vectors would not be the model's embeddings, so the launch says so instead of serving them."""
+    if not (MINILM / "modules.json").is_file():
+        pytest.skip(f"{MINILM} is missing; build it with `python scripts/prepare_models.py`")
+    _register(server, _embedding_family("local-minilm-sglang", MINILM), "embedding")
+    response = _launch_embedding(server, "local-minilm-sglang", "minilm-sglang")
+    assert response.status_code == 400, response.text
+    message = response.json()["error"]["message"]
+    assert "the CLS token" in message and "the mean over the tokens" in message, message
+    with server.client() as http:
+        assert http.get("/v1/models/minilm-sglang").status_code == 404
+
+
+def test_a_cls_pooled_bert_embeds_on_sglangs_cpu_engine(
+    server: Server, oai: openai.OpenAI, broken_root: Path
+) -> None:
+    """The same BERT weights with a sentence-transformers config that pools the CLS token, as
+    SGLang's BertModel does: SGLang's embeddings equal sentence-transformers' for that model."""
+    if not (MINILM / "modules.json").is_file():
+        pytest.skip(f"{MINILM} is missing; build it with `python scripts/prepare_models.py`")
+    folder = broken_root / "minilm-cls"
+    shutil.copytree(MINILM, folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_cls_token=True, pooling_mode_mean_tokens=False)
+    pooling.write_text(json.dumps(config))
+    _register(server, _embedding_family("local-minilm-cls-sglang", folder), "embedding")
+    launched = _launch_embedding(server, "local-minilm-cls-sglang", "minilm-cls-sglang")
+    assert launched.status_code == 200, launched.text
+    try:
+        texts = ["The capital of France is Paris.", "hello"]
+        reply = oai.embeddings.create(model="minilm-cls-sglang", input=texts)
+        assert [len(d.embedding) for d in reply.data] == [384, 384]
+        assert reply.usage.prompt_tokens > 4
+        from sentence_transformers import SentenceTransformer
+
+        expected = SentenceTransformer(str(folder), device="cpu").encode(texts)
+        for got, want in zip(reply.data, expected, strict=True):
+            assert max(abs(a - float(b)) for a, b in zip(got.embedding, want, strict=True)) < 1e-4
+    finally:
+        server.terminate("minilm-cls-sglang")

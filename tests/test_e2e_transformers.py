@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import openai
 import pytest
+from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
@@ -149,27 +150,8 @@ def test_litellm_cohere_rerank_provider_works_unmodified(
 def test_custom_safetensors_smollm2_chats_on_transformers(
     server: Server, oai: openai.OpenAI
 ) -> None:
-    _register(
-        server,
-        "LLM",
-        {
-            "model_name": "local-smollm2-safetensors",
-            "model_type": "LLM",
-            "model_ability": ["chat", "generate"],
-            "context_length": 2048,
-            "architectures": ["LlamaForCausalLM"],
-            "model_specs": [
-                {
-                    "model_format": "pytorch",
-                    "model_size_in_billions": 0.135,
-                    "quantizations": ["none"],
-                    "sources": [
-                        {"hub": "local", "model_id": str(MODELS / "smollm2-135m-instruct")}
-                    ],
-                }
-            ],
-        },
-    )
+    folder = MODELS / "smollm2-135m-instruct"
+    _register(server, "LLM", smollm2_family("local-smollm2-safetensors", folder))
     uid = server.launch(
         model_name="local-smollm2-safetensors", model_engine="Transformers", model_uid="hf-smol"
     )

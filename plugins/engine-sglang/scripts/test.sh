@@ -13,7 +13,7 @@ bash plugins/engine-sglang/scripts/setup-env.sh
 PY="$ROOT/.venv-sglang/bin/python"
 
 echo "== preparing the test models (cached in ${MODELYARD_TEST_MODELS:-.models}/)"
-"$PY" scripts/prepare_models.py smollm2
+"$PY" scripts/prepare_models.py smollm2 minilm
 
 echo "== SGLang plugin tests (in .venv-sglang)"
 status=0

@@ -13,7 +13,7 @@ from modelyard_sglang.args import (
     CPU_MAX_TOTAL_TOKENS,
     apply_defaults,
     check_params,
-    check_tool_parser,
+    settle_tool_parser,
 )
 
 KNOWN = frozenset(
@@ -52,9 +52,10 @@ def family(**kw: object) -> LLMFamily:
     return LLMFamily(model_name="smol", model_specs=(SPEC,), context_length=8192, **kw)  # type: ignore[arg-type]
 
 
-def test_cpu_defaults_cap_the_kv_pool_and_use_float32() -> None:
+def test_cpu_defaults_cap_the_kv_pool_use_float32_and_sleep_when_idle() -> None:
     filled = apply_defaults({}, family=family(), path=Path("/m/x"), on_cpu=True, served_name="s")
     assert filled["device"] == "cpu" and filled["dtype"] == "float32"
+    assert filled["sleep_on_idle"] is True
     assert filled["max_total_tokens"] == CPU_MAX_TOTAL_TOKENS
     assert filled["model_path"] == "/m/x" and filled["served_model_name"] == "s"
     bigger = apply_defaults(
@@ -71,18 +72,26 @@ def test_cpu_defaults_cap_the_kv_pool_and_use_float32() -> None:
 def test_gpu_defaults_leave_sglangs_own_sizing() -> None:
     filled = apply_defaults({}, family=family(), path=Path("/m"), on_cpu=False, served_name="s")
     assert "max_total_tokens" not in filled and "device" not in filled and "dtype" not in filled
+    assert "sleep_on_idle" not in filled
 
 
 def test_catalog_template_tool_parser_and_embedding_mode() -> None:
     tools = family(model_ability=("chat", "tools"), tool_parser="hermes", chat_template="{{x}}")
     filled = apply_defaults({}, family=tools, path=Path("/m"), on_cpu=True, served_name="s")
-    assert filled["tool_call_parser"] == "qwen25" and filled["chat_template"] == "{{x}}"
+    assert filled["tool_call_parser"] == "hermes" and filled["chat_template"] == "{{x}}"
     embedding = EmbeddingFamily(model_name="e", model_specs=(SPEC,), dimensions=384, max_tokens=256)
     filled = apply_defaults({}, family=embedding, path=Path("/m"), on_cpu=True, served_name="e")
     assert filled["is_embedding"] is True
 
 
 def test_an_unknown_tool_parser_fails_the_launch_with_close_matches() -> None:
-    check_tool_parser("qwen25", ["qwen25", "llama3", "mistral"])
+    known = ["qwen25", "llama3", "mistral"]
+    settle_tool_parser({"tool_call_parser": "qwen25"}, chosen=True, known=known)
     with pytest.raises(InvalidRequest, match="'qwen25'"):
-        check_tool_parser("qwen2", ["qwen25", "llama3", "mistral"])
+        settle_tool_parser({"tool_call_parser": "qwen2"}, chosen=True, known=known)
+
+
+def test_a_catalog_tool_parser_sglang_lacks_is_left_to_modelyards_parser() -> None:
+    args = {"tool_call_parser": "deepseek_r1", "dtype": "float32"}
+    settle_tool_parser(args, chosen=False, known=["qwen25", "llama3"])
+    assert args == {"dtype": "float32"}

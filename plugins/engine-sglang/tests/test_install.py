@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from modelyard.seed_rules import read_name_list
 from modelyard_sglang import cpu_recipe
-from modelyard_sglang.install import SHIPPED_LIST, read_models_folder
+from modelyard_sglang.install import ARCHITECTURES, read_models_folder
 
 TORCHVISION_META = """import torchvision.extension
 @torch.library.register_fake("torchvision::nms")
@@ -36,7 +36,7 @@ def test_architectures_are_read_from_each_models_entry_class(tmp_path: Path) -> 
 
 
 def test_the_shipped_list_has_sglangs_common_architectures() -> None:
-    names = read_name_list(SHIPPED_LIST)
+    names = read_name_list(ARCHITECTURES.shipped_list)
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"} <= names
     assert not any(name.startswith("#") for name in names)
 
@@ -77,3 +77,19 @@ def test_the_shim_satisfies_imports_and_refuses_calls() -> None:
         kernel()
     with pytest.raises(AttributeError):
         getattr_("__path__")  # type: ignore[operator]
+
+
+def test_the_plugin_ships_cpu_and_cuda_pins_of_one_sglang_release() -> None:
+    import modelyard_sglang
+
+    def pinned(variant: str) -> dict[str, str]:
+        pins = modelyard_sglang.engine_environment(engine="SGLang", variant=variant)
+        assert pins is not None and pins.is_file()
+        lines = pins.read_text().splitlines()
+        return dict(line.split("==", 1) for line in lines if "==" in line and line[0] != " ")
+
+    cpu, cuda = pinned("cpu"), pinned("cuda")
+    assert cpu["sglang"] == cuda["sglang"]
+    assert cpu["torch"].endswith("+cpu") and "sglang-kernel" not in cpu
+    assert "+" not in cuda["torch"] and "sglang-kernel" in cuda and "flashinfer-python" in cuda
+    assert modelyard_sglang.engine_environment(engine="SGLang", variant="rocm") is None

@@ -13,6 +13,7 @@ import typing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from modelyard.engine_library import ArchitectureSource, LibraryFacts
 from modelyard.matching import rank
 from modelyard.specs import (
     Accelerator,
@@ -26,7 +27,7 @@ from modelyard.specs import (
     ModelSpec,
     RerankFamily,
 )
-from modelyard_sglang.install import ArchitectureSource, SglangInstall
+from modelyard_sglang.install import SglangInstall
 from modelyard_sglang.rule import ENGINE, engine_info, match
 
 ALL_FORMATS: tuple[str, ...] = typing.get_args(ModelFormat)
@@ -120,17 +121,10 @@ def answer(
     quantization: str,
     hw: Hardware,
     install: SglangInstall = CPU,
-    source: ArchitectureSource = "sglang-source",
+    source: ArchitectureSource = "source",
 ) -> Match:
-    return match(
-        family,
-        spec(fmt, quantization),
-        quantization,
-        hw,
-        install=install,
-        architectures=SUPPORTED,
-        source=source,
-    )
+    facts = LibraryFacts(install, SUPPORTED, source)
+    return match(family, spec(fmt, quantization), quantization, hw, facts)
 
 
 @given(
@@ -229,8 +223,8 @@ def test_registering_the_plugin_imports_neither_sglang_nor_torch() -> None:
         "pm = PluginManager(); pm.register(modelyard_sglang, name='sglang')\n"
         "info = pm.engine('sglang')\n"
         "assert info is not None and info.name == 'SGLang', info\n"
-        "from modelyard_sglang.install import supported_architectures\n"
-        "names, source = supported_architectures()\n"
+        "from modelyard_sglang.install import ARCHITECTURES\n"
+        "names, source = ARCHITECTURES.supported\n"
         "assert 'LlamaForCausalLM' in names, source\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sglang', 'torch'))\n"
         "assert not heavy, heavy\n"
@@ -240,7 +234,7 @@ def test_registering_the_plugin_imports_neither_sglang_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() in ("sglang-source", "shipped-list")
+    assert result.stdout.strip() in ("source", "shipped-list")
 
 
 def test_facts_from_sglangs_own_environment_decide_the_match() -> None:
@@ -249,7 +243,7 @@ def test_facts_from_sglangs_own_environment_decide_the_match() -> None:
     import modelyard_sglang
 
     facts = {"install": {"build": "cpu", "version": "0.5.23"},
-             "architectures": ["LlamaForCausalLM"], "source": "sglang-registry"}  # fmt: skip
+             "architectures": ["LlamaForCausalLM"], "source": "registry"}  # fmt: skip
     [yes] = modelyard_sglang.match_engine(
         family=llm(), spec=spec("pytorch"), quantization="none", hardware=hardware(),
         facts={ENGINE: facts},

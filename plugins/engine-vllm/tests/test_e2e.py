@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from local_families import smollm2_family
 
 if importlib.util.find_spec("vllm") is None:
     pytest.skip(
@@ -91,22 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, smollm2_path: Path) -> Iter
 
 @pytest.fixture(scope="module")
 def uid(server: str, smollm2_path: Path) -> Iterator[str]:
-    family = {
-        "model_name": MODEL_NAME,
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate", "tools"],
-        "context_length": 2048,
-        "architectures": ["LlamaForCausalLM"],
-        "tool_parser": "hermes",
-        "model_specs": [
-            {
-                "model_format": "pytorch",
-                "model_size_in_billions": 0.135,
-                "quantizations": ["none"],
-                "sources": [{"hub": "local", "model_id": str(smollm2_path)}],
-            }
-        ],
-    }
+    family = smollm2_family(MODEL_NAME, smollm2_path, tools=True)
     with httpx.Client(base_url=server, timeout=900) as http:
         registered = http.post(
             "/v1/model_registrations/LLM", json={"model": json.dumps(family), "persist": False}

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.util
 from pathlib import Path
 
 import pytest
+from modelyard.engine_library import package_path
 from modelyard.seed_rules import read_name_list
-from modelyard_vllm import install
 from modelyard_vllm.install import (
-    SHIPPED_LIST,
+    ARCHITECTURES,
     VllmInstall,
     detect_install,
     read_registry_source,
@@ -51,20 +52,17 @@ def test_a_registry_of_another_shape_is_refused(tmp_path: Path, source: str) -> 
 
 
 def test_shipped_list_has_the_common_architectures() -> None:
-    names = read_name_list(SHIPPED_LIST)
+    names = read_name_list(ARCHITECTURES.shipped_list)
     assert {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "BertModel"} <= names
     assert not any(name.startswith("#") or " " in name for name in names)
 
 
-def test_without_vllm_the_shipped_list_answers(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(install, "_registry_source", lambda: None)
-    monkeypatch.delitem(__import__("sys").modules, install.REGISTRY_MODULE, raising=False)
-    install.supported_architectures.cache_clear()
-    try:
-        names, source = install.supported_architectures()
-        assert source == "shipped-list" and names == read_name_list(SHIPPED_LIST)
-    finally:
-        install.supported_architectures.cache_clear()
+def test_without_vllm_the_shipped_list_answers() -> None:
+    elsewhere = dataclasses.replace(
+        ARCHITECTURES, registry_module="no_such_vllm.registry", source=("no_such_vllm",)
+    )
+    names, source = elsewhere.supported
+    assert source == "shipped-list" and names == read_name_list(ARCHITECTURES.shipped_list)
 
 
 def test_build_detection_from_package_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -93,8 +91,8 @@ def test_build_detection_from_package_metadata(monkeypatch: pytest.MonkeyPatch) 
 def test_source_reading_agrees_with_vllms_model_registry() -> None:
     from vllm import ModelRegistry
 
-    path = install._registry_source()
+    path = package_path(*ARCHITECTURES.source)
     assert path is not None
     assert read_registry_source(path) == set(ModelRegistry.get_supported_archs())
     # The shipped fallback is regenerated from the same registry (scripts/update-architectures.py).
-    assert read_name_list(SHIPPED_LIST) == set(ModelRegistry.get_supported_archs())
+    assert read_name_list(ARCHITECTURES.shipped_list) == set(ModelRegistry.get_supported_archs())

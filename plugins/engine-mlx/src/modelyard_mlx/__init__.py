@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 from modelyard import hookimpl
 from modelyard.engine import LoadedModel
+from modelyard.engine_library import pins_file
 from modelyard.errors import LaunchError
 from modelyard.specs import EngineInfo, Estimate, Family, Hardware, LLMFamily, Match, ModelSpec
 
@@ -85,5 +86,4 @@ def load_model(
 @hookimpl
 def engine_environment(engine: str, variant: str) -> Path | None:
     """The CPU build's pins (mlx[cpu], mlx-lm) for Linux; on macOS `pip install mlx mlx-lm`."""
-    pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
-    return pins if pins.is_file() else None
+    return pins_file(Path(__file__).parent / "pins", variant)

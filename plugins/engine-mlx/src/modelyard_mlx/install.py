@@ -6,8 +6,7 @@ distribution (the CPU backend). mlx-lm is the language-model layer this engine s
 
 from __future__ import annotations
 
-import importlib.metadata
-
+from modelyard.engine_library import distribution_version
 from msgspec import Struct
 
 LINUX_HINT = (
@@ -40,12 +39,6 @@ class MlxInstall(Struct, frozen=True):
         return None
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def detect_install() -> MlxInstall:
-    return MlxInstall(mlx=_version("mlx"), mlx_lm=_version("mlx-lm"), mlx_cpu=_version("mlx-cpu"))
+    version = distribution_version
+    return MlxInstall(mlx=version("mlx"), mlx_lm=version("mlx-lm"), mlx_cpu=version("mlx-cpu"))

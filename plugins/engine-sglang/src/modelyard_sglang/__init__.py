@@ -1,7 +1,8 @@
 """modelyard engine plugin for SGLang: the eligibility rule, memory estimate, environment and loading.
 
 Registering this plugin imports neither sglang nor torch: the installed build is read from package
-metadata once, at import, and SGLang's supported architectures on first use (see ``install``).
+metadata once, at import, and SGLang's supported architectures on first use (see ``install`` and
+``modelyard.engine_library``).
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from modelyard import hookimpl
 from modelyard.engine import LoadedModel
+from modelyard.engine_library import LibraryFacts, pins_file
 from modelyard.specs import EngineInfo, Estimate, Family, Hardware, Match, ModelSpec
 
 from .estimate import estimate
-from .install import SglangInstall, detect_install, supported_architectures
+from .install import ARCHITECTURES, detect_install
 from .rule import ENGINE, engine_info, match
 
 # Plugin state, fixed for the process: which SGLang build is installed (package metadata only).
@@ -36,35 +37,15 @@ def match_engine(
     hardware: Hardware,
     facts: Mapping[str, Mapping[str, Any]],
 ) -> list[Match]:
-    there = facts.get(ENGINE)
-    if there is not None:  # SGLang runs in an environment of its own: judge by what it has
-        install = msgspec.convert(there["install"], SglangInstall)
-        architectures, source = frozenset(there["architectures"]), there["source"]
-    else:
-        install = INSTALL
-        architectures, source = supported_architectures()
-    return [
-        match(
-            family,
-            spec,
-            quantization,
-            hardware,
-            install=install,
-            architectures=architectures,
-            source=source,
-        )
-    ]
+    # SGLang may run in an environment of its own: judge by the facts reported from there.
+    found = LibraryFacts.for_matching(facts.get(ENGINE), INSTALL, ARCHITECTURES)
+    return [match(family, spec, quantization, hardware, found)]
 
 
 @hookimpl
 def engine_facts(engine: str) -> dict[str, Any]:
     """What match_engine needs, asked where SGLang is installed: its build and architectures."""
-    architectures, source = supported_architectures()
-    return {
-        "install": msgspec.to_builtins(INSTALL),
-        "architectures": sorted(architectures),
-        "source": source,
-    }
+    return LibraryFacts.here(INSTALL, ARCHITECTURES).reported()
 
 
 @hookimpl
@@ -95,10 +76,9 @@ def load_model(
 
 @hookimpl
 def engine_environment(engine: str, variant: str) -> Path | None:
-    """The CPU engine's pins (SGLang without its CUDA parts, the CPU torch). A CUDA set is not
-    pinned here yet: `pip install sglang` is SGLang's own CUDA environment."""
-    pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
-    return pins if pins.is_file() else None
+    """Pins per variant: cpu (SGLang without its CUDA parts, the CPU torch) and cuda (SGLang with
+    everything it declares: PyPI's CUDA torch, its kernels, flashinfer)."""
+    return pins_file(Path(__file__).parent / "pins", variant)
 
 
 @hookimpl

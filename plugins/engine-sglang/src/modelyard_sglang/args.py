@@ -24,8 +24,8 @@ RESERVED = frozenset({"model_path", "tokenizer_path", "served_model_name", "nccl
 CPU_MAX_TOTAL_TOKENS = 4096
 # modelyard's generic names (cal-model-mem -c / --parallel) and SGLang's own for the same thing.
 GENERIC_NAMES = {"parallel": "max_running_requests"}
-# The catalog names tool parsers as Xinference does; SGLang registers some under other names.
-CATALOG_TOOL_PARSERS = {"hermes": "qwen25", "qwen": "qwen25", "llama3_json": "llama3"}
+# The catalog names tool parsers as Xinference and vLLM do; SGLang registers some under other names.
+CATALOG_TOOL_PARSERS = {"llama3_json": "llama3", "qwen3": "qwen25"}
 
 
 def server_arg_names() -> frozenset[str]:
@@ -76,7 +76,7 @@ def apply_defaults(
 ) -> dict[str, Any]:
     """Fill what the user did not set: the weights and served name, embedding mode, the catalog's
     chat template and tool parser; on the CPU engine the CPU device, float32 (half precision gives
-    wrong text on common CPUs) and a capped KV pool."""
+    wrong text on common CPUs), a capped KV pool and a scheduler that sleeps when idle."""
     filled = {"model_path": str(path), "served_model_name": served_name, **args}
     if family.model_type == "embedding":
         filled.setdefault("is_embedding", True)
@@ -92,16 +92,26 @@ def apply_defaults(
         context = filled.get("context_length")
         floor = context if isinstance(context, int) else 0
         filled.setdefault("max_total_tokens", max(CPU_MAX_TOTAL_TOKENS, floor))
+        # SGLang's scheduler busy-polls its sockets when idle (a core per model, measured ~0.9
+        # here); sleeping on them instead wakes it as a request arrives.
+        filled.setdefault("sleep_on_idle", True)
     # SGLang's own processes log at "error" unless told: keep warnings, where it explains itself.
     filled.setdefault("log_level", "warning")
     return filled
 
 
-def check_tool_parser(name: str, known: list[str]) -> None:
-    """A tool parser SGLang does not have fails the launch now, not the first request."""
-    if name not in known:
-        raise InvalidRequest(
-            f"SGLang has no tool parser {name!r}{did_you_mean(name, known)} (it has: "
-            f"{', '.join(sorted(known))})",
-            param="tool_call_parser",
-        )
+def settle_tool_parser(args: dict[str, Any], *, chosen: bool, known: list[str]) -> None:
+    """A tool parser the user chose and SGLang does not have fails the launch now, not the first
+    request; one the catalog names and SGLang lacks is dropped (the runner then finds calls with
+    modelyard's shared parser)."""
+    name = args.get("tool_call_parser")
+    if name is None or name in known:
+        return
+    if not chosen:
+        del args["tool_call_parser"]
+        return
+    raise InvalidRequest(
+        f"SGLang has no tool parser {name!r}{did_you_mean(str(name), known)} (it has: "
+        f"{', '.join(sorted(known))})",
+        param="tool_call_parser",
+    )

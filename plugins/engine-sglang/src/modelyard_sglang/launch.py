@@ -21,9 +21,10 @@ from modelyard.errors import LaunchError, ModelyardError
 from modelyard.runner.stderr_tail import StderrTail
 from modelyard.specs import Ability, Family, LLMFamily
 
-from .args import apply_defaults, check_params, check_tool_parser, server_arg_names
+from .args import apply_defaults, check_params, server_arg_names, settle_tool_parser
 from .install import SglangInstall
 from .model import SglangModel
+from .pooling import check_pooling
 from .store import LoopbackStore
 
 log = logging.getLogger("modelyard.sglang")
@@ -91,13 +92,15 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
         for name, value in cpu_engine_env().items():
             os.environ.setdefault(name, value)
     args = check_params(params, known=server_arg_names())
+    chosen = "tool_call_parser" in args
     args = apply_defaults(
         args, family=family, path=path, on_cpu=on_cpu, served_name=family.model_name
     )
-    if parser := args.get("tool_call_parser"):
-        from sglang.srt.function_call.function_call_parser import FunctionCallParser
+    from sglang.srt.function_call.function_call_parser import FunctionCallParser
 
-        check_tool_parser(str(parser), list(FunctionCallParser.ToolCallParserEnum))
+    settle_tool_parser(args, chosen=chosen, known=list(FunctionCallParser.ToolCallParserEnum))
+    if args.get("is_embedding"):
+        check_pooling(family.model_name, path, family.architectures)
     import sglang
 
     store = None
@@ -129,7 +132,10 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
             store.close()
         raise
     log.info("SGLang engine up for %s (context %d tokens)", family.model_name, context)
-    tool_parser = family.tool_parser if isinstance(family, LLMFamily) else None
+    # SGLang's parser name when it has the model's format, else the catalog's (modelyard's parser).
+    tool_parser = args.get("tool_call_parser") or (
+        family.tool_parser if isinstance(family, LLMFamily) else None
+    )
     return SglangModel(
         engine,
         context_length=context,

@@ -5,7 +5,8 @@ their own processes; this runner process holds the ``Engine`` and its tokenizer 
 runner's event loop. Chat goes through the model's chat template here (so the prompt's token count
 is exact and checked against the context before SGLang queues it); ``response_format`` and forced
 tool calls are held by SGLang's grammar backend (xgrammar); tool calls in the text are found by
-modelyard's shared parser. A stream closed early aborts its request in SGLang by its request id.
+SGLang's own parser for the model's format (``tools``), or modelyard's shared one where SGLang has
+none. A stream closed early aborts its request in SGLang by its request id.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from modelyard.specs import Ability
 from modelyard.templating import template_arguments
 
 from .rule import ENGINE
+from .tools import SglangToolCalls, has_detector
 
 log = logging.getLogger("modelyard.sglang")
 
@@ -64,16 +66,29 @@ class SglangModel(LoadedModel):
             raise Unsupported(
                 "logprobs are not supported by the SGLang plugin yet", param="logprobs"
             )
-        plan = toolcalls.plan(request, self.tool_parser)
+        plan = toolcalls.plan(request, self.tool_parser)  # None without tools; 400 for a bad choice
+        own = None
+        if plan is not None and has_detector(self.tool_parser):
+            assert self.tool_parser is not None
+            own = SglangToolCalls.for_request(request, self.tool_parser, self.tokenizer)
         text = await anyio.to_thread.run_sync(self._render, request)
         ids = await anyio.to_thread.run_sync(self._encode, text, False)
         sampling = self._sampling(request, ids, "messages")
-        if plan is not None and plan.forced_schema is not None:
-            sampling["json_schema"] = json.dumps(plan.forced_schema)
-        elif (schema := _response_schema(request)) is not None:
-            sampling["json_schema"] = schema
+        held: tuple[str, str] | None = None  # the grammar the output is held to: one at most
+        if own is not None:
+            # Call markers may be special tokens (Llama's <|python_tag|>): keep them, as SGLang does.
+            sampling["skip_special_tokens"] = False
+            held = own.constraint
+        elif plan is not None and plan.forced_schema is not None:
+            held = ("json_schema", json.dumps(plan.forced_schema))
+        if held is None and (schema := _response_schema(request)) is not None:
+            held = ("json_schema", schema)
+        if held is not None:
+            sampling[held[0]] = held[1]
         chunks = self._chat_chunks(self._generate(ids, sampling, request.request_id))
-        if plan is not None:
+        if own is not None:
+            chunks = own.stream(chunks)
+        elif plan is not None:
             chunks = toolcalls.with_tool_calls(chunks, plan)
         async with aclosing(chunks) as stream:
             async for chunk in stream:

