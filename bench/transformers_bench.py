@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import modelyard_serve
+from _harness import modelyard_serve, register_and_launch
 from modelyard.benchmark import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,19 +72,7 @@ class Server:
         self.url = url
 
     def launch(self, fam: dict[str, Any], **payload: Any) -> str:
-        with httpx.Client(base_url=self.url, timeout=600) as http:
-            r = http.post(
-                f"/v1/model_registrations/{fam['model_type']}",
-                json={"model": json.dumps(fam), "persist": False},
-            )
-            r.raise_for_status()
-            r = http.post(
-                "/v1/models",
-                json={"model_name": fam["model_name"], "model_type": fam["model_type"], **payload},
-            )
-            if r.status_code != 200:
-                raise SystemExit(f"launch failed: {r.text}")
-            return r.json()["model_uid"]
+        return register_and_launch(self.url, fam, model_type=fam["model_type"], **payload)
 
 
 def llm_bench(server: Server, tokens: int, rounds: int) -> int:

@@ -20,61 +20,26 @@ On a shared 2-core machine a short run (--requests 2 --rounds 1) checks that it 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-from _harness import free_port, modelyard_serve, running, wait_for
+from _harness import (
+    free_port,
+    modelyard_serve,
+    register_and_launch,
+    running,
+    smollm2_family,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_MODEL_LEN = 2048
 KV_BYTES = 1 << 30
 # The same settings for both servers (these are also modelyard's CPU defaults for vLLM).
 SETTINGS = {"dtype": "float32", "enforce_eager": True, "max_model_len": MAX_MODEL_LEN}
-
-
-def family(model_dir: Path) -> dict[str, object]:
-    return {
-        "model_name": "bench-smollm2",
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate"],
-        "context_length": MAX_MODEL_LEN,
-        "architectures": ["LlamaForCausalLM"],
-        "model_specs": [
-            {
-                "model_format": "pytorch",
-                "model_size_in_billions": 0.135,
-                "quantizations": ["none"],
-                "sources": [{"hub": "local", "model_id": str(model_dir)}],
-            }
-        ],
-    }
-
-
-def launch_on_modelyard(url: str, model_dir: Path) -> str:
-    with httpx.Client(base_url=url, timeout=900) as http:
-        registered = http.post(
-            "/v1/model_registrations/LLM",
-            json={"model": json.dumps(family(model_dir)), "persist": False},
-        )
-        registered.raise_for_status()
-        launched = http.post(
-            "/v1/models",
-            json={
-                "model_name": "bench-smollm2",
-                "model_engine": "vLLM",
-                "model_uid": "smol",
-                "kv_cache_memory_bytes": KV_BYTES,
-                **SETTINGS,
-            },
-        )
-        if launched.status_code != 200:
-            raise SystemExit(f"launch failed: {launched.text}")
-        return str(launched.json()["model_uid"])
 
 
 def main() -> None:
@@ -109,7 +74,14 @@ def main() -> None:
             served_env = {**env, "MODELYARD_PLUGINS": "vllm"}
             roots = ("--model-root", str(args.model.parent), "--log-level", "warning")
             with modelyard_serve(served_env, *roots, grace=60) as served:
-                uid = launch_on_modelyard(served.url, args.model)
+                uid = register_and_launch(
+                    served.url,
+                    smollm2_family(args.model, MAX_MODEL_LEN),
+                    model_engine="vLLM",
+                    model_uid="smol",
+                    kv_cache_memory_bytes=KV_BYTES,
+                    **SETTINGS,
+                )
                 print(f"modelyard serve → vLLM ready (model {uid})", flush=True)
                 bench = [
                     str(Path(sys.executable).with_name("modelyard")), "bench",
