@@ -170,3 +170,21 @@ def register_and_launch(url: str, family: dict[str, Any], **launch: Any) -> str:
         if launched.status_code != 200:
             raise SystemExit(f"launch failed: {launched.text}")
         return str(launched.json()["model_uid"])
+
+
+def bench_command(
+    targets: list[tuple[str, str]],
+    *,
+    concurrency: str,
+    requests: int,
+    max_tokens: int,
+    rounds: int,
+    json_file: str | Path | None = None,
+) -> list[str]:
+    """`modelyard bench` (from this python's environment) against each (url, model) target."""
+    command = [str(Path(sys.executable).with_name("modelyard")), "bench"]
+    for url, model in targets:
+        command += ["--url", url, "--model", model]
+    command += ["--concurrency", concurrency, "--requests", str(requests)]
+    command += ["--max-tokens", str(max_tokens), "--rounds", str(rounds)]
+    return command + (["--json", str(json_file)] if json_file is not None else [])

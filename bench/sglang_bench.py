@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from _harness import (
+    bench_command,
     free_port,
     modelyard_serve,
     register_and_launch,
@@ -74,15 +75,14 @@ def main() -> None:
                     max_total_tokens=KV_TOKENS,
                 )
                 print(f"modelyard serve → SGLang ready (model {uid})", flush=True)
-                bench = [
-                    str(Path(sys.executable).with_name("modelyard")), "bench",
-                    "--url", native_url, "--model", "smol",
-                    "--url", served.url, "--model", uid,
-                    "--concurrency", "1,4", "--requests", str(args.requests),
-                    "--max-tokens", str(args.tokens), "--rounds", str(args.rounds),
-                ]  # fmt: skip
-                if args.json is not None:
-                    bench += ["--json", str(args.json)]
+                bench = bench_command(
+                    [(native_url, "smol"), (served.url, uid)],
+                    concurrency="1,4",
+                    requests=args.requests,
+                    max_tokens=args.tokens,
+                    rounds=args.rounds,
+                    json_file=args.json,
+                )
                 subprocess.run(bench, env=env, check=True)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import modelyard_serve, register_and_launch
+from _harness import bench_command, modelyard_serve, register_and_launch
 from modelyard.benchmark import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,15 +87,9 @@ def llm_bench(server: Server, tokens: int, rounds: int) -> int:
         model_engine="Transformers",
         model_uid="bench-llm",
     )
-    command = [
-        str(Path(sys.executable).with_name("modelyard")),
-        "bench",
-        "--url", server.url, "--model", uid,
-        "--concurrency", "1,4",
-        "--requests", "8",
-        "--max-tokens", str(tokens),
-        "--rounds", str(rounds),
-    ]  # fmt: skip
+    command = bench_command(
+        [(server.url, uid)], concurrency="1,4", requests=8, max_tokens=tokens, rounds=rounds
+    )
     code = subprocess.run(command, check=False).returncode
     httpx.delete(f"{server.url}/v1/models/{uid}", timeout=60)
     return code

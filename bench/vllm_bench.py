@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from _harness import (
+    bench_command,
     free_port,
     modelyard_serve,
     register_and_launch,
@@ -83,15 +84,14 @@ def main() -> None:
                     **SETTINGS,
                 )
                 print(f"modelyard serve → vLLM ready (model {uid})", flush=True)
-                bench = [
-                    str(Path(sys.executable).with_name("modelyard")), "bench",
-                    "--url", native_url, "--model", "smol",
-                    "--url", served.url, "--model", uid,
-                    "--concurrency", args.concurrency, "--requests", str(args.requests),
-                    "--max-tokens", str(args.tokens), "--rounds", str(args.rounds),
-                ]  # fmt: skip
-                if args.json is not None:
-                    bench += ["--json", str(args.json)]
+                bench = bench_command(
+                    [(native_url, "smol"), (served.url, uid)],
+                    concurrency=args.concurrency,
+                    requests=args.requests,
+                    max_tokens=args.tokens,
+                    rounds=args.rounds,
+                    json_file=args.json,
+                )
                 print("A = vLLM's own server; B = modelyard serve → vLLM", flush=True)
                 sys.exit(subprocess.run(bench, env=env, check=False).returncode)
 
