@@ -137,3 +137,54 @@ async def stream_chat(
             if chunk.get("usage"):
                 used = int(chunk["usage"]["completion_tokens"])
     return Streamed(used, ttft)
+
+
+def smollm2_family(model_dir: Path, context_length: int) -> dict[str, Any]:
+    """A custom LLM family for the prepared SmolLM2-135M-Instruct safetensors folder."""
+    return {
+        "model_name": "bench-smollm2",
+        "model_type": "LLM",
+        "model_ability": ["chat", "generate"],
+        "context_length": context_length,
+        "architectures": ["LlamaForCausalLM"],
+        "model_specs": [
+            {
+                "model_format": "pytorch",
+                "model_size_in_billions": 0.135,
+                "quantizations": ["none"],
+                "sources": [{"hub": "local", "model_id": str(model_dir)}],
+            }
+        ],
+    }
+
+
+def register_and_launch(url: str, family: dict[str, Any], **launch: Any) -> str:
+    """Register ``family`` (not persisted) on the server at ``url`` and launch it; its uid."""
+    with httpx.Client(base_url=url, timeout=900) as http:
+        registered = http.post(
+            f"/v1/model_registrations/{family['model_type']}",
+            json={"model": json.dumps(family), "persist": False},
+        )
+        registered.raise_for_status()
+        launched = http.post("/v1/models", json={"model_name": family["model_name"], **launch})
+        if launched.status_code != 200:
+            raise SystemExit(f"launch failed: {launched.text}")
+        return str(launched.json()["model_uid"])
+
+
+def bench_command(
+    targets: list[tuple[str, str]],
+    *,
+    concurrency: str,
+    requests: int,
+    max_tokens: int,
+    rounds: int,
+    json_file: str | Path | None = None,
+) -> list[str]:
+    """`modelyard bench` (from this python's environment) against each (url, model) target."""
+    command = [str(Path(sys.executable).with_name("modelyard")), "bench"]
+    for url, model in targets:
+        command += ["--url", url, "--model", model]
+    command += ["--concurrency", concurrency, "--requests", str(requests)]
+    command += ["--max-tokens", str(max_tokens), "--rounds", str(rounds)]
+    return command + (["--json", str(json_file)] if json_file is not None else [])

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import free_port, modelyard_serve, running, wait_for
+from _harness import bench_command, free_port, modelyard_serve, running, wait_for
 
 PARALLEL = 8
 NATIVE_MODEL = "smollm2"
@@ -115,18 +115,14 @@ def main() -> None:
             )
             if answer.status_code != 200:
                 raise SystemExit(f"launch failed: {answer.text}")
-            command = [
-                str(Path(sys.executable).with_name("modelyard")),
-                "bench",
-                "--url", f"http://127.0.0.1:{port}", "--model", NATIVE_MODEL,
-                "--url", serve.url, "--model", "bench",
-                "--concurrency", args.concurrency,
-                "--requests", str(args.requests),
-                "--max-tokens", str(args.tokens),
-                "--rounds", str(args.rounds),
-            ]  # fmt: skip
-            if args.json:
-                command += ["--json", args.json]
+            command = bench_command(
+                [(f"http://127.0.0.1:{port}", NATIVE_MODEL), (serve.url, "bench")],
+                concurrency=args.concurrency,
+                requests=args.requests,
+                max_tokens=args.tokens,
+                rounds=args.rounds,
+                json_file=args.json,
+            )
             print("native = llama.cpp's own HTTP server (xllamacpp); modelyard = modelyard serve")
             sys.exit(subprocess.run(command, check=False).returncode)
 

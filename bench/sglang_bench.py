@@ -19,61 +19,27 @@ Greedy with ignore_eos, so every request generates exactly --tokens tokens. Need
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-import httpx
-from _harness import free_port, modelyard_serve, running, wait_for
+from _harness import (
+    bench_command,
+    free_port,
+    modelyard_serve,
+    register_and_launch,
+    running,
+    smollm2_family,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = 2048
 KV_TOKENS = 4096
 # What both servers get: SGLang's CPU engine, one OpenMP thread on core 0.
 ENGINE_ENV = {"SGLANG_USE_CPU_ENGINE": "1", "SGLANG_CPU_OMP_THREADS_BIND": "0"}
-
-
-def family(model_dir: Path) -> dict[str, object]:
-    return {
-        "model_name": "bench-smollm2",
-        "model_type": "LLM",
-        "model_ability": ["chat", "generate"],
-        "context_length": CONTEXT,
-        "architectures": ["LlamaForCausalLM"],
-        "model_specs": [
-            {
-                "model_format": "pytorch",
-                "model_size_in_billions": 0.135,
-                "quantizations": ["none"],
-                "sources": [{"hub": "local", "model_id": str(model_dir)}],
-            }
-        ],
-    }
-
-
-def launch_on_modelyard(url: str, model_dir: Path) -> str:
-    with httpx.Client(base_url=url, timeout=900) as http:
-        registered = http.post(
-            "/v1/model_registrations/LLM",
-            json={"model": json.dumps(family(model_dir)), "persist": False},
-        )
-        registered.raise_for_status()
-        launched = http.post(
-            "/v1/models",
-            json={
-                "model_name": "bench-smollm2",
-                "model_engine": "SGLang",
-                "model_uid": "smol",
-                "context_length": CONTEXT,
-                "max_total_tokens": KV_TOKENS,
-            },
-        )
-        if launched.status_code != 200:
-            raise SystemExit(f"launch failed: {launched.text}")
-        return str(launched.json()["model_uid"])
 
 
 def main() -> None:
@@ -101,17 +67,23 @@ def main() -> None:
             print(f"SGLang's server ready in {ready:.0f} s", flush=True)
             roots = ("--model-root", str(args.model.parent))
             with modelyard_serve(env, *roots) as served:
-                uid = launch_on_modelyard(served.url, args.model)
+                uid = register_and_launch(
+                    served.url,
+                    smollm2_family(args.model, CONTEXT),
+                    model_engine="SGLang",
+                    model_uid="smol",
+                    context_length=CONTEXT,
+                    max_total_tokens=KV_TOKENS,
+                )
                 print(f"modelyard serve → SGLang ready (model {uid})", flush=True)
-                bench = [
-                    str(Path(sys.executable).with_name("modelyard")), "bench",
-                    "--url", native_url, "--model", "smol",
-                    "--url", served.url, "--model", uid,
-                    "--concurrency", "1,4", "--requests", str(args.requests),
-                    "--max-tokens", str(args.tokens), "--rounds", str(args.rounds),
-                ]  # fmt: skip
-                if args.json is not None:
-                    bench += ["--json", str(args.json)]
+                bench = bench_command(
+                    [(native_url, "smol"), (served.url, uid)],
+                    concurrency="1,4",
+                    requests=args.requests,
+                    max_tokens=args.tokens,
+                    rounds=args.rounds,
+                    json_file=args.json,
+                )
                 subprocess.run(bench, env=env, check=True)
 
 

@@ -7,7 +7,14 @@ process with one batch of 64, alternated round by round (direct, served; then se
 each with the load average before it. Engines and the direct run keep their defaults (torch's own
 thread count for the direct run, the plugin's for the server) unless --threads pins both.
 
+The embedding client is a small HTTP/1.1 client on asyncio streams, one keep-alive connection per
+concurrent request, opened before the clock starts (as the direct run's model is loaded before
+its clock starts): httpx spends ~3 ms of CPU per request here, and on a 2-core machine that CPU is
+taken from the server being measured (``--client httpx`` measures with it anyway). Each round
+prints the CPU (utime + stime) that the server's process tree, the client and the direct run spent.
+
     python bench/transformers_bench.py [--tokens 64] [--rounds 3] [--threads N]
+        [--part chat,embeddings] [--client lean|httpx]
 
 Needs the test models (python scripts/prepare_models.py) and modelyard with the plugin installed.
 """
@@ -19,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -27,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _harness import modelyard_serve
+from _harness import bench_command, modelyard_serve, register_and_launch
+from modelyard.benchmark import cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS") or ROOT / ".models")
@@ -63,19 +72,7 @@ class Server:
         self.url = url
 
     def launch(self, fam: dict[str, Any], **payload: Any) -> str:
-        with httpx.Client(base_url=self.url, timeout=600) as http:
-            r = http.post(
-                f"/v1/model_registrations/{fam['model_type']}",
-                json={"model": json.dumps(fam), "persist": False},
-            )
-            r.raise_for_status()
-            r = http.post(
-                "/v1/models",
-                json={"model_name": fam["model_name"], "model_type": fam["model_type"], **payload},
-            )
-            if r.status_code != 200:
-                raise SystemExit(f"launch failed: {r.text}")
-            return r.json()["model_uid"]
+        return register_and_launch(self.url, fam, model_type=fam["model_type"], **payload)
 
 
 def llm_bench(server: Server, tokens: int, rounds: int) -> int:
@@ -90,37 +87,86 @@ def llm_bench(server: Server, tokens: int, rounds: int) -> int:
         model_engine="Transformers",
         model_uid="bench-llm",
     )
-    command = [
-        str(Path(sys.executable).with_name("modelyard")),
-        "bench",
-        "--url", server.url, "--model", uid,
-        "--concurrency", "1,4",
-        "--requests", "8",
-        "--max-tokens", str(tokens),
-        "--rounds", str(rounds),
-    ]  # fmt: skip
+    command = bench_command(
+        [(server.url, uid)], concurrency="1,4", requests=8, max_tokens=tokens, rounds=rounds
+    )
     code = subprocess.run(command, check=False).returncode
     httpx.delete(f"{server.url}/v1/models/{uid}", timeout=60)
     return code
 
 
-async def served_embed(url: str, uid: str) -> float:
-    """Sentences per second for 64 concurrent single-sentence requests."""
-    async with httpx.AsyncClient(
-        base_url=url, timeout=600, limits=httpx.Limits(max_connections=100)
-    ) as http:
+class LeanClient:
+    """POSTs JSON over kept-alive HTTP/1.1 connections, one per concurrent request."""
 
-        async def one(text: str) -> None:
-            r = await http.post("/v1/embeddings", json={"model": uid, "input": text})
-            r.raise_for_status()
+    def __init__(self, url: str, connections: int) -> None:
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port, self.connections = int(port), connections
+        self._streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-        await one("warm up")
+    async def __aenter__(self) -> LeanClient:
+        self._streams = [
+            await asyncio.open_connection(self.host, self.port) for _ in range(self.connections)
+        ]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for _, writer in self._streams:
+            writer.close()
+
+    async def post(self, index: int, path: str, body: dict[str, Any]) -> Any:
+        reader, writer = self._streams[index]
+        data = json.dumps(body).encode()
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        fields = dict(line.lower().split(": ", 1) for line in head[1:] if ": " in line)
+        reply = await reader.readexactly(int(fields["content-length"]))
+        if not head[0].startswith("HTTP/1.1 200"):
+            raise SystemExit(f"{path}: {head[0]}: {reply.decode()[:500]}")
+        return json.loads(reply)
+
+
+async def served_embed(url: str, uid: str, client: str) -> float:
+    """Sentences per second for 64 concurrent single-sentence requests (each reply checked)."""
+
+    def check(reply: Any) -> None:
+        if len(reply["data"][0]["embedding"]) != 384:
+            raise SystemExit(f"unexpected reply: {str(reply)[:300]}")
+
+    if client == "httpx":
+        async with httpx.AsyncClient(
+            base_url=url, timeout=600, limits=httpx.Limits(max_connections=100)
+        ) as http:
+
+            async def one(index: int, text: str) -> None:
+                r = await http.post("/v1/embeddings", json={"model": uid, "input": text})
+                r.raise_for_status()
+                check(r.json())
+
+            await one(0, "warm up")
+            start = time.perf_counter()
+            await asyncio.gather(*(one(i, s) for i, s in enumerate(SENTENCES)))
+            return len(SENTENCES) / (time.perf_counter() - start)
+    async with LeanClient(url, len(SENTENCES)) as lean:
+
+        async def post(index: int, text: str) -> None:
+            check(await lean.post(index, "/v1/embeddings", {"model": uid, "input": text}))
+
+        await post(0, "warm up")
         start = time.perf_counter()
-        await asyncio.gather(*(one(s) for s in SENTENCES))
+        await asyncio.gather(*(post(i, s) for i, s in enumerate(SENTENCES)))
         return len(SENTENCES) / (time.perf_counter() - start)
 
 
-def embed_bench(server: Server, threads: int | None, rounds: int) -> None:
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def embed_bench(server: Server, pid: int, threads: int | None, rounds: int, client: str) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
@@ -145,13 +191,24 @@ def embed_bench(server: Server, threads: int | None, rounds: int) -> None:
     loads: list[float] = []
     for round_no in range(rounds):
         for name in ("direct", "served") if round_no % 2 == 0 else ("served", "direct"):
-            loads.append(os.getloadavg()[0])
-            rate = direct() if name == "direct" else asyncio.run(served_embed(server.url, uid))
+            load = os.getloadavg()[0]
+            loads.append(load)
+            tree, mine = cpu_seconds(pid)[0], own_cpu()
+            rate = (
+                direct() if name == "direct" else asyncio.run(served_embed(server.url, uid, client))
+            )
+            tree, mine = cpu_seconds(pid)[0] - tree, own_cpu() - mine
             figures[name].append(rate)
+            cpu = f"server tree {tree * 1000:.0f} ms, " if name == "served" else ""
+            print(
+                f"  round {round_no + 1} {name:6s} {rate:6.1f} sentences/s  CPU: {cpu}"
+                f"this process {mine * 1000:.0f} ms  (load {load:.1f})",
+                flush=True,
+            )
     httpx.delete(f"{server.url}/v1/models/{uid}", timeout=60)
     print(
-        f"embeddings, {len(SENTENCES)} concurrent single-sentence requests, {rounds} rounds "
-        f"alternated (torch threads in the direct run: {torch.get_num_threads()}; "
+        f"embeddings, {len(SENTENCES)} concurrent single-sentence requests ({client} client), "
+        f"{rounds} rounds alternated (torch threads in the direct run: {torch.get_num_threads()}; "
         f"load average {min(loads):.1f}-{max(loads):.1f}):"
     )
     for name, rates in figures.items():
@@ -171,7 +228,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, help="torch threads everywhere (default: each one's own)"
     )
+    parser.add_argument(
+        "--part",
+        default="chat,embeddings",
+        help="what to run, comma-separated: chat, embeddings (default: both)",
+    )
+    parser.add_argument("--client", choices=("lean", "httpx"), default="lean")
     args = parser.parse_args()
+    parts = set(args.part.split(","))
+    if not parts or parts - {"chat", "embeddings"}:
+        parser.error(f"--part takes chat and/or embeddings, not {args.part!r}")
     for folder in ("smollm2-135m-instruct", "all-minilm-l6-v2"):
         if not (MODELS / folder).is_dir():
             raise SystemExit(f"{MODELS / folder} is missing: run python scripts/prepare_models.py")
@@ -181,10 +247,14 @@ def main() -> None:
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs; {time.strftime('%Y-%m-%d %H:%M')}"
     )
-    with modelyard_serve(env, "--model-root", str(MODELS), timeout=60, interval=0.1) as serve:
+    # No warm runner: its imports (seconds of CPU) would land in the first rounds.
+    with modelyard_serve(
+        env, "--model-root", str(MODELS), "--no-warm-runners", timeout=60, interval=0.1
+    ) as serve:
         server = Server(serve.url)
-        code = llm_bench(server, args.tokens, args.rounds)
-        embed_bench(server, args.threads, args.rounds)
+        code = llm_bench(server, args.tokens, args.rounds) if "chat" in parts else 0
+        if "embeddings" in parts:
+            embed_bench(server, serve.process.pid, args.threads, args.rounds, args.client)
     sys.exit(code)
 
 

@@ -80,6 +80,7 @@ def start_server(
         "MODELYARD_HOME": str(home),
         # One engine thread: on 2 shared cores, two spinning OpenMP threads run many times slower.
         "MODELYARD_LLAMACPP_THREADS": "1",
+        "MODELYARD_TORCH_THREADS": "1",
         "OMP_NUM_THREADS": "1",
     }
     with log.open("wb") as out:

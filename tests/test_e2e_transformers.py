@@ -7,6 +7,7 @@ exercises the real loading and scoring path, but its scores carry no meaning.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -64,6 +65,48 @@ def test_builtin_minilm_embeds_similar_sentences_closer(server: Server, oai: ope
         assert reply.usage.prompt_tokens > len(texts)
     finally:
         server.terminate(uid)
+
+
+def test_concurrent_embedding_requests_each_get_their_own_vector_and_usage(
+    server: Server,
+) -> None:
+    """Requests sent together are encoded in shared batches; each still gets its own sentence's
+    vector (as sentence-transformers gives it for that sentence) and its own token count."""
+    torch = pytest.importorskip("torch", reason="the reference vectors come from torch")
+    from sentence_transformers import SentenceTransformer
+
+    sentences = [f"Sentence {i} is about {topic}." for i, topic in enumerate(TOPICS)]
+    uid = server.launch(model_name="all-MiniLM-L6-v2", model_type="embedding", model_uid="minilm-c")
+    try:
+
+        async def send_all() -> list[openai.types.CreateEmbeddingResponse]:
+            async with openai.AsyncOpenAI(
+                base_url=f"{server.url}/v1", api_key="unused", max_retries=0
+            ) as client:
+                return await asyncio.gather(
+                    *(client.embeddings.create(model=uid, input=text) for text in sentences)
+                )
+
+        replies = asyncio.run(send_all())
+    finally:
+        server.terminate(uid)
+    torch.set_num_threads(1)
+    reference = SentenceTransformer(
+        str(MODELS / "all-minilm-l6-v2"), device="cpu", local_files_only=True
+    )
+    expected = reference.encode(sentences, convert_to_numpy=True, show_progress_bar=False)
+    tokens = [len(ids) for ids in reference.tokenizer(sentences)["input_ids"]]
+    for i, reply in enumerate(replies):
+        vector = reply.data[0].embedding
+        assert max(abs(a - b) for a, b in zip(vector, expected[i], strict=True)) < 1e-4, i
+        assert reply.usage.prompt_tokens == tokens[i]
+    assert len({tuple(reply.data[0].embedding) for reply in replies}) == len(sentences)
+
+
+TOPICS = [
+    "the sea", "a violin", "tax law", "volcanoes", "bread", "chess", "the moon", "rain",
+    "trains", "bees", "glass", "football", "winter", "printing", "rivers", "salt",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -68,15 +68,27 @@ async def test_received_takes_queued_items_and_ends_with_the_stream() -> None:
 
 
 async def test_inbox_hands_frames_over_in_order_and_reports_close_and_deadline() -> None:
-    inbox = Inbox()
     loop = asyncio.get_running_loop()
+    late = Inbox(loop.time() + 0.01)
+    assert late.take() is None
+    await late.wait()
+    assert late.expired and not late.closed  # nothing came before the deadline
+    inbox = Inbox()
     assert inbox.take() is None
-    assert await inbox.wait(loop.time() + 0.01) is False  # nothing came before the deadline
     loop.call_soon(inbox.put, "a")
-    assert await inbox.wait() is True
+    await inbox.wait()
     inbox.put("b")
     assert [inbox.take(), inbox.take(), inbox.take()] == ["a", "b", None]
     loop.call_soon(inbox.close)
-    assert await inbox.wait() is True and inbox.closed
+    await inbox.wait()
+    assert inbox.closed and not inbox.expired
     inbox.put("late")  # a reply after the caller left is dropped
     assert inbox.take() is None
+
+
+async def test_a_closed_inbox_never_expires() -> None:
+    loop = asyncio.get_running_loop()
+    inbox = Inbox(loop.time() + 0.01)
+    inbox.close()
+    await asyncio.sleep(0.05)
+    assert not inbox.expired

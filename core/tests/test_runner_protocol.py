@@ -262,3 +262,35 @@ async def test_socket_frames_sent_together_leave_in_order_in_one_write() -> None
     with pytest.raises(anyio.BrokenResourceError):
         await sender.send(p.Pong(1))
     await receiver.aclose()
+
+
+async def test_lingering_frames_share_one_write_and_a_frame_that_cannot_wait_takes_them_along() -> (
+    None
+):
+    left, right = await _pair()
+    sender = await p.open_frames(left, p.TO_SERVER)
+    receiver = await p.open_frames(right, p.TO_SERVER)
+    assert isinstance(sender, p.SocketFrames) and isinstance(receiver, p.SocketFrames)
+    reads: list[int] = []
+    original = receiver.data_received
+
+    def counting(data: bytes) -> None:
+        reads.append(len(data))
+        original(data)
+
+    receiver.data_received = counting  # type: ignore[method-assign]
+    # Chunks that may linger for a long time: sent over several loop passes, still one write.
+    for i in range(3):
+        await sender.send(p.Chunk(i, {"text": "t"}), linger=60)
+        await anyio.sleep(0.01)
+    assert reads == []  # still held
+    await sender.send(p.End(9))  # no linger: everything buffered leaves now, in order
+    got = [await receiver.receive() for _ in range(4)]
+    assert [type(f).__name__ for f in got] == ["Chunk", "Chunk", "Chunk", "End"]
+    assert [f.id for f in got] == [0, 1, 2, 9]
+    assert len(reads) == 1
+    # Alone, a lingering frame still leaves once its linger is over.
+    await sender.send(p.Chunk(5, {"text": "t"}), linger=0.01)
+    assert (await receiver.receive()).id == 5
+    await sender.aclose()
+    await receiver.aclose()

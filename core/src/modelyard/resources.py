@@ -21,6 +21,8 @@ from .errors import InvalidRequest, LaunchError
 from .specs import Accelerator, Estimate, Family, Hardware, LLMFamily, ModelSpec
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .plugins import PluginManager
 
 MiB = 1024**2
@@ -57,7 +59,7 @@ def probe_hardware() -> Hardware:
         machine = "arm64"
         # Unified memory: the GPU shares RAM, so report RAM as its memory.
         accelerators = (Accelerator("metal", 0, "Apple Silicon GPU", total, available),)
-    return Hardware(system, machine, _cpu_count(), total, available, accelerators)
+    return Hardware(system, machine, cpu_count(), total, available, accelerators)
 
 
 def _system() -> Literal["linux", "darwin", "windows"]:
@@ -69,7 +71,8 @@ def _system() -> Literal["linux", "darwin", "windows"]:
     return "linux"
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
@@ -144,7 +147,7 @@ def free_cores() -> int:
     """The cores actually free for an engine: this process's CPUs minus the 1-minute load, rounded,
     at most all but one, at least 1 (1 on a busy 2-core machine: spinning BLAS/OpenMP threads on
     cores others need run many times slower)."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = cpu_count()
     try:
         busy = round(os.getloadavg()[0])
     except OSError:
@@ -152,8 +155,10 @@ def free_cores() -> int:
     return max(1, min(cpus - 1, cpus - busy))
 
 
-def engine_threads(requested: int | None, env_name: str) -> int:
-    """An engine's thread count: the launch's ``n_threads``, else ``$env_name``, else ``free_cores``."""
+def engine_threads(
+    requested: int | None, env_name: str, default: Callable[[], int] = free_cores
+) -> int:
+    """An engine's thread count: the launch's ``n_threads``, else ``$env_name``, else ``default()``."""
     if requested is not None:
         if requested < 1:
             raise InvalidRequest(
@@ -166,7 +171,7 @@ def engine_threads(requested: int | None, env_name: str) -> int:
             return max(1, int(env))
         except ValueError:
             raise InvalidRequest(f"{env_name} must be a whole number, got {env!r}") from None
-    return free_cores()
+    return default()
 
 
 def bits_per_weight(quantization: str, model_format: str = "pytorch") -> float | None:

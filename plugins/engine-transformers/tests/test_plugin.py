@@ -155,12 +155,40 @@ def test_wrong_engine_for_the_model_type_is_a_launch_error() -> None:
 
 
 def test_threads_default_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelyard import resources
     from modelyard_transformers.params import default_threads, thread_count
 
     assert 1 <= default_threads() <= max(1, len(__import__("os").sched_getaffinity(0)) - 1)
+    assert thread_count(None, resources.cpu_count) == resources.cpu_count()
     monkeypatch.setenv("MODELYARD_TORCH_THREADS", "3")
     assert thread_count(None) == 3
+    assert thread_count(None, resources.cpu_count) == 3
     assert thread_count(2) == 2
+
+
+def test_encoders_default_to_every_core_and_generation_to_the_free_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytest.importorskip("torch", reason="configure_torch sets torch's threads")
+    import torch
+    from modelyard import resources
+    from modelyard_transformers.params import (
+        LLMParams,
+        SentenceParams,
+        configure_torch,
+        parse_params,
+    )
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("MODELYARD_TORCH_THREADS", raising=False)
+    monkeypatch.setattr(resources, "cpu_count", lambda: 7)
+    monkeypatch.setattr(resources, "free_cores", lambda: 3)
+    try:
+        assert configure_torch(parse_params({}, SentenceParams))[2] == 7
+        assert configure_torch(parse_params({}, LLMParams))[2] == 3
+        assert configure_torch(parse_params({"n_threads": 2}, SentenceParams))[2] == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_generic_parameter_names_are_aliases_and_the_engine_names_win() -> None:

@@ -12,7 +12,6 @@ Every call has a deadline: past it, the caller gets ``GatewayTimeout`` and the c
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -205,14 +204,13 @@ class RunnerProcess:
         ``timeout`` (seconds, for the whole call) ends it with ``GatewayTimeout``."""
         self.check_capacity(uid)
         call_id = next(self._ids)
-        inbox = self._calls[call_id] = Inbox()
+        inbox = self._calls[call_id] = Inbox(_deadline(timeout))
         self._track_request(request_id, call_id)
         finished = False
-        deadline = _deadline(timeout)
         try:
             await self.conn.send(p.make_call(call_id, op, request))
             while True:
-                frame = await self._next(inbox, uid, deadline, timeout)
+                frame = await self._next(inbox, uid, timeout)
                 if frame is None:
                     break
                 if isinstance(frame, p.Chunk):
@@ -245,12 +243,12 @@ class RunnerProcess:
         """One embed/rerank call: its Result data, or the runner's error re-raised."""
         self.check_capacity(uid)
         call_id = next(self._ids)
-        inbox = self._calls[call_id] = Inbox()
+        inbox = self._calls[call_id] = Inbox(_deadline(timeout))
         self._track_request(request_id, call_id)
         done = False
         try:
             await self.conn.send(p.make_call(call_id, op, request))
-            frame = await self._next(inbox, uid, _deadline(timeout), timeout)
+            frame = await self._next(inbox, uid, timeout)
             if frame is None:
                 raise self._lost(uid)
             done = True
@@ -271,16 +269,17 @@ class RunnerProcess:
                     await self._send_quietly(p.Cancel(call_id))
 
     @staticmethod
-    async def _next(inbox: Inbox, uid: str, deadline: float, timeout: float | None) -> Any:
+    async def _next(inbox: Inbox, uid: str, timeout: float | None) -> Any:
         """The call's next frame, None when the runner went away; ``GatewayTimeout`` past the
         deadline. A frame already here is taken without a pass through the event loop."""
+        if inbox.expired:
+            raise _timed_out(uid, timeout)
         frame = inbox.take()
         if frame is None and not inbox.closed:
-            if not await inbox.wait(deadline):
+            await inbox.wait()
+            if inbox.expired:
                 raise _timed_out(uid, timeout)
             frame = inbox.take()
-        elif deadline != math.inf and asyncio.get_running_loop().time() > deadline:
-            raise _timed_out(uid, timeout)
         return frame
 
     # --- aborting one request by its id ---

@@ -175,7 +175,8 @@ class FrameStream:
         self._decoder = decoder
         self._lock = anyio.Lock()
 
-    async def send(self, frame: _Frame) -> None:
+    async def send(self, frame: _Frame, linger: float = 0.0) -> None:
+        """``linger`` is SocketFrames' (every frame is written at once here)."""
         payload = ENCODER.encode(frame)
         async with self._lock:
             await self.stream.send(_HEADER.pack(len(payload)) + payload)
@@ -233,6 +234,7 @@ class SocketFrames(asyncio.Protocol):
         self._eof = False
         self._closed = False
         self._outgoing: list[bytes] = []
+        self._lingering: asyncio.TimerHandle | None = None  # a delayed flush (see ``send``)
         self._writable: asyncio.Future[None] | None = None
         # When set, every good frame is offered here as it is decoded, outside any task: the
         # server's reader routes replies to their calls without waking a task. A frame it does
@@ -324,11 +326,21 @@ class SocketFrames(asyncio.Protocol):
             raise item
         return item
 
-    async def send(self, frame: _Frame) -> None:
+    async def send(self, frame: _Frame, linger: float = 0.0) -> None:
+        """Buffer ``frame``; the buffer is written once per loop pass, or, when every frame in it
+        came with a ``linger``, up to that many seconds later (frames sent meanwhile join it)."""
         if self._closed or self._transport is None or self._transport.is_closing():
             raise anyio.BrokenResourceError("the connection is closed")
         payload = ENCODER.encode(frame)
         if not self._outgoing:
+            loop = asyncio.get_running_loop()
+            if linger > 0:
+                self._lingering = loop.call_later(linger, self._flush)
+            else:
+                loop.call_soon(self._flush)
+        elif linger <= 0 and self._lingering is not None:  # this one must not wait
+            self._lingering.cancel()
+            self._lingering = None
             asyncio.get_running_loop().call_soon(self._flush)
         self._outgoing += (_HEADER.pack(len(payload)), payload)
         writable = self._writable
@@ -338,6 +350,9 @@ class SocketFrames(asyncio.Protocol):
                 raise anyio.BrokenResourceError("the connection is closed")
 
     def _flush(self) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         data, self._outgoing = b"".join(self._outgoing), []
         if self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)

@@ -1,14 +1,19 @@
 """Launch parameters of both engines, validated once, and the torch runtime they configure.
 
-Threads: torch's OpenMP pool collapses when it busy-waits on cores that other work needs, so the
-default is the cores actually free (CPU count minus the 1-minute load, rounded), at most all but
-one, at least 1: 1 thread on a 2-core machine. ``n_threads`` or ``MODELYARD_TORCH_THREADS`` set it.
+Threads: torch's OpenMP pool collapses when it busy-waits on cores that other work needs. For
+generation the default is the cores actually free (CPU count minus the 1-minute load, rounded), at
+most all but one, at least 1: 1 thread on a 2-core machine. Embedding and rerank models default to
+every core, torch's own default: their work comes in short batches, the runner's OpenMP threads wait
+passively (``OMP_WAIT_POLICY=PASSIVE``, set by the manager), and measured on 2 cores the second
+thread pays (MiniLM, 64 concurrent requests: 226 vs 179 sentences/s at load 2; docs/performance.md).
+``n_threads`` or ``MODELYARD_TORCH_THREADS`` set it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Literal
 
 import msgspec
@@ -74,15 +79,18 @@ def parse_params(params: dict[str, Any], kind: type[_Common]) -> Any:
 default_threads = resources.free_cores
 
 
-def thread_count(requested: int | None) -> int:
-    return resources.engine_threads(requested, "MODELYARD_TORCH_THREADS")
+def thread_count(requested: int | None, default: Callable[[], int] = default_threads) -> int:
+    return resources.engine_threads(requested, "MODELYARD_TORCH_THREADS", default)
 
 
 def configure_torch(params: _Common) -> tuple[Any, Any, int]:
     """Set torch's threads and pick (device, dtype): float32 on CPU; bf16 (else fp16) on CUDA."""
     import torch
 
-    threads = thread_count(params.n_threads)
+    every_core = isinstance(params, SentenceParams)  # see the module's docstring
+    threads = thread_count(
+        params.n_threads, resources.cpu_count if every_core else resources.free_cores
+    )
     torch.set_num_threads(threads)
     # Only settable before the first parallel work; harmless to miss when torch already ran.
     with contextlib.suppress(RuntimeError):
