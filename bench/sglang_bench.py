@@ -6,9 +6,9 @@ OpenMP thread bound to core 0 for both. SGLang's server is `python -m sglang.lau
 cpu`; modelyard's is a real `modelyard serve` (HTTP + SSE + a runner process hosting
 `sglang.Engine`). Both stay up while `modelyard bench` alternates them round by round (A B, B A,
 ...) at 1 and 4 concurrent streams, and prints tokens/s (median, min-max), TTFT and CPU per token
-with the load average. Both schedulers sleep on their sockets when idle (`--sleep-on-idle`, the
-plugin's CPU default; SGLang's own default busy-polls a core), so the other server costs nothing
-while one is measured.
+with the load average. Both schedulers sleep on their sockets when idle (`--sleep-on-idle`, asked
+for explicitly on both sides; SGLang's own default busy-polls a core), so the other server costs
+nothing while one is measured.
 
     .venv-sglang/bin/python bench/sglang_bench.py [--tokens 32] [--requests 4] [--rounds 3]
 
@@ -74,6 +74,7 @@ def main() -> None:
                     model_uid="smol",
                     context_length=CONTEXT,
                     max_total_tokens=KV_TOKENS,
+                    sleep_on_idle=True,  # as SGLang's server here; not the plugin's default
                 )
                 print(f"modelyard serve → SGLang ready (model {uid})", flush=True)
                 bench = bench_command(
