@@ -142,7 +142,7 @@ async def test_download_progress_is_visible_and_requests_wait_for_it(
             "error": None,
             "replicas": [],  # none started before the weights are here
         }
-        with pytest.raises(Unavailable, match=r"still loading \(downloading, 50%\)"):
+        with pytest.raises(Unavailable, match=r"is downloading \(50% done\)"):
             manager.chat(uid, _chat("hi"))
         release.set()
         with anyio.fail_after(30):

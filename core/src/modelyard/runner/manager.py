@@ -46,13 +46,14 @@ from ..keepalive import parse_keep_alive
 from ..plugins import PluginManager, format_exception, get_plugin_manager
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import Family, Hardware, LaunchRequest
+from ..states import LOADING_STATES, require_ready
 from . import demand
 from . import protocol as p
 from .background import Background
 from .on_demand import OnDemand
 from .planning import CatalogLike, LaunchPlan, plan_launch, replica_devices
 from .process import RunnerProcess
-from .records import LAUNCHING, ModelRecord, Slot, snapshot
+from .records import ModelRecord, Slot, snapshot
 from .replicas import Replica, model_state, prompt_text
 from .routing import ReplicaRouter
 from .scaling import Scaling
@@ -432,7 +433,7 @@ class ModelManager(OnDemand, Scaling):
         placement = await anyio.to_thread.run_sync(self.cluster.placement, plan, replica.node_id)
         fetch = None
         if not load.path:
-            if record.state in LAUNCHING:  # not when a running model gains a replica
+            if record.state in LOADING_STATES:  # not when a running model gains a replica
                 record.state = "downloading"
             fetch = Fetch(plan.spec, plan.quantization, plan.hub, partial(self._on_fetch, record))
         return await self.cluster.spawn(
@@ -446,7 +447,7 @@ class ModelManager(OnDemand, Scaling):
         )
 
     def _on_fetch(self, record: ModelRecord, stage: FetchStage, progress: float) -> None:
-        if record.state in LAUNCHING:
+        if record.state in LOADING_STATES:
             record.state, record.progress = stage, progress
 
     async def _runner_for(
@@ -499,7 +500,7 @@ class ModelManager(OnDemand, Scaling):
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
 
     def _on_progress(self, record: ModelRecord, stage: str, progress: float) -> None:
-        if record.state in LAUNCHING:
+        if record.state in LOADING_STATES:
             record.progress = progress
 
     def _on_unresponsive(self, slot: Slot, replica: Replica, cause: str) -> None:
@@ -672,26 +673,7 @@ class ModelManager(OnDemand, Scaling):
         """The replica that serves a request now (503 while none can, 429 when it is full)."""
         slot = self._slot(uid)
         record = slot.record
-        if record.state in LAUNCHING:
-            raise Unavailable(
-                f"model {uid!r} is still loading ({record.state}, {record.progress:.0%}); retry shortly",
-                retry_after=5,
-            )
-        if record.state == "error":
-            raise Unavailable(f"model {uid!r} failed: {record.error}; relaunch it")
-        if record.state == "unresponsive":
-            raise Unavailable(
-                f"model {uid!r} is unresponsive: {record.error}; wait for it, terminate it, or "
-                "launch it with restart_unresponsive=true",
-                code="model_unresponsive",
-                retry_after=5,
-            )
-        if record.state in ("unloading", "unloaded"):
-            raise Unavailable(
-                f"model {uid!r} is {record.state} (idle); the next request reloads it",
-                code="model_unloaded",
-                retry_after=1,
-            )
+        require_ready(record)
         serving = [r for r in slot.replicas if r.serving]
         if record.state == "terminating" or not serving:
             raise Unavailable(f"model {uid!r} is being terminated")

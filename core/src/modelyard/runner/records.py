@@ -29,8 +29,6 @@ RecordState = Literal[
     "unloading",
     "unloaded",
 ]
-# installing: building the model's own environment layer (its family's virtualenv packages).
-LAUNCHING: frozenset[str] = frozenset({"creating", "downloading", "installing", "loading"})
 # unloaded: idle (keep_alive) or evicted; the runner is gone, the next request loads it again.
 MAX_EVENTS = 50
 # A replica's own state: a model is ready while one of its replicas is.

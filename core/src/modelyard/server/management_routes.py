@@ -16,10 +16,11 @@ from starlette.responses import Response
 
 from .. import __version__
 from ..errors import InvalidRequest
+from ..states import LOADING_RETRY_AFTER, LOADING_STATES
 from . import api_types as T
 from .errors import JSONResponse, decode_body, invalid_body, read_body
 from .launch import parse_launch, parse_wait_ready, query_int
-from .models import LOADING_RETRY_AFTER, LOADING_STATES, describe, model_object, warm_runners
+from .models import describe, model_object, warm_runners
 from .openai_routes import manager_of
 from .policy import check_launch, security_of
 

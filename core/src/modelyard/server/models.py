@@ -13,15 +13,11 @@ from typing import Any, Protocol
 
 import msgspec
 
-from ..errors import Unavailable
 from ..proctree import tree_resident_bytes
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
 
 Chunk = dict[str, Any]
-LOADING_STATES = ("creating", "downloading", "installing", "loading")
-# Seconds a client should wait before asking again about a model that is still loading.
-LOADING_RETRY_AFTER = 5
 
 
 class Record(Protocol):
@@ -90,35 +86,6 @@ class Manager(Protocol):
         self, uid: str, request: RerankRequest, *, request_id: str | None = None
     ) -> dict[str, Any]: ...
     async def aclose(self) -> None: ...
-
-
-def require_ready(record: Record) -> None:
-    """Inference needs a ready model: loading is a 503 to retry, a failed one a 503 with its cause."""
-    if record.state == "ready":
-        return
-    if record.state in LOADING_STATES:
-        raise Unavailable(
-            f"model {record.uid} is {record.state} ({record.progress:.0%} done); retry when it is ready",
-            retry_after=LOADING_RETRY_AFTER,
-        )
-    if record.state in ("unloading", "unloaded"):
-        raise Unavailable(
-            f"model {record.uid} is {record.state} (idle); retry and it is loaded again",
-            code="model_unloaded",
-            retry_after=1,
-        )
-    if record.state == "unresponsive":
-        raise Unavailable(
-            f"model {record.uid} is unresponsive: {record.error}; wait for it, terminate it, or "
-            "launch it with restart_unresponsive=true",
-            code="model_unresponsive",
-            retry_after=LOADING_RETRY_AFTER,
-        )
-    cause = f": {record.error}" if record.error else ""
-    raise Unavailable(
-        f"model {record.uid} is not serving (state {record.state}){cause}; terminate and relaunch it",
-        code="model_unavailable",
-    )
 
 
 def describe(record: Record) -> dict[str, Any]:

@@ -19,12 +19,13 @@ from starlette.responses import Response
 from ..errors import EngineError
 from ..keepalive import parse_keep_alive
 from ..schemas import ChatCompletionRequest, CompletionRequest
+from ..states import require_ready
 from . import bodies
 from .aggregate import Folder
 from .errors import JSONResponse, decode_body
 from .limits import check_parts
 from .metrics import GenerationObserver, Metrics
-from .models import Manager, Record, require_ready
+from .models import Manager, Record
 from .sse import ClientGone, EventStream, Stamp, aclose, events, race_disconnect
 
 CLIENT_CLOSED = 499  # nginx's "client closed request": nobody reads it, the metrics do
