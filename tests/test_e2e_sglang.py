@@ -153,6 +153,20 @@ def test_chat_with_a_system_prompt_answers_paris(oai: openai.OpenAI, uid: str) -
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+def test_the_engine_answers_after_an_idle_spell(oai: openai.OpenAI, uid: str) -> None:
+    """SGLang's scheduler dies with the thread that started it (PR_SET_PDEATHSIG): a model loaded in
+    one of the runner's worker threads, which end after 10 idle seconds, lost its scheduler there.
+    Idle past that, with the idle scheduler asleep (sleep_on_idle, the CPU default), it answers."""
+    time.sleep(12)
+    reply = oai.chat.completions.create(
+        model=uid,
+        messages=QUESTION,  # type: ignore[arg-type]
+        max_tokens=12,
+        temperature=0,
+    )
+    assert "Paris" in (reply.choices[0].message.content or "")
+
+
 def test_streamed_usage_counts_the_streamed_tokens(oai: openai.OpenAI, uid: str) -> None:
     stream = oai.chat.completions.create(
         model=uid,

@@ -92,9 +92,8 @@ def apply_defaults(
         context = filled.get("context_length")
         floor = context if isinstance(context, int) else 0
         filled.setdefault("max_total_tokens", max(CPU_MAX_TOTAL_TOKENS, floor))
-        # Not sleep_on_idle, though SGLang's idle scheduler busy-polls a core without it: on the
-        # CPU engine, with it, the scheduler was SIGKILLed ~10 s after a stream was aborted
-        # (tests/test_e2e_sglang.py, 2 runs of 2); a launch may still ask for it.
+        # An idle scheduler otherwise busy-polls its sockets: a core taken from everything else.
+        filled.setdefault("sleep_on_idle", True)
     # SGLang's own processes log at "error" unless told: keep warnings, where it explains itself.
     filled.setdefault("log_level", "warning")
     return filled

@@ -22,6 +22,7 @@ from modelyard.runner.stderr_tail import StderrTail
 from modelyard.specs import Ability, Family, LLMFamily
 
 from .args import apply_defaults, check_params, server_arg_names, settle_tool_parser
+from .engine_thread import EngineThread
 from .install import SglangInstall
 from .model import SglangModel
 from .pooling import check_pooling
@@ -109,7 +110,8 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
         args["nccl_port"] = store.port
     with StderrTail() as tail, _runner_logging_kept(), _child_failures_noted():
         try:
-            engine = sglang.Engine(**args)
+            home = EngineThread(lambda: sglang.Engine(**args))
+            engine = home.result()
         except ModelyardError:
             raise
         except Exception as exc:
@@ -128,6 +130,7 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
         is_embedding = bool(args.get("is_embedding"))
     except Exception:
         engine.shutdown()
+        home.release()
         if store is not None:
             store.close()
         raise
@@ -142,4 +145,5 @@ def load(family: Family, params: dict[str, Any], path: Path, install: SglangInst
         abilities=_abilities(family, is_embedding),
         tool_parser=tool_parser,
         store=store,
+        home=home,
     )

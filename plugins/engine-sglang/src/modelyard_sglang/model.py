@@ -32,6 +32,7 @@ from modelyard.schemas import ChatCompletionRequest, CompletionRequest, Embeddin
 from modelyard.specs import Ability
 from modelyard.templating import template_arguments
 
+from .engine_thread import EngineThread
 from .rule import ENGINE
 from .tools import SglangToolCalls, has_detector
 
@@ -50,10 +51,12 @@ class SglangModel(LoadedModel):
         abilities: tuple[Ability, ...],
         tool_parser: str | None,
         store: Any = None,
+        home: EngineThread | None = None,
     ) -> None:
         super().__init__(context_length=context_length, abilities=abilities)
         self.engine = engine
         self.store = store  # the loopback rendezvous store SGLang's scheduler joined (store.py)
+        self.home = home  # the thread that started the engine, alive until it is shut down
         self.tokenizer = engine.tokenizer_manager.tokenizer
         self.tool_parser = tool_parser
         self.aborted = 0  # requests this model aborted in SGLang (clients that went away)
@@ -268,6 +271,8 @@ class SglangModel(LoadedModel):
         engine, self.engine = self.engine, None
         if engine is not None:
             await anyio.to_thread.run_sync(engine.shutdown)
+        if self.home is not None:
+            self.home.release()
         if self.store is not None:
             self.store.close()
 
