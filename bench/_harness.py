@@ -6,6 +6,7 @@ Imported by the scripts beside it as `from _harness import ...` (a script's fold
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -17,6 +18,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+
+# modelyard starts its runners with passive OpenMP waiting (ModelManager.runner_env: spinning
+# threads of several runners starve each other); an engine's own server compared with it gets the
+# same, so that a side-by-side run measures the serving path rather than the waiting policy.
+SAME_OPENMP_WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def free_port() -> int:
@@ -63,6 +69,19 @@ def wait_for(
             pass
         time.sleep(interval)
     raise SystemExit(f"{url} did not answer in {timeout} s:\n{log.read_text()[-4000:]}")
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (utime + stime) each thread of process pid has used, from /proc/PID/task/*/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:  # after the ")" that ends the thread's name: state, ppid, ... utime (12th), stime
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        used[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return used
 
 
 class Serve(NamedTuple):

@@ -2,13 +2,13 @@
 
 Same model, same engine settings, same client: SmolLM2-135M-Instruct (float32 safetensors from
 scripts/prepare_models.py) on SGLang's CPU engine, context 2048, a KV pool of 4096 tokens, one
-OpenMP thread bound to core 0 for both. SGLang's server is `python -m sglang.launch_server --device
-cpu`; modelyard's is a real `modelyard serve` (HTTP + SSE + a runner process hosting
-`sglang.Engine`). Both stay up while `modelyard bench` alternates them round by round (A B, B A,
-...) at 1 and 4 concurrent streams, and prints tokens/s (median, min-max), TTFT and CPU per token
-with the load average. Both schedulers sleep on their sockets when idle (`--sleep-on-idle`, asked
-for explicitly on both sides; SGLang's own default busy-polls a core), so the other server costs
-nothing while one is measured.
+OpenMP thread bound to core 0 and passive OpenMP waiting for both. SGLang's server is `python -m
+sglang.launch_server --device cpu`; modelyard's is a real `modelyard serve` (HTTP + SSE + a runner
+process hosting `sglang.Engine`). Both stay up while `modelyard bench` alternates them round by
+round (A B, B A, ...) at 1 and 4 concurrent streams, and prints tokens/s (median, min-max), TTFT and
+CPU per token with the load average. Both schedulers sleep on their sockets when idle
+(`--sleep-on-idle` for SGLang's server, the plugin's default on the CPU engine; SGLang's own default
+busy-polls a core), so the other server costs nothing while one is measured.
 
     .venv-sglang/bin/python bench/sglang_bench.py [--tokens 32] [--requests 4] [--rounds 3]
 
@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from _harness import (
+    SAME_OPENMP_WAITING,
     bench_command,
     free_port,
     modelyard_serve,
@@ -39,7 +40,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = 2048
 KV_TOKENS = 4096
 # What both servers get: SGLang's CPU engine, one OpenMP thread on core 0.
-ENGINE_ENV = {"SGLANG_USE_CPU_ENGINE": "1", "SGLANG_CPU_OMP_THREADS_BIND": "0"}
+ENGINE_ENV = {
+    "SGLANG_USE_CPU_ENGINE": "1",
+    "SGLANG_CPU_OMP_THREADS_BIND": "0",
+    **SAME_OPENMP_WAITING,
+}
 
 
 def main() -> None:
@@ -74,7 +79,6 @@ def main() -> None:
                     model_uid="smol",
                     context_length=CONTEXT,
                     max_total_tokens=KV_TOKENS,
-                    sleep_on_idle=True,  # as SGLang's server here; not the plugin's default
                 )
                 print(f"modelyard serve → SGLang ready (model {uid})", flush=True)
                 bench = bench_command(

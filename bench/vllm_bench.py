@@ -2,12 +2,12 @@
 
 Same model, same engine settings, same client: SmolLM2-135M-Instruct (float32 safetensors from
 scripts/prepare_models.py) on vLLM's CPU build, float32, eager, max_model_len 2048, a 1 GiB KV
-cache. vLLM's server is `python -m vllm.entrypoints.openai.api_server`; modelyard's is a real
-`modelyard serve` (HTTP + SSE + a runner process hosting vLLM's AsyncLLM). Both stay up while
-`modelyard bench` alternates them round by round (A B, B A, ...) at 1 and 8 concurrent streams, and
-prints tokens/s (median, min-max), TTFT p50/p95 and CPU per token with the load average before each
-run; idle, a vLLM engine waits on its socket, so the other server costs little while one is
-measured.
+cache, passive OpenMP waiting. vLLM's server is `python -m vllm.entrypoints.openai.api_server`;
+modelyard's is a real `modelyard serve` (HTTP + SSE + a runner process hosting vLLM's AsyncLLM).
+Both stay up while `modelyard bench` alternates them round by round (A B, B A, ...) at 1 and 8
+concurrent streams, and prints tokens/s (median, min-max), TTFT p50/p95 and CPU per token with the
+load average before each run; idle, a vLLM engine waits on its socket, so the other server costs
+little while one is measured.
 
     .venv-vllm/bin/python bench/vllm_bench.py [--tokens 64] [--requests 8] [--rounds 3]
         [--concurrency 1,8] [--json FILE]
@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from _harness import (
+    SAME_OPENMP_WAITING,
     bench_command,
     free_port,
     modelyard_serve,
@@ -58,6 +59,7 @@ def main() -> None:
     # modelyard sizes vLLM's KV cache itself (kv_cache_memory_bytes); vLLM's own variable would
     # override the native server's.
     env = {k: v for k, v in os.environ.items() if k != "VLLM_CPU_KVCACHE_SPACE"}
+    env |= SAME_OPENMP_WAITING
     port = free_port()
     native_argv = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
