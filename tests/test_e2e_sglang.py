@@ -30,6 +30,7 @@ from local_families import smollm2_family
 
 if TYPE_CHECKING:
     from conftest import Server
+    from openai.types.chat import ChatCompletion
 
 SGLANG_PYTHON = os.environ.get("MODELYARD_TEST_SGLANG_PYTHON")
 MODELS = Path(os.environ.get("MODELYARD_TEST_MODELS", Path(__file__).parents[1] / ".models"))
@@ -140,13 +141,17 @@ def oai(server: Server) -> Iterator[openai.OpenAI]:
         yield client
 
 
-def test_chat_with_a_system_prompt_answers_paris(oai: openai.OpenAI, uid: str) -> None:
-    reply = oai.chat.completions.create(
+def ask_for_the_capital(oai: openai.OpenAI, uid: str) -> ChatCompletion:
+    return oai.chat.completions.create(
         model=uid,
         messages=QUESTION,  # type: ignore[arg-type]
         max_tokens=12,
         temperature=0,
     )
+
+
+def test_chat_with_a_system_prompt_answers_paris(oai: openai.OpenAI, uid: str) -> None:
+    reply = ask_for_the_capital(oai, uid)
     assert "Paris" in (reply.choices[0].message.content or "")
     assert reply.usage is not None
     assert reply.usage.prompt_tokens > 10 and 0 < reply.usage.completion_tokens <= 12
@@ -158,12 +163,7 @@ def test_the_engine_answers_after_an_idle_spell(oai: openai.OpenAI, uid: str) ->
     one of the runner's worker threads, which end after 10 idle seconds, lost its scheduler there.
     Idle past that, with the idle scheduler asleep (sleep_on_idle, the CPU default), it answers."""
     time.sleep(12)
-    reply = oai.chat.completions.create(
-        model=uid,
-        messages=QUESTION,  # type: ignore[arg-type]
-        max_tokens=12,
-        temperature=0,
-    )
+    reply = ask_for_the_capital(oai, uid)
     assert "Paris" in (reply.choices[0].message.content or "")
 
 
@@ -239,12 +239,7 @@ def test_a_closed_stream_is_aborted_in_sglang(server: Server, oai: openai.OpenAI
         time.sleep(0.2)
     assert line in server.log.read_text()
     # The engine keeps serving.
-    reply = oai.chat.completions.create(
-        model=uid,
-        messages=QUESTION,  # type: ignore[arg-type]
-        max_tokens=12,
-        temperature=0,
-    )
+    reply = ask_for_the_capital(oai, uid)
     assert "Paris" in (reply.choices[0].message.content or "")
 
 

@@ -16,15 +16,14 @@ import msgspec
 from ..proctree import tree_resident_bytes
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, RerankRequest
 from ..specs import LaunchRequest, format_size
+from ..states import StateView
 
 Chunk = dict[str, Any]
 
 
-class Record(Protocol):
+class Record(StateView, Protocol):
     """What the server reads of a model record (read-only: only the manager changes records)."""
 
-    @property
-    def uid(self) -> str: ...
     @property
     def model_name(self) -> str: ...
     @property
@@ -37,12 +36,6 @@ class Record(Protocol):
     def quantization(self) -> str | None: ...
     @property
     def engine(self) -> str | None: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def progress(self) -> float: ...
-    @property
-    def error(self) -> str | None: ...
     @property
     def pid(self) -> int | None: ...
     @property
