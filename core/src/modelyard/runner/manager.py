@@ -675,7 +675,7 @@ class ModelManager(OnDemand, Scaling):
         record = slot.record
         require_ready(record)
         serving = [r for r in slot.replicas if r.serving]
-        if record.state == "terminating" or not serving:
+        if not serving:  # a ready record whose replicas are all stopping: it is going away
             raise Unavailable(f"model {uid!r} is being terminated")
         chosen = serving[0]
         if len(serving) > 1:
