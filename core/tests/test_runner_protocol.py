@@ -294,3 +294,32 @@ async def test_lingering_frames_share_one_write_and_a_frame_that_cannot_wait_tak
     assert (await receiver.receive()).id == 5
     await sender.aclose()
     await receiver.aclose()
+
+
+async def test_a_frame_buffered_too_long_leaves_before_the_loop_iteration_ends() -> None:
+    import socket
+    import time
+
+    from anyio.abc import SocketAttribute
+
+    peer, frames = await _socket_frames(p.TO_RUNNER)
+    raw = peer.extra(SocketAttribute.raw_socket)
+
+    def on_the_wire() -> bytes:
+        try:
+            return raw.recv(1 << 16, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return b""
+
+    # None of this yields to the loop: one long iteration, as a burst of requests makes it.
+    await frames.send(p.Ping(1))
+    assert on_the_wire() == b""  # a fresh frame waits for the iteration's end (or company)
+    time.sleep(p.FLUSH_AFTER * 2)
+    await frames.send(p.Ping(2))
+    assert on_the_wire() == _wire(p.Ping(1)) + _wire(p.Ping(2))
+    await frames.send(p.Ping(3))
+    assert on_the_wire() == b""
+    await anyio.sleep(0.01)  # the iteration ends: the rest leaves
+    assert on_the_wire() == _wire(p.Ping(3))
+    await frames.aclose()
+    await peer.aclose()
