@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import httpx
+from modelyard.runner.manager import openmp_waiting
 
-# modelyard starts its runners with passive OpenMP waiting (ModelManager.runner_env: spinning
-# threads of several runners starve each other); an engine's own server compared with it gets the
-# same, so that a side-by-side run measures the serving path rather than the waiting policy.
-SAME_OPENMP_WAITING = {"OMP_WAIT_POLICY": "PASSIVE"}
+# modelyard's runners wait in OpenMP briefly, then sleep (runner.manager.openmp_waiting); an
+# engine's own server compared with it gets the same, so that a side-by-side run measures the
+# serving path rather than the waiting policy.
+SAME_OPENMP_WAITING = openmp_waiting(os.environ)
 
 
 def free_port() -> int:

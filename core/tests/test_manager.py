@@ -452,3 +452,20 @@ async def test_the_managers_deadline_applies_without_a_launch_option(
         uid = await manager.start(plan(tmp_path, word_delay=0.3))
         with pytest.raises(GatewayTimeout, match=r"0\.5 s"):
             await collect(manager.chat(uid, chat("a b c d e f g h")))
+
+
+def test_runners_wait_briefly_in_openmp_unless_the_user_chose() -> None:
+    from modelyard.runner.manager import openmp_waiting
+
+    default = openmp_waiting({})
+    assert default == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}
+    # Either setting of the user's is kept and nothing is added beside it: GOMP_SPINCOUNT would
+    # override an OMP_WAIT_POLICY=ACTIVE the user asked for.
+    assert openmp_waiting({"OMP_WAIT_POLICY": "ACTIVE", "PATH": "/bin"}) == {
+        "OMP_WAIT_POLICY": "ACTIVE"
+    }
+    assert openmp_waiting({"GOMP_SPINCOUNT": "0"}) == {"GOMP_SPINCOUNT": "0"}
+    assert ModelManager(runner_env={"X": "1"}).runner_env == {
+        **openmp_waiting(os.environ),
+        "X": "1",
+    }
