@@ -124,6 +124,24 @@ def test_setup_logging_writes_a_rotating_file_per_run(clean_logging: Path) -> No
         setup_logging("server", "verbose")
 
 
+def test_the_log_file_rolls_over_at_its_size_limit(
+    clean_logging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import modelyard.server.logs as logs
+
+    monkeypatch.setattr(logs, "MAX_BYTES", 2000)
+    path = setup_logging("server", "info", console=False)
+    line = "x" * 90
+    for i in range(100):  # ~13 KB of records: about six files' worth
+        logging.getLogger("modelyard.test").info("%03d %s", i, line)
+    files = sorted(path.parent.glob("modelyard.log*"))
+    assert len(files) >= 5
+    # Each file stops one record past the limit at most; the newest holds the last record.
+    assert all(f.stat().st_size < 2000 + 200 for f in files)
+    assert f"099 {line}" in path.read_text()
+    assert "000 " in (path.parent / f"modelyard.log.{len(files) - 1}").read_text()
+
+
 def test_serve_binds_localhost_and_logs_to_home(
     clean_logging: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,16 @@ class _Ours:
 
 
 class _FileHandler(logging.handlers.RotatingFileHandler, _Ours):
-    pass
+    """Rolls over once the file has reached ``maxBytes``, asking the open file its size.
+
+    The standard check formats every record a second time and stats the path twice before writing
+    it; with the access log that was a tenth of the server's CPU per small request. A file may end
+    one record past ``maxBytes``."""
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None or self.maxBytes <= 0:
+            return False  # nothing written yet (emit opens it), or rotation is off
+        return os.fstat(self.stream.fileno()).st_size >= self.maxBytes
 
 
 class _ConsoleHandler(logging.StreamHandler, _Ours):
