@@ -3,8 +3,8 @@
 Threads: torch's OpenMP pool collapses when it busy-waits on cores that other work needs. For
 generation the default is the cores actually free (CPU count minus the 1-minute load, rounded), at
 most all but one, at least 1: 1 thread on a 2-core machine. Embedding and rerank models default to
-every core, torch's own default: their work comes in short batches, the runner's OpenMP threads wait
-passively (``OMP_WAIT_POLICY=PASSIVE``, set by the manager), and measured on 2 cores the second
+every core, torch's own default: their work comes in short batches, the runner's OpenMP threads
+sleep after a short spin (``runner.manager.openmp_waiting``), and measured on 2 cores the second
 thread pays (MiniLM, 64 concurrent requests: 226 vs 179 sentences/s at load 2; docs/performance.md).
 ``n_threads`` or ``MODELYARD_TORCH_THREADS`` set it.
 """
