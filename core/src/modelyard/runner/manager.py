@@ -87,11 +87,12 @@ def openmp_waiting(environ: Mapping[str, str]) -> dict[str, str]:
 
     OpenMP's default spins for milliseconds: the spinning threads of several runners (or of one
     runner beside other busy processes) take the cores the others need: on 2 cores beside one busy
-    process, torch's encode ran 1.5x slower than with passive waiting. Fully passive waiting avoids that but costs ~12% on a quiet machine (each
-    region wakes the sleeping threads through the kernel). GNU OpenMP (torch's, on Linux) spins
-    ~30 us and then sleeps with ``GOMP_SPINCOUNT=3000``, which overrides the passive policy: as fast
-    as the default when the cores are free, as passive when they are not (docs/performance.md).
-    Other OpenMP runtimes take the passive policy.
+    process, torch's encode ran 1.5x slower than with passive waiting. Fully passive waiting avoids
+    that but costs ~12% on a quiet machine (each region wakes the sleeping threads through the
+    kernel). GNU OpenMP (torch's, on Linux) spins ~30 us and then sleeps with
+    ``GOMP_SPINCOUNT=3000``, which overrides the passive policy: as fast as the default when the
+    cores are free, as passive when they are not (docs/performance.md). Other OpenMP runtimes take
+    the passive policy.
     """
     chosen = {key: environ[key] for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if key in environ}
     return chosen or {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "3000"}

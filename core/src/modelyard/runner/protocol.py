@@ -338,7 +338,8 @@ class SocketFrames(asyncio.Protocol):
             raise anyio.BrokenResourceError("the connection is closed")
         payload = ENCODER.encode(frame)
         loop = asyncio.get_running_loop()
-        if not self._outgoing:
+        fresh = not self._outgoing
+        if fresh:
             self._buffered_at = loop.time()
             if linger > 0:
                 self._lingering = loop.call_later(linger, self._flush)
@@ -349,7 +350,7 @@ class SocketFrames(asyncio.Protocol):
             self._lingering = None
             loop.call_soon(self._flush)
         self._outgoing += (_HEADER.pack(len(payload)), payload)
-        if self._lingering is None and loop.time() - self._buffered_at >= FLUSH_AFTER:
+        if not fresh and self._lingering is None and loop.time() - self._buffered_at >= FLUSH_AFTER:
             self._flush()  # the scheduled flush then finds nothing, or only later frames
         writable = self._writable
         if writable is not None:  # the peer reads slower than we write: wait for it
