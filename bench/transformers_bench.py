@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -183,6 +184,10 @@ def embed_bench(server: Server, pid: int, threads: int | None, rounds: int, clie
         str(MODELS / "all-minilm-l6-v2"), device="cpu", local_files_only=True
     )
     model.encode(["warm up"], show_progress_bar=False)
+    # This process is also the served runs' client: parsing replies triggers collections, and a
+    # full one walks torch's heap (~300 ms) in whichever run it lands. The server freezes its heap
+    # the same way (runner and serve process).
+    gc.freeze()
 
     def direct() -> float:
         start = time.perf_counter()

@@ -222,6 +222,15 @@ async def test_requests_overlap_in_the_runner(manager: ModelManager, tmp_path: P
     assert answers == ["peak=4 "] * 4
 
 
+async def test_the_runner_freezes_what_its_load_left_before_serving(
+    manager: ModelManager, tmp_path: Path
+) -> None:
+    uid = await manager.start(plan(tmp_path))
+    # A full collection would otherwise walk every object of the engine's imports during a call.
+    frozen = int((await collect(manager.chat(uid, chat("frozen")))).split("=")[1])
+    assert frozen > 10_000
+
+
 async def test_closing_a_stream_cancels_generation_in_the_engine(
     manager: ModelManager, tmp_path: Path
 ) -> None:

@@ -6,12 +6,14 @@ params steer it: ``word_delay`` (seconds between words), ``load_delay``, ``fail`
 InvalidRequest, "exit": os._exit(3), "segv": SIGSEGV during load), ``ballast_mb`` (memory held
 while loaded), ``events`` (a file where it appends what happened to each request, by ``user`` tag).
 Message commands: ``barrier N`` waits until N chat streams are active at once and reports the peak;
-the word ``pid`` is answered with the runner's pid (which replica served it).
+the word ``pid`` is answered with the runner's pid (which replica served it), ``frozen`` with the
+number of objects frozen out of the garbage collector's reach.
 """
 
 from __future__ import annotations
 
 import difflib
+import gc
 import os
 import signal
 import sys
@@ -118,7 +120,11 @@ class EchoModel(LoadedModel):
                     while self.peak < want:
                         await anyio.sleep(0.01)
                 words = [f"peak={self.peak}"]
-            words = [f"pid={os.getpid()}" if word == "pid" else word for word in words]
+            commands = {
+                "pid": lambda: f"pid={os.getpid()}",
+                "frozen": lambda: f"frozen={gc.get_freeze_count()}",
+            }
+            words = [commands[word]() if word in commands else word for word in words]
             for word in words:
                 await anyio.sleep(self.word_delay)
                 delta = {"delta": {"content": word + " "}} if chat else {"text": word + " "}

@@ -7,6 +7,7 @@ on ``Shutdown`` or when the server's end of the socket closes (the server died o
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -48,6 +49,11 @@ class Host:
                 await self._reply(p.LaunchFailed(exc.to_dict()))
                 tg.cancel_scope.cancel()
                 return 1
+            # The engine's import and load leave ~10^6 long-lived objects (torch, transformers):
+            # a full collection then walks them all, a ~300 ms stall of every call here, and
+            # the young ones are scanned against them. Frozen, collections see only what
+            # the calls allocate.
+            gc.freeze()
             await self._reply(p.Ready(model.context_length, tuple(model.abilities), os.getpid()))
             await self.stop.wait()
             tg.cancel_scope.cancel()  # cancels every call in flight: their engine streams close

@@ -8,6 +8,7 @@ grace (at most 5 s) before they are killed.
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 import sys
@@ -56,6 +57,12 @@ def serve(
     app = create_app(security=security, max_body_size=max_body_size, manager_options=options)
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            # What the imports and the app left lives as long as the process: frozen, the
+            # collections that traffic triggers skip it (a full one was a ~30 ms stall).
+            gc.freeze()
+
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             # Runs on the event loop once a signal asked to exit, before uvicorn waits for the
             # open connections: without this a long stream would hold the exit for its length.
