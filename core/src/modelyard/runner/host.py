@@ -50,9 +50,8 @@ class Host:
                 tg.cancel_scope.cancel()
                 return 1
             # The engine's import and load leave ~10^6 long-lived objects (torch, transformers):
-            # a full collection then walks them all, a ~300 ms stall of every call here, and
-            # the young ones are scanned against them. Frozen, collections see only what
-            # the calls allocate.
+            # a full collection walks them all, a ~300 ms stall of every call here (MiniLM).
+            # Frozen, the collections that calls trigger see only what the calls allocate.
             gc.freeze()
             await self._reply(p.Ready(model.context_length, tuple(model.abilities), os.getpid()))
             await self.stop.wait()
