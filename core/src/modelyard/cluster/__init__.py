@@ -26,7 +26,13 @@ from ..runner.process import RunnerProcess
 from ..runner.replicas import assign_nodes
 from ..specs import Family, Hardware, LaunchRequest, ModelSpec
 
+log = logging.getLogger("modelyard.cluster")
 NAMESPACE = "modelyard"
+# Ray can place an actor on a node that has just died and that it has not yet found dead; the
+# actor then dies before it starts. Placed by Ray's choice, it is placed again (a node-pinned one
+# is not: the same node would die again).
+PLACEMENT_RETRIES = 2
+PLACEMENT_PAUSE = 1.0  # seconds, for Ray's health check to mark the dead node
 FetchStage = Literal["downloading", "loading"]
 FETCH_POLL = 0.5
 PLAN_TIMEOUT = 60.0  # a node's first plan imports its plugins
@@ -206,20 +212,28 @@ class RayCluster:
         ``fetch``, the weights are downloaded on that node first (``load.path`` is set from it)."""
         from .host import ActorByteStream, RayHandle, host_actor
 
-        actor = host_actor(placement)
-        try:
-            if fetch is not None:
-                load = msgspec.structs.replace(load, path=await _fetch_on_node(actor, fetch))
-                fetch.on_progress("loading", 0.0)
-            started = await actor.start.remote(load.uid, load.engine, dict(env))
-        except Exception as exc:
-            import ray
+        attempt = 0
+        while True:
+            actor = host_actor(placement)
+            try:
+                if fetch is not None:
+                    load = msgspec.structs.replace(load, path=await _fetch_on_node(actor, fetch))
+                    fetch.on_progress("loading", 0.0)
+                started = await actor.start.remote(load.uid, load.engine, dict(env))
+                break
+            except Exception as exc:
+                import ray
 
-            ray.kill(actor)
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, ModelyardError):
-                raise cause from None
-            raise LaunchError(f"the runner could not start on the cluster: {exc}") from None
+                ray.kill(actor)
+                if attempt < PLACEMENT_RETRIES and placed_on_a_dead_node(exc, placement):
+                    attempt += 1
+                    log.warning("a runner's actor died before it started; placing it again")
+                    await anyio.sleep(PLACEMENT_PAUSE)
+                    continue
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, ModelyardError):
+                    raise cause from None
+                raise LaunchError(f"the runner could not start on the cluster: {exc}") from None
         node_id = started["node_id"]
         address = next((n["address"] for n in self.nodes() if n["node_id"] == node_id), None)
         return await RunnerProcess.attach(
@@ -230,6 +244,18 @@ class RayCluster:
             max_pending=max_pending,
             heartbeat_timeout=heartbeat_timeout,
         )
+
+
+def placed_on_a_dead_node(exc: BaseException, placement: Mapping[str, Any]) -> bool:
+    """Whether an actor that Ray placed died for a system reason (its node or process, not its
+    own code) before it started: then another placement can succeed."""
+    from ray.exceptions import RayActorError
+
+    return (
+        isinstance(exc, RayActorError)
+        and not exc.actor_init_failed
+        and "scheduling_strategy" not in placement
+    )
 
 
 def _available_per_node() -> dict[str, dict[str, float]]:
