@@ -182,6 +182,26 @@ def test_a_supervisor_crash_leaves_no_runner_behind_and_a_new_one_starts_clean(
     assert httpx.delete(f"{second.url}/v1/models/kept", timeout=60).status_code == 200
 
 
+def test_an_actor_that_died_before_starting_is_placed_again_only_when_ray_chose_its_node(
+    ray_cluster: Any,  # Ray is imported here only after the fixture kept it on loopback
+) -> None:
+    from modelyard.cluster import placed_on_a_dead_node
+    from modelyard.errors import LaunchError
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
+
+    # Killed with its node (a system death, no cause from its own code): another node can take it.
+    # The restart below can meet this: Ray may place it on the node it has not yet found dead.
+    assert placed_on_a_dead_node(ActorDiedError(), {})
+    assert placed_on_a_dead_node(ActorUnavailableError("node gone", None), {})
+    # Pinned to that node, or failed in its own code (creation or the runner's start): it would
+    # fail the same way again.
+    assert not placed_on_a_dead_node(ActorDiedError(), {"scheduling_strategy": object()})
+    crashed = RayTaskError("RunnerHost.__init__", "Traceback ...", ValueError("bad"))
+    assert not placed_on_a_dead_node(ActorDiedError(crashed), {})
+    assert not placed_on_a_dead_node(crashed, {})
+    assert not placed_on_a_dead_node(LaunchError("no room"), {})
+
+
 def test_a_runner_whose_node_is_lost_is_relaunched_on_another_with_restart_lost(
     ray_cluster: Any, supervisor: Server, smollm2_gguf: dict[str, str]
 ) -> None:

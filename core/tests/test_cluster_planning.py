@@ -1,5 +1,4 @@
-"""Cluster planning logic (no Ray cluster): which node a launch tries first, what a refusal says,
-and when a runner whose actor died is placed again.
+"""Cluster planning logic (no Ray): which node a launch tries first, and what a refusal says.
 
 The nodes and each node's answer (its hardware, its plan or its reason) are given, standing in for
 the Ray tasks that plan on each node (a unit test of the logic around them). The real cluster is in
@@ -135,19 +134,3 @@ def test_replicas_beyond_the_clusters_room_are_a_400_saying_how_many_fit(
     # A custom resource each runner holds limits a node to as many runners as it has units.
     with pytest.raises(LaunchError, match=r"2 replica\(s\) do not fit"):
         plan(ray_cluster, 1, monkeypatch, replica=2, node_resources={"gpu_a": 1})
-
-
-def test_an_actor_that_died_before_starting_is_placed_again_only_when_ray_chose_its_node() -> None:
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError
-
-    # Killed with its node (a system death, no cause from its own code): another node can take it.
-    assert cluster_module.placed_on_a_dead_node(ActorDiedError(), {})
-    assert cluster_module.placed_on_a_dead_node(ActorUnavailableError("node gone", None), {})
-    # Pinned to that node, or failed in its own code (creation or the runner's start): it would
-    # fail the same way again.
-    pinned = {"scheduling_strategy": object()}
-    assert not cluster_module.placed_on_a_dead_node(ActorDiedError(), pinned)
-    crashed = RayTaskError("RunnerHost.__init__", "Traceback ...", ValueError("bad"))
-    assert not cluster_module.placed_on_a_dead_node(ActorDiedError(crashed), {})
-    assert not cluster_module.placed_on_a_dead_node(crashed, {})
-    assert not cluster_module.placed_on_a_dead_node(LaunchError("no room"), {})
